@@ -1,0 +1,7 @@
+"""supernet: one-shot neural architecture search (SPOS first) on plain PyTorch."""
+from .arch import ArchError, SearchSpace, fix, parse_arch
+from .nn import ChannelChoice, InputChoice, LayerChoice
+from .spaces import create
+
+__version__ = "0.1.0"
+__all__ = ["LayerChoice", "InputChoice", "ChannelChoice", "SearchSpace", "ArchError", "fix", "parse_arch", "create"]

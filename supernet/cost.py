@@ -1,0 +1,306 @@
+"""Exact FLOPs and parameter counts from per-choice lookup tables, and constraints on them.
+
+FLOPs follow the SPOS convention (REFERENCE §3): multiply-accumulates of Conv2d and Linear at
+batch 1, stem and head included; BN, ReLU, pooling and shuffles are not counted. Parameters are
+those of the fixed subnet (affine BN included), so ``params(arch) == sum(p.numel() for p in
+fix(model, arch).parameters())``.
+
+The table is built by measuring: each top-level ``LayerChoice`` is recorded at its real input
+shape during one forward, and every option of it (times every option of the width choices inside
+it) is fixed and run once at that shape. The rest of the network (stem, head, anything outside a
+choice) is measured the same way. A query is then one table lookup per choice: microseconds.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .arch import Arch, ArchError, SearchSpace, _fixed, fix
+from .nn.choices import InputChoice, LayerChoice
+
+
+def count_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
+    """Conv2d + Linear multiply-accumulates of one forward of ``module`` (inputs at batch 1)."""
+    total = 0
+
+    def hook(m, args, out):
+        nonlocal total
+        if isinstance(m, nn.Conv2d):  # C_out*H_out*W_out * (C_in/groups)*k_h*k_w
+            total += out.numel() * m.weight.shape[1] * m.weight.shape[2] * m.weight.shape[3]
+        else:
+            total += out.numel() * m.in_features
+
+    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            module(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+class CostModel:
+    """FLOPs / params of any architecture of ``model``'s space.
+
+    Args:
+        model: a supernet (any module with choices whose input shapes do not depend on other choices).
+        input_shape: one sample's shape, e.g. ``(3, 224, 224)``; for a registered space, the
+            model's ``options`` give it when omitted.
+    """
+
+    MAX_TABLE = 4096  # options per choice group; a bound so a huge nested space fails loudly
+
+    def __init__(self, model: nn.Module, input_shape: tuple[int, ...] | None = None):
+        if input_shape is None:
+            o = getattr(model, "options", None)
+            if o is None:
+                raise ValueError("input_shape is needed for a model without .options, e.g. (3, 32, 32)")
+            input_shape = (o.in_channels, o.input_size, o.input_size)
+        self.input_shape = tuple(input_shape)
+        self.space = space = SearchSpace(model)
+        device = next(model.parameters()).device
+        x = torch.zeros(1, *self.input_shape, device=device)
+        units = [m for m in model.modules() if isinstance(m, LayerChoice)]
+        nested = {id(c) for u in units for c in u.modules() if c is not u}
+        units = [u for u in units if id(u) not in nested]  # top-level choices only
+
+        # Record each unit's input shape under two different architectures: the table is exact
+        # only if a choice's input never depends on another choice.
+        shapes = [self._input_shapes(model, units, arch, x) for arch in self._probe_archs()]
+        if any(s != shapes[0] for s in shapes[1:]):
+            raise NotImplementedError("a choice's input shape depends on other choices; the lookup-table "
+                                      "cost model needs fixed input shapes per choice")
+        saved = space.state()
+        was_training = model.training
+        model.eval()
+        try:
+            self.groups = []  # (labels, {key: (flops, params)})
+            for unit, shape in zip(units, shapes[0]):
+                labels = [l for l in _labels_in(unit) if not isinstance(space.choice(l), InputChoice)]
+                self.groups.append((labels, self._measure(unit, labels, [torch.zeros(s, device=device) for s in shape])))
+            self._check_disjoint()
+            inner = {l for labels, _ in self.groups for l in labels}
+            rest = [l for l in space.labels if l not in inner and not isinstance(space.choice(l), InputChoice)]
+            self.groups.append((rest, self._measure_rest(model, rest, x)))
+        finally:
+            space.restore(saved)
+            model.train(was_training)
+        self._lookup = [(tuple(labels), table) for labels, table in self.groups]
+
+    # --- building -------------------------------------------------------------------------------
+    def _probe_archs(self) -> list[Arch]:
+        def pick(label, last):
+            c = self.space.choice(label)
+            if isinstance(c, InputChoice):
+                return list(range(c.n_options - c.n_chosen, c.n_options)) if last else list(range(c.n_chosen))
+            return c.n_options - 1 if last else 0
+        return [{l: pick(l, last) for l in self.space.labels} for last in (False, True)]
+
+    def _input_shapes(self, model, units, arch, x):
+        shapes = [None] * len(units)
+
+        def make_hook(i):
+            def hook(m, args):
+                shapes[i] = [tuple(a.shape) for a in args]
+            return hook
+
+        handles = [u.register_forward_pre_hook(make_hook(i)) for i, u in enumerate(units)]
+        saved = self.space.state()
+        was_training = model.training
+        try:
+            self.space.activate(arch)
+            model.eval()
+            with torch.no_grad():
+                model(x)
+        finally:
+            for h in handles:
+                h.remove()
+            self.space.restore(saved)
+            model.train(was_training)
+        if any(s is None for s in shapes):
+            raise NotImplementedError("some LayerChoice is not reached by the forward pass; cannot cost it")
+        return shapes
+
+    def _combos(self, labels):
+        counts = [self.space.n_options(l) for l in labels]
+        if math.prod(counts) > self.MAX_TABLE:
+            raise NotImplementedError(f"choice group {labels} has {math.prod(counts)} combinations "
+                                      f"(> {self.MAX_TABLE}); too many to tabulate")
+        return itertools.product(*(range(n) for n in counts))
+
+    def _measure(self, unit, labels, inputs):
+        table = {}
+        for key in self._combos(labels):
+            for label, v in zip(labels, key):
+                for m in self.space._modules[label]:
+                    m.active, m.weights = v, None
+            sub = _fixed(unit).eval()
+            table[key] = (count_macs(sub, *inputs), count_params(sub))
+        return table
+
+    def _measure_rest(self, model, labels, x):
+        """Cost outside the top-level choices: whole fixed model minus the tabulated units."""
+        table = {}
+        base = self._probe_archs()[0]
+        for key in self._combos(labels):
+            arch = {**base, **dict(zip(labels, key))}
+            sub = fix(model, arch).eval()
+            flops, params = count_macs(sub, x), count_params(sub)
+            for unit_labels, unit_table in self.groups:
+                f, p = unit_table[tuple(arch[l] for l in unit_labels)]
+                flops, params = flops - f, params - p
+            table[key] = (flops, params)
+        return table
+
+    def _check_disjoint(self):
+        seen = set()
+        for labels, _ in self.groups:
+            if seen & set(labels):
+                raise NotImplementedError(f"labels {sorted(seen & set(labels))} are shared between choices; "
+                                          "the min/max range is not separable")
+            seen |= set(labels)
+
+    # --- queries --------------------------------------------------------------------------------
+    def cost(self, arch: Arch) -> tuple[int, int]:
+        """(flops, params) of a valid architecture; a handful of dict lookups."""
+        flops = params = 0
+        try:
+            for labels, table in self._lookup:
+                f, p = table[tuple(arch[l] for l in labels)]
+                flops += f
+                params += p
+        except (KeyError, TypeError):
+            self.space.validate(arch)  # raises a clear ArchError
+            raise
+        return flops, params
+
+    def flops(self, arch: Arch) -> int:
+        return self.cost(arch)[0]
+
+    def params(self, arch: Arch) -> int:
+        return self.cost(arch)[1]
+
+    def range(self) -> dict:
+        """Exact min/max FLOPs and params over the whole space (the groups are independent)."""
+        out = {}
+        for i, name in enumerate(("flops", "params")):
+            out[f"{name}_min"] = sum(min(v[i] for v in t.values()) for _, t in self.groups)
+            out[f"{name}_max"] = sum(max(v[i] for v in t.values()) for _, t in self.groups)
+        return out
+
+    def extreme_arch(self, metric: str = "flops", largest: bool = False) -> Arch:
+        """The architecture with the smallest (or largest) FLOPs or params."""
+        i = ("flops", "params").index(metric)
+        arch = dict(self._probe_archs()[0])
+        pick = max if largest else min
+        for labels, table in self.groups:
+            key = pick(table, key=lambda k: table[k][i])
+            arch.update(zip(labels, key))
+        return arch
+
+
+def _labels_in(module: nn.Module) -> list[str]:
+    from .nn.choices import Choice
+    seen = []
+    for m in module.modules():
+        if isinstance(m, Choice) and m.label not in seen:
+            seen.append(m.label)
+    return seen
+
+
+# --- constraints -----------------------------------------------------------------------------------
+METRICS = ("flops", "params")
+_UNITS = {"": 1, "k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6, "g": 1e9, "G": 1e9}
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``min <= metric(arch) <= max``; either bound may be None."""
+
+    metric: str
+    min: float | None = None
+    max: float | None = None
+
+    def __post_init__(self):
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown constraint metric {self.metric!r}; use one of {METRICS}")
+        if self.min is None and self.max is None:
+            raise ValueError("a constraint needs a min or a max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"constraint {self.metric}: min {self.min:g} > max {self.max:g}")
+
+    def ok(self, value: float) -> bool:
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+    def __str__(self) -> str:
+        lo = "" if self.min is None else f"{_fmt(self.min)} <= "
+        hi = "" if self.max is None else f" <= {_fmt(self.max)}"
+        return f"{lo}{self.metric}{hi}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Constraint":
+        """``"flops<=330M"``, ``"params<3.5e6"``, ``"flops>=290e6"``, ``"flops=290M..360M"``."""
+        t = text.replace(" ", "")
+        m = re.fullmatch(r"(flops|params)(<=|>=|<|>|=|in)(.+)", t)
+        if not m:
+            raise ValueError(f"cannot read constraint {text!r}; write e.g. flops<=330M, params<=3.5M or flops=290M..360M")
+        metric, op, rhs = m.groups()
+        if op in ("=", "in"):
+            lo, sep, hi = rhs.strip("[]").replace(",", "..").partition("..")
+            if not sep:
+                raise ValueError(f"constraint {text!r}: a range is written lo..hi, e.g. flops=290M..360M")
+            return cls(metric, _num(lo, text), _num(hi, text))
+        value = _num(rhs, text)
+        return cls(metric, max=value) if op.startswith("<") else cls(metric, min=value)
+
+
+def _num(s: str, text: str) -> float:
+    m = re.fullmatch(r"([0-9.eE+-]+)([kKmMgG]?)", s)
+    try:
+        return float(m[1]) * _UNITS[m[2]]
+    except (TypeError, ValueError):
+        raise ValueError(f"constraint {text!r}: {s!r} is not a number (e.g. 330M or 3.3e8)") from None
+
+
+def _fmt(v: float) -> str:
+    return f"{v / 1e6:g}M" if v >= 1e6 else f"{v:g}"
+
+
+class Constraints:
+    """All of several constraints, checked against a cost model."""
+
+    def __init__(self, cost: CostModel, constraints: list[Constraint] | list[str] = ()):
+        self.cost = cost
+        self.items = [c if isinstance(c, Constraint) else Constraint.parse(c) for c in constraints]
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def __str__(self) -> str:
+        return " and ".join(map(str, self.items)) or "none"
+
+    def ok(self, arch: Arch) -> bool:
+        if not self.items:
+            return True
+        flops, params = self.cost.cost(arch)
+        values = {"flops": flops, "params": params}
+        return all(c.ok(values[c.metric]) for c in self.items)
+
+    def check_feasible(self) -> None:
+        """Raise at once if no architecture can meet a constraint, naming the feasible range."""
+        r = self.cost.range()
+        for c in self.items:
+            lo, hi = r[f"{c.metric}_min"], r[f"{c.metric}_max"]
+            if (c.max is not None and c.max < lo) or (c.min is not None and c.min > hi):
+                raise ValueError(f"constraint {c} cannot be met: this space's {c.metric} range is "
+                                 f"{_fmt(lo)} .. {_fmt(hi)} ({lo:,} .. {hi:,})")

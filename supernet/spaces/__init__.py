@@ -1,0 +1,60 @@
+"""A small registry of search spaces, created by name with typed options.
+
+    >>> from supernet.spaces import create
+    >>> model = create("shufflenet-cifar", width_mult=0.25, channel_search=True)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from torch import nn
+
+from ..config import ConfigError, from_dict, to_dict
+from .shufflenet import ShuffleNet, ShuffleNetOptions
+
+
+@dataclass(frozen=True)
+class SpaceEntry:
+    name: str
+    options: type           # a dataclass of the space's options
+    defaults: dict          # this entry's values for some of those options
+    build: Callable[[Any], nn.Module]
+    doc: str
+
+
+SPACES: dict[str, SpaceEntry] = {}
+
+
+def register(name: str, options: type, build: Callable, doc: str, **defaults) -> None:
+    if name in SPACES:
+        raise ValueError(f"space {name!r} is already registered")
+    SPACES[name] = SpaceEntry(name, options, defaults, build, doc)
+
+
+def entry(name: str) -> SpaceEntry:
+    if name not in SPACES:
+        raise ConfigError(f"unknown space {name!r}; registered spaces: {', '.join(SPACES)}")
+    return SPACES[name]
+
+
+def space_options(name: str, overrides: dict | None = None):
+    """The typed options of space ``name`` with ``overrides`` applied (unknown keys are errors)."""
+    e = entry(name)
+    data = {**to_dict(e.options()), **e.defaults, **(overrides or {})}
+    try:
+        return from_dict(e.options, data)
+    except ConfigError as err:
+        raise ConfigError(f"space {name!r}: {err}") from None
+
+
+def create(name: str, **options) -> nn.Module:
+    """Build the supernet of space ``name``."""
+    return entry(name).build(space_options(name, options))
+
+
+register("shufflenet", ShuffleNetOptions, ShuffleNet,
+         "SPOS ImageNet space: 20 ShuffleNetV2 layers x 4 blocks (k3/k5/k7/xception), 224x224, 1000 classes")
+register("shufflenet-cifar", ShuffleNetOptions, ShuffleNet,
+         "SPOS CIFAR-10 space (ShunLu91): stride-1 stem, stride 2 at layers 4 and 8, 32x32, 10 classes",
+         input_size=32, num_classes=10, stem_stride=1, stage_strides=(1, 2, 2, 1))

@@ -1,0 +1,112 @@
+import pytest
+import torch
+from torch import nn
+
+from supernet.nn import ChannelChoice, InputChoice, LayerChoice, SlicedBatchNorm2d, SlicedConv2d
+
+
+def test_layer_choice_runs_the_active_candidate_and_names_its_label_when_none():
+    lc = LayerChoice([nn.Linear(4, 3), nn.Linear(4, 3)], label="op")
+    x = torch.randn(2, 4)
+    with pytest.raises(RuntimeError, match="'op' has no active option"):
+        lc(x)
+    lc.active = 1
+    assert torch.equal(lc(x), lc[1](x))
+    lc.active = 0
+    assert torch.equal(lc(x), lc[0](x))
+
+
+def test_layer_choice_dict_candidates_keep_names_and_order():
+    lc = LayerChoice({"a": nn.Identity(), "b": nn.ReLU()}, label="act")
+    assert lc.values == ["a", "b"] and len(lc) == 2
+    lc.active = 1
+    assert torch.equal(lc(torch.tensor([-1.0, 2.0])), torch.tensor([0.0, 2.0]))
+
+
+def test_layer_choice_weights_mix_candidates_and_active_restricts_them():
+    lc = LayerChoice([nn.Linear(4, 3), nn.Linear(4, 3), nn.Linear(4, 3)], label="op")
+    x = torch.randn(2, 4)
+    w = torch.softmax(torch.randn(3), 0)
+    lc.weights = w  # DARTS: every candidate, weighted
+    expected = sum(w[i] * lc[i](x) for i in range(3))
+    assert torch.allclose(lc(x), expected)
+    lc.active = [0, 2]  # Proxyless: only the sampled pair
+    assert torch.allclose(lc(x), w[0] * lc[0](x) + w[2] * lc[2](x))
+
+
+def test_input_choice_selects_reduces_and_mixes():
+    xs = [torch.full((1, 2), float(i)) for i in range(4)]
+    ic = InputChoice(4, 2, label="in")
+    with pytest.raises(RuntimeError, match="'in'"):
+        ic(xs)
+    ic.active = [1, 3]
+    assert torch.equal(ic(xs), torch.full((1, 2), 4.0))
+    ic = InputChoice(4, 2, label="in", reduction="concat")
+    ic.active = [0, 2]
+    assert torch.equal(ic(xs), torch.tensor([[0.0, 0.0, 2.0, 2.0]]))
+    ic = InputChoice(4, 2, label="in", reduction="mean")
+    ic.active = [1, 3]
+    assert torch.equal(ic(xs), torch.full((1, 2), 2.0))
+    ic.weights = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    assert torch.allclose(ic(xs), torch.full((1, 2), 0.2 + 0.6 + 1.2))
+    with pytest.raises(ValueError, match="expects 4 inputs"):
+        ic(xs[:3])
+    with pytest.raises(ValueError, match="n_chosen"):
+        InputChoice(2, 3, label="bad")
+
+
+def test_sliced_conv_uses_the_leading_channels_of_the_largest_kernel():
+    w = ChannelChoice([2, 4, 6], label="w")
+    pw = SlicedConv2d(5, 6, 1, out_width=w)
+    dw = SlicedConv2d(6, 6, 3, padding=1, depthwise=True, in_width=w)
+    x = torch.randn(2, 5, 7, 7)
+    for i, c in enumerate(w.values):
+        w.active = i
+        y = pw(x)
+        assert y.shape[1] == c
+        assert torch.allclose(y, nn.functional.conv2d(x, pw.weight[:c]))
+        fixed = pw.fixed()
+        assert type(fixed) is nn.Conv2d and fixed.out_channels == c and torch.allclose(fixed(x), y)
+        z = dw(y)
+        assert torch.allclose(z, dw.fixed()(y)) and dw.fixed().groups == c
+
+
+def test_sliced_bn_updates_only_the_active_slice_of_its_statistics():
+    w = ChannelChoice([2, 4], label="w")
+    bn = SlicedBatchNorm2d(4, w, affine=False)
+    w.active = 0
+    bn.train()
+    bn(torch.randn(8, 2, 3, 3) + 5)
+    assert (bn.running_mean[:2] > 0.1).all() and torch.equal(bn.running_mean[2:], torch.zeros(2))
+    fixed = bn.fixed()
+    assert fixed.affine and fixed.num_features == 2 and torch.equal(fixed.running_mean, bn.running_mean[:2])
+
+
+def test_sliced_bn_cumulative_average_matches_plain_batchnorm():
+    w = ChannelChoice([3], label="w")
+    sliced = SlicedBatchNorm2d(3, w, momentum=None)
+    plain = nn.BatchNorm2d(3, momentum=None)
+    w.active = 0
+    for _ in range(3):
+        x = torch.randn(4, 3, 2, 2)
+        sliced(x)
+        plain(x)
+    assert torch.allclose(sliced.running_mean, plain.running_mean)
+    assert torch.allclose(sliced.running_var, plain.running_var)
+
+
+def test_channel_choice_mixing_with_one_hot_weights_equals_sampling():
+    from supernet.spaces.shufflenet import ShuffleBlock
+    w = ChannelChoice([2, 4, 6, 8], label="w")
+    block = ShuffleBlock(8, 16, 2, "k3", 8, affine=False, mid_choice=w).eval()
+    x = torch.randn(2, 8, 8, 8)
+    for i in range(4):
+        w.active, w.weights = i, None
+        sampled = block(x)
+        w.active, w.weights = None, torch.nn.functional.one_hot(torch.tensor(i), 4).float()
+        assert torch.allclose(block(x), sampled, atol=1e-6)
+
+
+def test_sliced_layer_rejects_a_choice_of_the_wrong_size():
+    with pytest.raises(ValueError, match="tops out at 4"):
+        SlicedConv2d(3, 6, 1, out_width=ChannelChoice([2, 4], label="w"))
