@@ -12,8 +12,11 @@ import sys
 
 from .arch import ArchError
 from .config import ConfigError, parse_overrides, to_dict
+from .train.loop import TrainingError
 
-USER_ERRORS = (ConfigError, ArchError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError)
+# ValueError covers ConfigError, ArchError, CheckpointError, DataError and bad constraints.
+USER_ERRORS = (ConfigError, ArchError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError,
+               TrainingError)
 
 
 def _human(n: float) -> str:
@@ -60,6 +63,59 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def cmd_train_supernet(args) -> int:
+    from . import pipeline
+    summary = pipeline.train_supernet(args.run_dir, args.config, args.options, resume=args.resume, force=args.force)
+    print(f"supernet: step {summary.get('step', summary['steps'])}/{summary['steps']}"
+          + (f", loss {summary['loss']:.4f}, train acc {summary['acc']:.4f}" if "loss" in summary else " (already done)")
+          + f"; checkpoint {args.run_dir}/supernet/last.pt")
+    return 0
+
+
+def cmd_search(args) -> int:
+    from . import pipeline
+    r = pipeline.search(args.run_dir, args.options, resume=args.resume, force=args.force)
+    b = r["best"]
+    print(f"search: {r['evaluated']} candidates; best held-out top-1 {b['top1']:.4f} top-5 {b['top5']:.4f}, "
+          f"{_human(b['flops'])} FLOPs, {_human(b['params'])} params -> {args.run_dir}/search/best_arch.json")
+    return 0
+
+
+def cmd_retrain(args) -> int:
+    from . import pipeline
+    summary = pipeline.retrain(args.run_dir, args.arch, args.options, resume=args.resume, force=args.force)
+    print(f"retrain: step {summary.get('step', summary['steps'])}/{summary['steps']}"
+          + (f", loss {summary['loss']:.4f}, train acc {summary['acc']:.4f}" if "loss" in summary else " (already done)")
+          + f"; checkpoint {args.run_dir}/retrain/last.pt")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from . import pipeline
+    r = pipeline.evaluate(args.run_dir)
+    print(f"evaluate: test top-1 {r['top1']:.4f}, top-5 {r['top5']:.4f} on {r['n']} images -> {args.run_dir}/eval.json")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from . import pipeline
+    r = pipeline.export(args.run_dir, args.options)
+    check = "onnxruntime not installed, not checked" if r["max_abs_diff"] is None else \
+        f"matches PyTorch, max |diff| {r['max_abs_diff']:.2e}"
+    print(f"export: {r['arch']}, {r['onnx']} ({check})")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+    run_demo(args.run_dir, args.options)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="supernet", description="One-shot neural architecture search (SPOS).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -73,7 +129,41 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--arch", help="an architecture: a JSON string, a JSON file, or an NNI-format file")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=cmd_info)
+
+    def stage(name, func, help_, config=False, arch=False, resume=True, options=True):
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.add_argument("--run-dir", required=name != "demo", default=None, type=_path,
+                        help="the run directory (created by train-supernet; read by later stages)")
+        if config:
+            sp.add_argument("--config", help="a YAML config file, or a packaged one: digits, cifar10, imagenet")
+        if arch:
+            sp.add_argument("--arch", help="architecture to retrain (default: RUN_DIR/search/best_arch.json); "
+                                           "JSON string, JSON file or NNI file")
+        if resume:
+            sp.add_argument("--resume", action="store_true", help="continue this stage where it stopped")
+            sp.add_argument("--force", action="store_true", help="start this stage over, replacing its results")
+        if options:
+            sp.add_argument("options", nargs="*", metavar="key=value",
+                            help="dotted config overrides, e.g. supernet.steps=100 (a stage's own keys need no prefix)")
+        sp.set_defaults(func=func)
+        return sp
+
+    stage("train-supernet", cmd_train_supernet, "train the weight-sharing supernet (SPOS uniform single-path sampling)",
+          config=True)
+    stage("search", cmd_search, "evolutionary (or random) search on the trained supernet, BN-recalibrated, "
+                                "scored on the held-out split")
+    stage("retrain", cmd_retrain, "train the searched architecture from scratch as a plain network", arch=True)
+    stage("evaluate", cmd_evaluate, "top-1 / top-5 of the retrained network on the test split -> eval.json",
+          resume=False, options=False)
+    stage("export", cmd_export, "write RUN_DIR/arch.json and RUN_DIR/model.onnx (checked against PyTorch)",
+          resume=False)
+    stage("demo", cmd_demo, "the whole pipeline on the embedded digits data, then a summary table", resume=False)
     return p
+
+
+def _path(text: str):
+    from pathlib import Path
+    return Path(text)
 
 
 def main(argv: list[str] | None = None) -> int:

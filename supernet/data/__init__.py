@@ -1,0 +1,101 @@
+"""Datasets for the pipeline: train / val (held out of train, for the search) / test.
+
+``build_data(DataConfig(...))`` returns a ``DataBundle``. Every dataset's ``__getitem__`` takes
+an ``int`` (deterministic, eval transform) or ``(index, aug_seed)`` (augmentation drawn only
+from ``aug_seed``), which the loaders in ``supernet.data.loader`` rely on for exact resumes.
+
+The search scores candidates on ``val``, a fixed part of the TRAINING data (the SPOS paper's
+protocol); ``test`` is only for the final evaluation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from torch.utils.data import Dataset
+
+from .common import DataError
+from .loader import StepBatchSampler, eval_loader, fixed_batches, train_loader
+
+NAMES = ("digits", "cifar10", "imagefolder", "synthetic")
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, how it is split and how images are prepared."""
+
+    name: Literal["digits", "cifar10", "imagefolder", "synthetic"] = "digits"  # digits ships with scikit-learn: runs anywhere, no download
+    root: Optional[str] = None  # the folder for cifar10 / imagefolder; the embedded sets need none
+    image_size: int = 32  # digits: upsampled to this; cifar10: resized if not 32; imagefolder: crop size; synthetic: size
+    val_per_class: int = 50  # held out of TRAIN to score the search, never the test set (paper: 50/class on ImageNet)
+    test_fraction: float = 0.2  # digits only (no official test split): stratified fraction kept for test
+    preprocessing: Literal["standard", "spos"] = "standard"  # spos = official SPOS input: BGR, raw 0..255, no mean/std
+    augment: bool = True  # random crop/flip (and jitter for folders) on train; off for ablations
+    num_workers: int = 0  # DataLoader workers, persistent when > 0; 0 keeps CPU tests simple
+    split_seed: int = 0  # fixes the train/val(/test) split, independent of the training seed
+    skip_corrupt: bool = False  # imagefolder: drop (and list) unreadable images instead of failing
+    synthetic_train: int = 256  # synthetic only: training images before the val hold-out
+    synthetic_test: int = 128  # synthetic only: test images
+    synthetic_classes: int = 4  # synthetic only: number of classes
+
+    def __post_init__(self):
+        def bad(field, value, fix):
+            raise ValueError(f"data.{field}={value!r} is invalid: {fix}")
+
+        if self.name not in NAMES:
+            bad("name", self.name, f"use one of {', '.join(NAMES)}")
+        if self.preprocessing not in ("standard", "spos"):
+            bad("preprocessing", self.preprocessing, "use 'standard' or 'spos'")
+        for field in ("image_size", "synthetic_train", "synthetic_test"):
+            if getattr(self, field) < 1:
+                bad(field, getattr(self, field), "it must be a positive integer")
+        if self.image_size < 4:
+            bad("image_size", self.image_size, "use at least 4 pixels")
+        if self.synthetic_classes < 2:
+            bad("synthetic_classes", self.synthetic_classes, "a classification task needs >= 2 classes")
+        if not 0 < self.test_fraction < 1:
+            bad("test_fraction", self.test_fraction, "use a fraction strictly between 0 and 1, e.g. 0.2")
+        if self.val_per_class < 1:
+            bad("val_per_class", self.val_per_class, "hold out at least 1 image per class for the search")
+        if self.num_workers < 0:
+            bad("num_workers", self.num_workers, "use 0 (load in the main process) or more")
+        if self.name in ("cifar10", "imagefolder") and not self.root:
+            bad("root", self.root, f"data.name={self.name} reads from disk; set data.root to its folder")
+
+
+@dataclass
+class DataBundle:
+    """The three splits and the facts a model needs about them."""
+
+    train: Dataset  # training split minus the held-out val images; TRAIN transforms (augmentation)
+    val: Dataset  # held out of the training data; EVAL transforms; the search scores on it
+    test: Dataset  # the test split; EVAL transforms; only `evaluate` uses it
+    num_classes: int
+    in_channels: int  # digits: 1, the others: 3
+    image_size: int
+    name: str
+
+
+def build_data(cfg: DataConfig) -> DataBundle:
+    """Load the dataset ``cfg`` names and split it.
+
+    Raises:
+        DataError: for missing or unreadable files and impossible splits, naming the path or
+            numbers and how to fix them.
+    """
+    if cfg.name == "digits":
+        from .datasets import load_digits as load
+    elif cfg.name == "cifar10":
+        from .datasets import load_cifar10 as load
+    elif cfg.name == "imagefolder":
+        from .imagefolder import load_imagefolder as load
+    else:
+        from .datasets import load_synthetic as load
+    train, val, test = load(cfg)
+    return DataBundle(train=train, val=val, test=test, num_classes=train.num_classes,
+                      in_channels=1 if cfg.name == "digits" else 3,
+                      image_size=cfg.image_size, name=cfg.name)
+
+
+__all__ = ["DataConfig", "DataBundle", "DataError", "build_data", "StepBatchSampler",
+           "train_loader", "eval_loader", "fixed_batches"]

@@ -1,0 +1,143 @@
+"""Data loaders whose batches are a pure function of (seed, step).
+
+``StepBatchSampler`` yields, for each training step, the indices of that step's batch together
+with one augmentation seed per image. Datasets draw a sample's augmentation only from its seed,
+so the batch at step t is the same whether it is loaded in the main process or a worker, in
+this run or in a run resumed at step t (the DataLoader's own RNG is never used).
+"""
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .common import DataError, mix_seed
+
+
+def _aug_seed(seed: int, step: int, k: int) -> int:
+    return ((seed * 1_000_003 + step) * 4099 + k) % 2**63
+
+
+class StepBatchSampler(Sampler):
+    """Batches of ``(index, aug_seed)`` for steps ``start_step .. start_step + num_steps - 1``.
+
+    Step t is in epoch ``t // (n // batch_size)`` (the last partial batch is dropped); each epoch
+    is a fresh permutation of ``range(n)`` seeded by (seed, epoch). With ``world_size > 1`` rank r
+    keeps the elements k of the global batch with ``k % world_size == r``, so the ranks' batches
+    are disjoint and together form the single-process batch.
+
+    Args:
+        n: dataset length.
+        batch_size: the GLOBAL batch size (all ranks together).
+        seed: the run's data seed.
+        start_step: first step to yield (resume at the checkpoint's step).
+        num_steps: how many steps to yield; ``len(sampler)``.
+        rank: this process's rank.
+        world_size: number of processes.
+
+    Raises:
+        DataError: if ``n < batch_size`` or ``batch_size`` is not divisible by ``world_size``.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, start_step: int, num_steps: int,
+                 rank: int = 0, world_size: int = 1):
+        if batch_size < 1 or n < batch_size:
+            raise DataError(f"the training split has {n} images but batch_size is {batch_size}; "
+                            f"use a batch_size between 1 and {n} (or more data)")
+        if world_size < 1 or batch_size % world_size:
+            raise DataError(f"batch_size {batch_size} must be divisible by world_size {world_size} "
+                            f"(it is the global batch, split evenly across processes)")
+        if not 0 <= rank < world_size:
+            raise DataError(f"rank {rank} must lie in 0..{world_size - 1}")
+        if start_step < 0 or num_steps < 0:
+            raise DataError(f"start_step ({start_step}) and num_steps ({num_steps}) must be >= 0")
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.start_step, self.num_steps = start_step, num_steps
+        self.rank, self.world_size = rank, world_size
+        self.batches_per_epoch = n // batch_size
+        self._epoch: Optional[int] = None
+        self._perm: Optional[torch.Tensor] = None
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        """The order of ``range(n)`` in ``epoch`` (cached: one randperm per epoch, not per step)."""
+        if epoch != self._epoch:
+            gen = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
+            self._perm, self._epoch = torch.randperm(self.n, generator=gen), epoch
+        return self._perm
+
+    def batch(self, step: int) -> list[tuple[int, int]]:
+        """This rank's ``(index, aug_seed)`` pairs for ``step``."""
+        epoch, j = divmod(step, self.batches_per_epoch)
+        idx = self.permutation(epoch)[j * self.batch_size:(j + 1) * self.batch_size].tolist()
+        return [(i, _aug_seed(self.seed, step, k)) for k, i in enumerate(idx)
+                if k % self.world_size == self.rank]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for t in range(self.start_step, self.start_step + self.num_steps):
+            yield self.batch(t)
+
+    def __len__(self) -> int:
+        return self.num_steps
+
+
+def _loader_kwargs(num_workers: int, device) -> dict:
+    # A private generator: without one, DataLoader draws its workers' base seed from the global
+    # torch RNG, which would shift the dropout stream of a resumed run. (Augmentation never uses
+    # that seed: it comes from the (index, aug_seed) pairs.)
+    kw = dict(num_workers=num_workers, pin_memory=torch.device(device).type == "cuda",
+              persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(0))
+    if num_workers > 0:
+        kw["prefetch_factor"] = 4  # a few batches ahead per worker hides decode-time jitter
+    return kw
+
+
+def train_loader(dataset: Dataset, batch_size: int, seed: int, start_step: int, num_steps: int,
+                 num_workers: int = 0, device="cpu", rank: int = 0, world_size: int = 1) -> DataLoader:
+    """A loader yielding ``num_steps`` augmented batches from ``start_step`` on.
+
+    Each batch is ``(images (B, C, H, W) float32, labels (B,) int64)`` with
+    ``B = batch_size // world_size``; see ``StepBatchSampler`` for which images.
+    """
+    sampler = StepBatchSampler(len(dataset), batch_size, seed, start_step, num_steps,
+                               rank=rank, world_size=world_size)
+    return DataLoader(dataset, batch_sampler=sampler, **_loader_kwargs(num_workers, device))
+
+
+def eval_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, device="cpu") -> DataLoader:
+    """Sequential, unshuffled batches of the eval transform, the last partial batch kept."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=False,
+                      **_loader_kwargs(num_workers, device))
+
+
+def fixed_batches(dataset: Dataset, batch_size: int, num_batches: int,
+                  seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``num_batches`` augmented training batches, materialised in memory.
+
+    Used for BN recalibration, so every candidate sees exactly the same images. Indices come from
+    seeded permutations of the dataset, concatenated (cycling) when it is smaller than
+    ``batch_size * num_batches``; the augmentation of image k of batch b is seeded by
+    (seed, b, k).
+
+    Returns:
+        A list of ``(images, labels)`` tensor pairs.
+    """
+    if batch_size < 1 or num_batches < 0:
+        raise DataError(f"fixed_batches needs batch_size >= 1 and num_batches >= 0, "
+                        f"got {batch_size} and {num_batches}")
+    n, need = len(dataset), batch_size * num_batches
+    if n == 0 and need:
+        raise DataError("fixed_batches: the dataset is empty")
+    perms, have, cycle = [], 0, 0
+    while have < need:  # bounded: ceil(need / n) permutations
+        gen = torch.Generator().manual_seed(mix_seed(seed, 7919, cycle))  # 7919: apart from epochs
+        perms.append(torch.randperm(n, generator=gen))
+        have, cycle = have + n, cycle + 1
+    order = torch.cat(perms)[:need].tolist() if perms else []
+    out = []
+    for b in range(num_batches):
+        items = [dataset[(i, _aug_seed(mix_seed(seed, 7919), b, k))]
+                 for k, i in enumerate(order[b * batch_size:(b + 1) * batch_size])]
+        out.append((torch.stack([x for x, _ in items]),
+                    torch.tensor([y for _, y in items], dtype=torch.long)))
+    return out

@@ -1,0 +1,235 @@
+"""The SPOS pipeline, one function per stage; each reads the previous stage's artifacts by path.
+
+    runs/NAME/
+      config.yaml                       the resolved config of every stage run here
+      supernet/last.pt step-*.pt metrics.jsonl
+      search/state.json history.jsonl topk.json best_arch.json search.png
+      retrain/last.pt metrics.jsonl
+      eval.json arch.json model.onnx
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch.utils.data import Subset
+
+from .arch import SearchSpace, fix, parse_arch
+from .config import ConfigError, RunConfig, dump_config, load_config, to_dict
+from .cost import Constraint, Constraints, CostModel
+from .data import build_data
+from .data.loader import eval_loader, fixed_batches
+from .io import read_json, write_json, write_text
+from .search import CandidateEvaluator, EvolutionSearch, recalibrate_bn
+from .search.plot import plot_search
+from .spaces import create
+from .strategies import PathSampler
+from .train import CheckpointError, evaluate as evaluate_model, fit, load_checkpoint, save_checkpoint
+from .train.device import resolve_device
+
+PACKAGED_CONFIGS = Path(__file__).parent / "configs"
+# Keys a later stage may change besides its own section: where the data lives and how it is read.
+SHARED_KEYS = {"data": {"root", "num_workers"}}
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A config path, or the name of a packaged config (``digits``, ``cifar10``, ``imagenet``)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    packaged = PACKAGED_CONFIGS / f"{name}.yaml"
+    if packaged.is_file():
+        return packaged
+    names = ", ".join(sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml")))
+    raise ConfigError(f"config {str(name)!r} is neither a file nor a packaged config ({names})")
+
+
+def stage_config(run_dir: Path, overrides: list[str], section: str) -> RunConfig:
+    """The run's saved config with this stage's overrides, which may only touch its own section."""
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"{run_dir} has no config.yaml: run 'supernet train-supernet --run-dir {run_dir}' first")
+    from .config import _relative, parse_overrides
+    extra = _relative(parse_overrides(overrides), section)
+    for sec, values in extra.items():
+        bad = [k for k in values if sec != section and k not in SHARED_KEYS.get(sec, ())]
+        if bad:
+            raise ConfigError(f"{section} may not change {sec}.{bad[0]} (it was fixed when the supernet was trained); "
+                              f"use a new --run-dir to change it")
+    cfg = load_config(saved, extra)
+    write_text(saved, dump_config(cfg))
+    return cfg
+
+
+def space_options(cfg: RunConfig, data) -> dict:
+    """The space options: the config's, with what the data dictates."""
+    return {**cfg.space.options, "num_classes": data.num_classes, "in_channels": data.in_channels,
+            "input_size": data.image_size}
+
+
+def _load_supernet(run_dir: Path, cfg: RunConfig, data, device):
+    ck = load_checkpoint(run_dir / "supernet" / "last.pt", map_location="cpu")
+    options = space_options(cfg, data)
+    meta = {"kind": "supernet", "space": cfg.space.name, "options": options}
+    if ck["meta"] != meta:
+        raise CheckpointError(f"{run_dir / 'supernet' / 'last.pt'} does not match this run's space/data: "
+                              f"{ck['meta']} vs {meta}")
+    if ck["step"] < cfg.supernet.steps:
+        print(f"note: the supernet checkpoint is at step {ck['step']} of {cfg.supernet.steps}")
+    model = create(cfg.space.name, **options)
+    model.load_state_dict(ck["model"])
+    return model.to(device)
+
+
+# --- stages ------------------------------------------------------------------------------------------
+def train_supernet(run_dir: Path, config: Optional[str | Path], overrides: list[str] = (), resume: bool = False,
+                   force: bool = False) -> dict:
+    run_dir = Path(run_dir)
+    if resume and config is None:
+        cfg = load_config(run_dir / "config.yaml", overrides, section="supernet")
+    else:
+        if config is None:
+            raise ConfigError("train-supernet needs --config FILE (or --resume on an existing run)")
+        cfg = load_config(resolve_config_path(config), overrides, section="supernet")
+    if not resume and (run_dir / "supernet" / "last.pt").exists() and not force:
+        raise CheckpointError(f"{run_dir} already holds a supernet; pass --resume to continue it or --force to start "
+                              f"over (or use a new --run-dir)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", dump_config(cfg))
+    data = build_data(cfg.data)
+    options = space_options(cfg, data)
+    model = create(cfg.space.name, **options)
+    space = SearchSpace(model)
+    s = cfg.supernet.sampling
+    cost = CostModel(model) if (s.constraints or s.flops_bins) else None
+    sampler = PathSampler(space, cfg.supernet.seed, cost, Constraints(cost, s.constraints) if cost else None,
+                          s.flops_bins, s.max_tries)
+    summary = fit(model, data.train, cfg.supernet, run_dir / "supernet",
+                  meta={"kind": "supernet", "space": cfg.space.name, "options": options},
+                  run_config=to_dict(cfg), before_step=lambda step: space.activate(sampler(step), check=False),
+                  resume=resume, force=force, num_workers=cfg.data.num_workers, desc="supernet")
+    return {**summary, "bin_fallbacks": sampler.fallbacks}
+
+
+def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force: bool = False) -> dict:
+    run_dir = Path(run_dir)
+    cfg = stage_config(run_dir, overrides, "search")
+    sc = cfg.search
+    out = run_dir / "search"
+    state_path = out / "state.json"
+    state = None
+    if resume:
+        if not state_path.exists():
+            raise CheckpointError(f"nothing to resume: {state_path} does not exist (run without --resume)")
+        state = read_json(state_path)
+    elif state_path.exists() and not force:
+        raise CheckpointError(f"{out} already holds a search; pass --resume to continue it or --force to start over")
+    device = resolve_device(sc.device)
+    data = build_data(cfg.data)  # the search reads data.train (recalibration) and data.val (scores) only
+    model = _load_supernet(run_dir, cfg, data, device)
+    cost = CostModel(model)
+    constraints = Constraints(cost, sc.constraints)
+    val = data.val if sc.val_images is None else Subset(data.val, range(min(sc.val_images, len(data.val))))
+    evaluator = CandidateEvaluator(
+        model, fixed_batches(data.train, sc.recal_batch_size, sc.recal_batches, sc.seed),
+        list(eval_loader(val, sc.val_batch_size)), device=device)
+    engine = EvolutionSearch(SearchSpace(model), evaluator, sc, cost, constraints, state=state)
+
+    def save(engine: EvolutionSearch, new: list) -> None:
+        write_json(state_path, engine.state_dict())
+        write_text(out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in engine.results))
+        write_json(out / "topk.json", engine.topk)
+
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    topk = engine.run(on_generation=save, progress=sc.progress)
+    if not topk:
+        raise ValueError("the search evaluated no candidate; loosen search.constraints")
+    best = topk[0]
+    write_json(out / "best_arch.json", {"arch": best["arch"], "space": cfg.space.name, **{
+        k: best[k] for k in ("top1", "top5", "flops", "params", "generation")}})
+    bounds = [Constraint.parse(c) if isinstance(c, str) else c for c in sc.constraints]
+    flops_max = min((c.max for c in bounds if c.metric == "flops" and c.max is not None), default=None)
+    flops_min = max((c.min for c in bounds if c.metric == "flops" and c.min is not None), default=None)
+    plot_search(engine.results, out / "search.png", flops_max, flops_min,
+                title=f"{sc.algorithm} search on {cfg.space.name}: best top-1 {100 * best['top1']:.2f}%")
+    first = [r["top1"] for r in engine.results if r["generation"] == 0]
+    return {"best": best, "evaluated": len(engine.results), "seconds": time.perf_counter() - t0,
+            "random_mean_top1": sum(first) / len(first) if first else None}
+
+
+def _arch_for_retrain(run_dir: Path, arch_path, space: SearchSpace) -> dict:
+    if arch_path is not None:
+        return parse_arch(arch_path, space)
+    best = run_dir / "search" / "best_arch.json"
+    if not best.is_file():
+        raise ConfigError(f"{best} does not exist: run 'supernet search --run-dir {run_dir}' first or pass --arch FILE")
+    return parse_arch(best, space)
+
+
+def build_subnet(cfg: RunConfig, data, arch: dict):
+    """The stand-alone network of ``arch``: freshly initialised, affine BN (REFERENCE §6)."""
+    supernet = create(cfg.space.name, **space_options(cfg, data))
+    return fix(supernet, parse_arch(arch, SearchSpace(supernet)), weights="init")
+
+
+def retrain(run_dir: Path, arch_path=None, overrides: list[str] = (), resume: bool = False, force: bool = False) -> dict:
+    run_dir = Path(run_dir)
+    cfg = stage_config(run_dir, overrides, "retrain")
+    data = build_data(cfg.data)
+    space = SearchSpace(create(cfg.space.name, **space_options(cfg, data)))
+    arch = _arch_for_retrain(run_dir, arch_path, space)
+    model = build_subnet(cfg, data, arch)
+    meta = {"kind": "subnet", "space": cfg.space.name, "options": space_options(cfg, data), "arch": arch}
+    out = run_dir / "retrain"
+    summary = fit(model, data.train, cfg.retrain, out, meta=meta, run_config=to_dict(cfg), resume=resume,
+                  force=force, num_workers=cfg.data.num_workers, desc="retrain")
+    rc = cfg.retrain
+    ck = load_checkpoint(out / "last.pt")
+    if rc.bn_recal_batches and not ck.get("bn_recalibrated"):
+        # The official final pass: re-estimate BN statistics with LR 0 (weights unchanged).
+        device = resolve_device(rc.device)
+        recalibrate_bn(model, fixed_batches(data.train, rc.batch_size, rc.bn_recal_batches, rc.seed + 1), device)
+        save_checkpoint(out / "last.pt", {**ck, "model": model.state_dict(), "bn_recalibrated": True})
+    return {**summary, "arch": arch}
+
+
+def load_subnet(run_dir: Path, cfg: RunConfig, data):
+    ck = load_checkpoint(run_dir / "retrain" / "last.pt")
+    model = build_subnet(cfg, data, ck["meta"]["arch"])
+    model.load_state_dict(ck["model"])
+    return model, ck["meta"]["arch"]
+
+
+def evaluate(run_dir: Path) -> dict:
+    run_dir = Path(run_dir)
+    cfg = stage_config(run_dir, [], "retrain")
+    data = build_data(cfg.data)
+    model, arch = load_subnet(run_dir, cfg, data)
+    device = resolve_device(cfg.retrain.device)
+    result = evaluate_model(model.to(device), data.test, batch_size=256, device=device, num_workers=cfg.data.num_workers)
+    flops, params = CostModel(create(cfg.space.name, **space_options(cfg, data))).cost(arch)
+    report = {"top1": result["top1"], "top5": result["top5"], "loss": result["loss"], "n": result["n"],
+              "split": "test", "arch": arch, "flops": flops, "params": params}
+    write_json(run_dir / "eval.json", report)
+    return report
+
+
+def export(run_dir: Path, overrides: list[str] = ()) -> dict:
+    from .export import check_onnx, export_onnx
+    run_dir = Path(run_dir)
+    cfg = stage_config(run_dir, overrides, "export")
+    data = build_data(cfg.data)
+    model, arch = load_subnet(run_dir, cfg, data)
+    model = model.cpu().eval()
+    write_json(run_dir / "arch.json", arch)
+    sample = torch.stack([data.test[i][0] for i in range(min(cfg.export.batch_size, len(data.test)))])
+    onnx_path = export_onnx(model, sample, run_dir / "model.onnx", cfg.export.opset)
+    check = torch.stack([data.test[i][0] for i in range(min(8, len(data.test)))])
+    diff = check_onnx(onnx_path, model, check)
+    if diff is not None and diff > 1e-3:
+        raise RuntimeError(f"ONNX output differs from PyTorch by {diff:.3g} on a test batch")
+    return {"arch": str(run_dir / "arch.json"), "onnx": str(onnx_path), "max_abs_diff": diff}

@@ -1,0 +1,74 @@
+"""SPOS: uniform single-path sampling, optionally under FLOPs/params constraints (REFERENCE §3-4).
+
+The path of step ``t`` is drawn from ``random.Random(f"{seed}:{t}")``: a pure function of
+(seed, step). Resumed runs repeat it, and every DDP rank draws the same path with no broadcast.
+"""
+from __future__ import annotations
+
+import random
+from typing import Optional
+
+from ..arch import Arch, SearchSpace
+from ..cost import Constraints, CostModel, _fmt
+
+
+class PathSampler:
+    """Draws the architecture of each training step.
+
+    Args:
+        space: the supernet's search space.
+        seed: with the step, fixes the path.
+        constraints: hard limits every path must meet (e.g. ``flops<=330M``); tries are bounded
+            by ``max_tries`` and an impossible constraint fails at construction.
+        flops_bins: the official scheme: bin edges (e.g. 290M, 300M, ..., 360M); each step picks
+            one bin uniformly and tries up to ``max_tries`` uniform paths to land in it, then falls
+            back to a plain uniform path (as the official code does) and counts it.
+    """
+
+    def __init__(self, space: SearchSpace, seed: int = 0, cost: Optional[CostModel] = None,
+                 constraints: Optional[Constraints] = None, flops_bins: Optional[list[float]] = None,
+                 max_tries: int = 500):
+        self.space, self.seed, self.cost, self.max_tries = space, seed, cost, max_tries
+        self.constraints = constraints if constraints else None
+        self.bins = None
+        self.fallbacks = 0  # steps whose bin was missed max_tries times
+        if (self.constraints or flops_bins) and cost is None:
+            raise ValueError("constrained sampling needs a CostModel")
+        if self.constraints:
+            self.constraints.check_feasible()
+        if flops_bins:
+            r = cost.range()
+            self.bins = list(zip(flops_bins[:-1], flops_bins[1:]))
+            for lo, hi in self.bins:
+                if hi < r["flops_min"] or lo > r["flops_max"]:
+                    raise ValueError(f"FLOPs bin [{_fmt(lo)}, {_fmt(hi)}] is outside this space's FLOPs range "
+                                     f"{_fmt(r['flops_min'])} .. {_fmt(r['flops_max'])}")
+
+    def rng(self, step: int) -> random.Random:
+        return random.Random(f"{self.seed}:{step}")
+
+    def __call__(self, step: int) -> Arch:
+        rng = self.rng(step)
+        if self.bins is None and self.constraints is None:
+            return self.space.sample(rng)
+        if self.bins is not None:
+            lo, hi = self.bins[rng.randrange(len(self.bins))]
+            for _ in range(self.max_tries):
+                arch = self.space.sample(rng)
+                if lo <= self.cost.flops(arch) <= hi and (self.constraints is None or self.constraints.ok(arch)):
+                    return arch
+            self.fallbacks += 1
+        for _ in range(self.max_tries):
+            arch = self.space.sample(rng)
+            if self.constraints is None or self.constraints.ok(arch):
+                return arch
+        r = self.cost.range()
+        raise ValueError(f"no path met {self.constraints} in {self.max_tries} tries at step {step}; the space's "
+                           f"FLOPs range is {_fmt(r['flops_min'])} .. {_fmt(r['flops_max'])}: loosen the constraint "
+                           f"or raise sampling.max_tries")
+
+
+def acceptance_rate(space: SearchSpace, constraints: Constraints, n: int = 1000, seed: int = 0) -> float:
+    """Fraction of uniform paths that meet ``constraints`` (to judge max_tries)."""
+    rng = random.Random(seed)
+    return sum(constraints.ok(space.sample(rng)) for _ in range(n)) / n

@@ -1,0 +1,151 @@
+"""The training loop shared by supernet training and retraining.
+
+Everything a step uses is a function of (seed, step): the batch and its augmentation come from
+``StepBatchSampler``, the LR from ``lr_at``, and a supernet's path from the strategy's
+``before_step``. The only other randomness (dropout) is the torch RNG, saved in each checkpoint.
+So a resumed run repeats the uninterrupted one exactly.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..data.loader import eval_loader, train_loader
+from .checkpoint import (CheckpointError, load_checkpoint, prune_checkpoints, rng_state, save_checkpoint,
+                         set_rng_state)
+from .device import autocast, memory_format, resolve_device
+from .metrics import MetricsLog, accuracy
+from .optim import build_optimizer, lr_at, set_lr
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss is NaN); the last good checkpoint is kept."""
+
+
+def diff_meta(saved: dict, current: dict) -> list[str]:
+    keys = sorted(set(saved) | set(current))
+    return [f"{k}: checkpoint has {saved.get(k)!r}, now {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
+
+
+def fit(model: nn.Module, train_set, cfg, out_dir: Path, *, meta: dict, run_config: dict,
+        before_step: Optional[Callable[[int], None]] = None, resume: bool = False, force: bool = False,
+        num_workers: int = 0, desc: str = "train") -> dict:
+    """Train ``model`` for ``cfg.steps`` steps, checkpointing into ``out_dir``.
+
+    Args:
+        cfg: a ``TrainConfig``.
+        meta: what the weights mean (space, options, arch); a resume must match it exactly.
+        run_config: the resolved config, saved inside every checkpoint.
+        before_step: called with the step index before each forward (SPOS activates a path here).
+        resume: continue from ``out_dir/last.pt``.
+        force: start over even if ``out_dir`` already holds a checkpoint.
+    """
+    out_dir = Path(out_dir)
+    last = out_dir / "last.pt"
+    device = resolve_device(cfg.device)
+    fmt = memory_format(device, cfg.channels_last)
+    model.to(device, memory_format=fmt)
+    optimizer = build_optimizer(model, cfg.optim)
+    start = 0
+    if resume:
+        if not last.exists():
+            raise CheckpointError(f"nothing to resume: {last} does not exist (run without --resume to start)")
+        state = load_checkpoint(last, map_location=device)
+        problems = diff_meta(state["meta"], meta)
+        if problems:
+            raise CheckpointError(f"{last} was made for a different model: " + "; ".join(problems))
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        start = state["step"]
+    elif last.exists() and not force:
+        raise CheckpointError(f"{out_dir} already holds a checkpoint; pass --resume to continue it "
+                              f"or --force to start over (or use a new --run-dir)")
+    else:
+        torch.manual_seed(cfg.seed)  # dropout
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = MetricsLog(out_dir / "metrics.jsonl", resume_step=start if resume else None)
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
+    summary = {"steps": cfg.steps, "start_step": start}
+    if start >= cfg.steps:
+        log.close()
+        return {**summary, "already_done": True}
+
+    loader = train_loader(train_set, cfg.batch_size, cfg.seed, start, cfg.steps - start,
+                          num_workers=num_workers, device=device)
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=start, desc=desc, disable=not cfg.progress, dynamic_ncols=True, leave=False)
+    window = {"loss": 0.0, "correct": 0, "seen": 0, "t0": time.perf_counter()}
+    step = start
+    try:
+        for step, (x, y) in enumerate(loader, start):
+            if before_step is not None:
+                before_step(step)
+            lr = lr_at(step, cfg.steps, cfg.optim)
+            set_lr(optimizer, lr)
+            x = x.to(device, non_blocking=True, memory_format=fmt)
+            y = y.to(device, non_blocking=True)
+            with autocast(device, cfg.amp):
+                logits = model(x)
+                loss = criterion(logits.float(), y)
+            loss_value = loss.item()
+            if not torch.isfinite(loss):
+                raise TrainingError(f"loss became {loss_value} at step {step}; stopped before updating the weights. "
+                                    f"The last good checkpoint is {last if last.exists() else 'none (none saved yet)'}; "
+                                    f"lower optim.lr or check the data")
+            # set_to_none: a choice that was not sampled keeps grad None, so SGD's momentum and
+            # weight decay leave it untouched (the official code sets those grads to None by hand).
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            window["loss"] += loss_value * len(y)
+            window["correct"] += accuracy(logits.detach(), y, (1,))[0]
+            window["seen"] += len(y)
+            bar.update(1)
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                elapsed = time.perf_counter() - window["t0"]
+                record = {"step": done, "loss": window["loss"] / window["seen"], "acc": window["correct"] / window["seen"],
+                          "lr": lr, "img_s": window["seen"] / max(elapsed, 1e-9)}
+                log.log(record)
+                bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['acc']:.3f}", lr=f"{lr:.3g}",
+                                img_s=f"{record['img_s']:.0f}")
+                summary.update(record)
+                window = {"loss": 0.0, "correct": 0, "seen": 0, "t0": time.perf_counter()}
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done,
+                         "rng": rng_state(), "meta": meta, "config": run_config}
+                save_checkpoint(out_dir / f"step-{done}.pt", state)
+                save_checkpoint(last, state)
+                prune_checkpoints(out_dir, cfg.keep_checkpoints)
+    finally:
+        bar.close()
+        log.close()
+    return summary
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset, batch_size: int = 256, device: str | torch.device = "cpu",
+             num_workers: int = 0, amp: bool = True) -> dict:
+    """Top-1 / top-5 accuracy (fractions) and mean loss over ``dataset`` in eval mode."""
+    device = resolve_device(device) if isinstance(device, str) else device
+    was_training = model.training
+    model.eval()
+    n = top1 = top5 = 0
+    loss = 0.0
+    try:
+        for x, y in eval_loader(dataset, batch_size, num_workers=num_workers, device=device):
+            x, y = x.to(device), y.to(device)
+            with autocast(device, amp):
+                logits = model(x).float()
+            loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+            c1, c5 = accuracy(logits, y)
+            top1, top5, n = top1 + c1, top5 + c5, n + len(y)
+    finally:
+        model.train(was_training)
+    return {"top1": top1 / n, "top5": top5 / n, "loss": loss / n, "n": n}

@@ -1,0 +1,109 @@
+import json
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from supernet import SearchSpace
+from supernet.config import SearchConfig
+from supernet.cost import Constraints, CostModel
+from supernet.search import CandidateEvaluator, EvolutionSearch, recalibrate_bn
+
+from ..conftest import tiny_model
+
+
+def test_recalibration_changes_running_stats_and_restores_modes_and_momentum():
+    model = tiny_model("shufflenet-cifar")
+    space = SearchSpace(model)
+    space.activate(space.sample(random.Random(0)))
+    model.eval()
+    model.head[5].train()  # a mixed set of modes must come back as it was
+    modes = {name: m.training for name, m in model.named_modules()}
+    bn = model.stem[1]
+    bn.momentum = 0.3
+    before = bn.running_mean.clone()
+    batches = [(torch.randn(8, 3, 32, 32) * 2 + 1, None) for _ in range(3)]
+    recalibrate_bn(model, batches)
+    assert not torch.equal(bn.running_mean, before)
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    assert bn.momentum == 0.3
+    # Cumulative average: the stem BN's mean equals the mean over all recalibration images.
+    with torch.no_grad():
+        conv_out = torch.cat([model.stem[0](x) for x, _ in batches])
+    torch.testing.assert_close(bn.running_mean, conv_out.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+
+
+def test_evaluator_scores_identically_twice_and_independently_of_order():
+    model = tiny_model("shufflenet-cifar", input_size=16)
+    space = SearchSpace(model)
+    recal = [(torch.randn(8, 3, 16, 16), torch.zeros(8, dtype=torch.long)) for _ in range(2)]
+    val = [(torch.randn(16, 3, 16, 16), torch.randint(0, 5, (16,)))]
+    ev = CandidateEvaluator(model, recal, val)
+    a, b = space.sample(random.Random(1)), space.sample(random.Random(2))
+    first = ev(a)
+    ev(b)
+    assert ev(a) == first and 0 <= first["top1_err"] <= 1
+
+
+class Recorder:
+    def __init__(self, space):
+        self.space, self.calls = space, []
+
+    def __call__(self, arch):
+        self.calls.append(self.space.encode(arch))
+        score = sum(v for v in arch.values()) / (3 * len(arch))  # prefers large indices
+        return {"top1_err": 1 - score, "top5_err": 0.5 * (1 - score)}
+
+
+def small_search(**kw):
+    model = tiny_model("shufflenet-cifar", stage_repeats=(2, 2, 2, 2))
+    cost = CostModel(model)
+    cfg = SearchConfig(population=12, generations=5, topk=4, mutations=6, crossovers=6, seed=0, progress=False, **kw)
+    return model, cost, cfg
+
+
+def test_evolution_never_evaluates_twice_nor_breaks_the_constraint():
+    model, cost, cfg = small_search()
+    space = cost.space
+    r = cost.range()
+    limit = (r["flops_min"] + r["flops_max"]) / 2
+    constraints = Constraints(cost, [f"flops<={limit}"])
+    rec = Recorder(space)
+    engine = EvolutionSearch(space, rec, cfg, cost, constraints)
+    top = engine.run()
+    assert len(rec.calls) == len(set(rec.calls)) == len(engine.results)
+    assert len(rec.calls) > cfg.population * 3
+    assert all(cost.flops(space.decode(k)) <= limit for k in rec.calls)
+    assert [r["top1_err"] for r in top] == sorted(r["top1_err"] for r in engine.results)[: cfg.topk]
+    origins = {r["origin"] for r in engine.results if r["generation"] > 0}
+    assert {"mutation", "crossover"} <= origins
+
+
+def test_search_resumes_from_json_state_identically():
+    model, cost, cfg = small_search()
+    space = cost.space
+    full = EvolutionSearch(space, Recorder(space), cfg, cost)
+    full.run()
+    part = EvolutionSearch(space, Recorder(space), cfg, cost)
+    part.step()
+    part.step()
+    state = json.loads(json.dumps(part.state_dict()))
+    resumed = EvolutionSearch(space, Recorder(space), cfg, cost, state=state)
+    resumed.run()
+    assert resumed.results == full.results and resumed.topk == full.topk
+
+
+def test_random_search_evaluates_the_requested_number_of_distinct_architectures():
+    model, cost, cfg = small_search(algorithm="random", random_candidates=30)
+    rec = Recorder(cost.space)
+    engine = EvolutionSearch(cost.space, rec, cfg, cost)
+    engine.run()
+    assert len(rec.calls) == len(set(rec.calls)) == 30
+    assert {r["origin"] for r in engine.results} == {"random"}
+
+
+def test_an_impossible_search_constraint_fails_at_once_with_the_range():
+    model, cost, cfg = small_search()
+    with pytest.raises(ValueError, match="cannot be met: this space's flops range is"):
+        EvolutionSearch(cost.space, Recorder(cost.space), cfg, cost, Constraints(cost, ["flops<=1"]))

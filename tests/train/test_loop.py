@@ -1,0 +1,104 @@
+import math
+import random
+import shutil
+
+import pytest
+import torch
+
+from supernet import SearchSpace
+from supernet.config import OptimConfig, TrainConfig
+from supernet.data import DataConfig, build_data
+from supernet.train import TrainingError, fit, load_checkpoint
+from supernet.train.optim import build_optimizer, lr_at
+
+from ..conftest import tiny_model
+
+
+def tiny_setup(**cfg):
+    data = build_data(DataConfig(name="synthetic", image_size=16, synthetic_train=96, synthetic_test=32,
+                                 synthetic_classes=5, val_per_class=2))
+    model = tiny_model("shufflenet-cifar", input_size=16, channel_search=True)
+    train = TrainConfig(**{"steps": 6, "batch_size": 8, "checkpoint_every": 3, "keep_checkpoints": 5,
+                           "log_every": 1, "progress": False, **cfg})
+    return data, model, train
+
+
+def test_lr_schedules():
+    linear = OptimConfig(lr=0.5)
+    assert lr_at(0, 100, linear) == 0.5 and lr_at(50, 100, linear) == 0.25 and lr_at(100, 100, linear) == 0
+    warm = OptimConfig(lr=1.0, warmup_steps=10)
+    assert lr_at(0, 110, warm) == 0.1 and lr_at(9, 110, warm) == 1.0 and lr_at(60, 110, warm) == 0.5
+    cosine = OptimConfig(lr=1.0, schedule="cosine")
+    assert lr_at(50, 100, cosine) == pytest.approx(0.5) and lr_at(100, 100, cosine) == pytest.approx(0)
+
+
+def test_weight_decay_only_on_weights_with_ndim_above_one():
+    model = tiny_model("shufflenet-cifar", affine=True)
+    opt = build_optimizer(model, OptimConfig(weight_decay=1e-4))
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 1e-4 and all(p.ndim > 1 for p in decay["params"])
+    assert no_decay["weight_decay"] == 0 and all(p.ndim == 1 for p in no_decay["params"])
+
+
+def test_unsampled_choices_are_not_moved_by_momentum_or_weight_decay(tmp_path):
+    data, model, cfg = tiny_setup(steps=3, checkpoint_every=1)
+    space = SearchSpace(model)
+    a = space.sample(random.Random(0))
+    b = dict(a, layer_2=(a["layer_2"] + 1) % 4)
+    paths = [a, a, b]  # momentum builds up on a's layer_2 op, then b leaves it unsampled
+    fit(model, data.train, cfg, tmp_path, meta={}, run_config={}, before_step=lambda s: space.activate(paths[s]))
+    before = load_checkpoint(tmp_path / "step-2.pt")["model"]
+    after = load_checkpoint(tmp_path / "step-3.pt")["model"]
+    prefix = f"features.2.candidates.{model.features[2].values[a['layer_2']]}."
+    moved = [k for k in before if k.startswith(prefix) and not torch.equal(before[k], after[k])]
+    assert [k for k in before if k.startswith(prefix)] and not moved
+    sampled = f"features.2.candidates.{model.features[2].values[b['layer_2']]}."
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(sampled) and "weight" in k)
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
+    def run(out, resume_from=None):
+        data, model, cfg = tiny_setup()
+        space = SearchSpace(model)
+        from supernet.strategies import PathSampler
+        sampler = PathSampler(space, seed=3)
+        if resume_from is not None:
+            out.mkdir()
+            shutil.copy(resume_from, out / "last.pt")
+        fit(model, data.train, cfg, out, meta={"m": 1}, run_config={}, resume=resume_from is not None,
+            before_step=lambda s: space.activate(sampler(s)))
+        return load_checkpoint(out / "last.pt")
+
+    full = run(tmp_path / "full")
+    resumed = run(tmp_path / "resumed", resume_from=tmp_path / "full" / "step-3.pt")
+    assert resumed["step"] == full["step"] == 6
+    for k in full["model"]:
+        assert torch.equal(full["model"][k], resumed["model"][k]), k
+    for s_full, s_res in zip(full["optimizer"]["state"].values(), resumed["optimizer"]["state"].values()):
+        assert torch.equal(s_full["momentum_buffer"], s_res["momentum_buffer"])
+    from supernet.train.metrics import read_metrics
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "img_s"} for r in rows]  # noqa: E731
+    full_rows = strip(read_metrics(tmp_path / "full" / "metrics.jsonl"))
+    assert strip(read_metrics(tmp_path / "resumed" / "metrics.jsonl")) == full_rows[3:]
+
+
+def test_nan_loss_stops_and_names_the_step(tmp_path):
+    data, model, cfg = tiny_setup(optim=OptimConfig(lr=1e30, warmup_steps=0))
+    space = SearchSpace(model)
+    space.activate(space.sample(random.Random(0)))
+    with pytest.raises(TrainingError, match=r"loss became (nan|inf) at step \d"):
+        fit(model, data.train, cfg, tmp_path, meta={}, run_config={})
+
+
+def test_refuses_to_overwrite_or_resume_the_wrong_thing(tmp_path):
+    from supernet.train import CheckpointError
+    data, model, cfg = tiny_setup(steps=1, checkpoint_every=1)
+    space = SearchSpace(model)
+    space.activate(space.sample(random.Random(0)))
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        fit(model, data.train, cfg, tmp_path, meta={"space": "a"}, run_config={}, resume=True)
+    fit(model, data.train, cfg, tmp_path, meta={"space": "a"}, run_config={})
+    with pytest.raises(CheckpointError, match="already holds a checkpoint"):
+        fit(model, data.train, cfg, tmp_path, meta={"space": "a"}, run_config={})
+    with pytest.raises(CheckpointError, match="space: checkpoint has 'a', now 'b'"):
+        fit(model, data.train, cfg, tmp_path, meta={"space": "b"}, run_config={}, resume=True)
