@@ -37,7 +37,7 @@ def from_dict(cls, data: dict | None, where: str = ""):
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     unknown = [k for k in data if k not in names]
     if unknown:
-        raise ConfigError(f"unknown key {where}{unknown[0]!r}; valid keys: {', '.join(names)}")
+        raise ConfigError(f"unknown key '{where}{unknown[0]}'; valid keys: {', '.join(names)}")
     values = {k: _coerce(hints[k], v, f"{where}{k}") for k, v in data.items()}
     try:
         return cls(**values)
@@ -88,6 +88,11 @@ def _coerce(tp, value, key: str):
             raise ConfigError(f"{key} must be an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # PyYAML reads 290.0e6 (no exponent sign) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number, got {value!r}")
         return float(value)

@@ -15,10 +15,9 @@ import json
 import random
 from typing import Callable, Optional
 
-from tqdm.auto import tqdm
-
 from ..arch import Arch, SearchSpace
 from ..cost import Constraints, CostModel
+from ..train.metrics import progress_bar
 
 STATE_VERSION = 1
 
@@ -137,8 +136,8 @@ class EvolutionSearch:
     def step(self, progress: bool = False) -> list[dict]:
         """Propose, evaluate and rank one generation; returns its results."""
         new = []
-        for arch, origin in tqdm(self.propose(), desc=f"generation {self.generation}", leave=False,
-                                 disable=not progress, dynamic_ncols=True):
+        for arch, origin in progress_bar(iterable=self.propose(), desc=f"generation {self.generation}", leave=False,
+                                         disable=not progress):
             score = self.evaluate(arch)
             flops, params = self.cost.cost(arch)
             record = {"generation": self.generation, "origin": origin, "arch": arch,
@@ -155,14 +154,14 @@ class EvolutionSearch:
     def run(self, on_generation: Optional[Callable[["EvolutionSearch", list], None]] = None,
             progress: bool = False) -> list[dict]:
         """Run the remaining generations; ``on_generation`` is called after each (to save state)."""
-        bar = tqdm(total=self.generations, initial=self.generation, desc=f"{self.cfg.algorithm} search",
-                   disable=not progress, dynamic_ncols=True)
+        bar = progress_bar(total=self.generations, initial=self.generation, desc=f"{self.cfg.algorithm} search",
+                           disable=not progress)
         try:
             while not self.done:
                 new = self.step(progress=progress)
                 bar.update(1)
                 if self.topk:
-                    bar.set_postfix(best_top1=f"{self.topk[0]['top1']:.4f}", evaluated=len(self.results))
+                    bar.set_postfix(refresh=False, best_top1=f"{self.topk[0]['top1']:.4f}", evaluated=len(self.results))
                 if on_generation is not None:
                     on_generation(self, new)
                 if not new and self.cfg.algorithm == "random":

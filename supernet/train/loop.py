@@ -13,13 +13,12 @@ from typing import Callable, Optional
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data.loader import eval_loader, train_loader
 from .checkpoint import (CheckpointError, load_checkpoint, prune_checkpoints, rng_state, save_checkpoint,
                          set_rng_state)
 from .device import autocast, memory_format, resolve_device
-from .metrics import MetricsLog, accuracy
+from .metrics import MetricsLog, accuracy, progress_bar
 from .optim import build_optimizer, lr_at, set_lr
 
 
@@ -79,7 +78,7 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Path, *, meta: dict, run_conf
     loader = train_loader(train_set, cfg.batch_size, cfg.seed, start, cfg.steps - start,
                           num_workers=num_workers, device=device)
     model.train()
-    bar = tqdm(total=cfg.steps, initial=start, desc=desc, disable=not cfg.progress, dynamic_ncols=True, leave=False)
+    bar = progress_bar(total=cfg.steps, initial=start, desc=desc, disable=not cfg.progress, leave=False)
     window = {"loss": 0.0, "correct": 0, "seen": 0, "t0": time.perf_counter()}
     step = start
     try:
@@ -113,7 +112,7 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Path, *, meta: dict, run_conf
                 record = {"step": done, "loss": window["loss"] / window["seen"], "acc": window["correct"] / window["seen"],
                           "lr": lr, "img_s": window["seen"] / max(elapsed, 1e-9)}
                 log.log(record)
-                bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['acc']:.3f}", lr=f"{lr:.3g}",
+                bar.set_postfix(refresh=False, loss=f"{record['loss']:.3f}", acc=f"{record['acc']:.3f}", lr=f"{lr:.3g}",
                                 img_s=f"{record['img_s']:.0f}")
                 summary.update(record)
                 window = {"loss": 0.0, "correct": 0, "seen": 0, "t0": time.perf_counter()}

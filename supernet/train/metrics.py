@@ -2,9 +2,17 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
+
+
+def progress_bar(**kwargs) -> tqdm:
+    """tqdm that redraws often on a terminal, and only every 30 s into a log file."""
+    interactive = sys.stderr.isatty()
+    return tqdm(mininterval=0.2 if interactive else 30.0, dynamic_ncols=True, **kwargs)
 
 
 def accuracy(logits: torch.Tensor, target: torch.Tensor, ks=(1, 5)) -> list[int]:
