@@ -101,6 +101,7 @@ def train_supernet(run_dir: Path, config: Optional[str | Path], overrides: list[
     write_text(run_dir / "config.yaml", dump_config(cfg))
     data = build_data(cfg.data)
     options = space_options(cfg, data)
+    torch.manual_seed(cfg.supernet.seed)  # the initial weights, so that a run is a function of its config
     model = create(cfg.space.name, **options)
     space = SearchSpace(model)
     s = cfg.supernet.sampling
@@ -182,6 +183,7 @@ def retrain(run_dir: Path, arch_path=None, overrides: list[str] = (), resume: bo
     data = build_data(cfg.data)
     space = SearchSpace(create(cfg.space.name, **space_options(cfg, data)))
     arch = _arch_for_retrain(run_dir, arch_path, space)
+    torch.manual_seed(cfg.retrain.seed)  # the fresh initialisation
     model = build_subnet(cfg, data, arch)
     meta = {"kind": "subnet", "space": cfg.space.name, "options": space_options(cfg, data), "arch": arch}
     out = run_dir / "retrain"

@@ -167,3 +167,15 @@ def test_shipped_configs_run_a_few_steps_on_fake_folders(tmp_path, name, capsys)
     if name == "imagenet":  # the official recipe survives the overrides
         assert cfg["supernet"]["optim"]["lr"] == 0.5 and cfg["search"]["constraints"] == ["flops<=330M"]
     assert load_checkpoint(run / "supernet" / "last.pt")["step"] == 2
+
+
+def test_a_run_is_a_function_of_its_config_not_of_global_rng_state(tmp_path, config, capsys):
+    weights = []
+    for i, outside_seed in enumerate((1, 2)):
+        torch.manual_seed(outside_seed)  # whatever the caller did before must not matter
+        run = tmp_path / f"run{i}"
+        cli(capsys, "train-supernet", "--config", config, "--run-dir", run, "steps=2")
+        cli(capsys, "retrain", "--run-dir", run, "--arch", json.dumps([0, 1, 2, 3, 3, 2, 1, 0]), "steps=2")
+        weights.append([load_checkpoint(run / s / "last.pt")["model"] for s in ("supernet", "retrain")])
+    for a, b in zip(*weights):
+        assert all(torch.equal(a[k], b[k]) for k in a)
