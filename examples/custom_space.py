@@ -5,7 +5,6 @@
 A space is any nn.Module with choices in it. Train it with one random path per step, search it
 with BN recalibration on held-out data, and fix the winner as a plain network.
 """
-import random
 
 import torch
 from torch import nn

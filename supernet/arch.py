@@ -353,7 +353,7 @@ def fix(model: nn.Module, arch: Arch, weights: str = "copy") -> nn.Module:
     saved = space.state()
     space.activate(arch)
     try:
-        fixed = _fixed(model)
+        fixed = fix_module(model)
     finally:
         space.restore(saved)
     if weights == "init":
@@ -368,9 +368,10 @@ def fix(model: nn.Module, arch: Arch, weights: str = "copy") -> nn.Module:
     return fixed
 
 
-def _fixed(m: nn.Module) -> nn.Module | None:
+def fix_module(m: nn.Module) -> nn.Module | None:
+    """``m`` as plain modules under the choices' current decisions (None for a ChannelChoice)."""
     if isinstance(m, LayerChoice):
-        return _fixed(m[m.active])
+        return fix_module(m[m.active])
     if isinstance(m, InputChoice):
         return FixedInput(m.active, m.reduction)
     if isinstance(m, ChannelChoice):
@@ -384,7 +385,7 @@ def _fixed(m: nn.Module) -> nn.Module | None:
         (k, None if p is None else nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad))
         for k, p in m._parameters.items())
     new._buffers = OrderedDict((k, None if b is None else b.clone()) for k, b in m._buffers.items())
-    children = ((k, _fixed(c) if c is not None else None) for k, c in m._modules.items())
+    children = ((k, fix_module(c) if c is not None else None) for k, c in m._modules.items())
     new._modules = OrderedDict((k, c) for k, c in children if c is not None)
     for hooks in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_state_dict_hooks"):
         if hasattr(new, hooks):

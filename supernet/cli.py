@@ -63,16 +63,16 @@ def cmd_info(args) -> int:
     return 0
 
 
-def _print_json(obj) -> None:
-    print(json.dumps(obj, indent=2, default=str))
+def _print_training(stage: str, summary: dict, run_dir) -> None:
+    done = f", loss {summary['loss']:.4f}, train acc {summary['acc']:.4f}" if "loss" in summary else " (already done)"
+    print(f"{stage}: step {summary.get('step', summary['steps'])}/{summary['steps']}{done}; "
+          f"checkpoint {run_dir}/{stage}/last.pt")
 
 
 def cmd_train_supernet(args) -> int:
     from . import pipeline
     summary = pipeline.train_supernet(args.run_dir, args.config, args.options, resume=args.resume, force=args.force)
-    print(f"supernet: step {summary.get('step', summary['steps'])}/{summary['steps']}"
-          + (f", loss {summary['loss']:.4f}, train acc {summary['acc']:.4f}" if "loss" in summary else " (already done)")
-          + f"; checkpoint {args.run_dir}/supernet/last.pt")
+    _print_training("supernet", summary, args.run_dir)
     return 0
 
 
@@ -88,9 +88,7 @@ def cmd_search(args) -> int:
 def cmd_retrain(args) -> int:
     from . import pipeline
     summary = pipeline.retrain(args.run_dir, args.arch, args.options, resume=args.resume, force=args.force)
-    print(f"retrain: step {summary.get('step', summary['steps'])}/{summary['steps']}"
-          + (f", loss {summary['loss']:.4f}, train acc {summary['acc']:.4f}" if "loss" in summary else " (already done)")
-          + f"; checkpoint {args.run_dir}/retrain/last.pt")
+    _print_training("retrain", summary, args.run_dir)
     return 0
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import types
-import typing
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
@@ -281,11 +280,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict = ()
             raise ConfigError(f"{path} must hold a mapping of sections ({', '.join(SECTIONS)})")
     extra = parse_overrides(list(overrides)) if not isinstance(overrides, dict) else overrides
     if section is not None:
-        extra = _relative(extra, section)
+        extra = scope_overrides(extra, section)
     return from_dict(RunConfig, merge(data, extra))
 
 
-def _relative(extra: dict, section: str) -> dict:
+def scope_overrides(extra: dict, section: str) -> dict:
     out: dict = {}
     for k, v in extra.items():
         out = merge(out, {k: v} if k in SECTIONS else {section: {k: v}})

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .arch import Arch, ArchError, SearchSpace, _fixed, fix
+from .arch import Arch, SearchSpace, fix_module, fix
 from .nn.choices import InputChoice, LayerChoice
 
 
@@ -144,7 +144,7 @@ class CostModel:
             for label, v in zip(labels, key):
                 for m in self.space._modules[label]:
                     m.active, m.weights = v, None
-            sub = _fixed(unit).eval()
+            sub = fix_module(unit).eval()
             table[key] = (count_macs(sub, *inputs), count_params(sub))
         return table
 
@@ -243,8 +243,8 @@ class Constraint:
         return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
 
     def __str__(self) -> str:
-        lo = "" if self.min is None else f"{_fmt(self.min)} <= "
-        hi = "" if self.max is None else f" <= {_fmt(self.max)}"
+        lo = "" if self.min is None else f"{fmt_count(self.min)} <= "
+        hi = "" if self.max is None else f" <= {fmt_count(self.max)}"
         return f"{lo}{self.metric}{hi}"
 
     @classmethod
@@ -272,7 +272,7 @@ def _num(s: str, text: str) -> float:
         raise ValueError(f"constraint {text!r}: {s!r} is not a number (e.g. 330M or 3.3e8)") from None
 
 
-def _fmt(v: float) -> str:
+def fmt_count(v: float) -> str:
     return f"{v / 1e6:g}M" if v >= 1e6 else f"{v:g}"
 
 
@@ -303,4 +303,4 @@ class Constraints:
             lo, hi = r[f"{c.metric}_min"], r[f"{c.metric}_max"]
             if (c.max is not None and c.max < lo) or (c.min is not None and c.min > hi):
                 raise ValueError(f"constraint {c} cannot be met: this space's {c.metric} range is "
-                                 f"{_fmt(lo)} .. {_fmt(hi)} ({lo:,} .. {hi:,})")
+                                 f"{fmt_count(lo)} .. {fmt_count(hi)} ({lo:,} .. {hi:,})")

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Subset
 
 from .arch import SearchSpace, fix, parse_arch
-from .config import ConfigError, RunConfig, dump_config, load_config, to_dict
+from .config import ConfigError, RunConfig, dump_config, load_config, parse_overrides, scope_overrides, to_dict
 from .cost import Constraint, Constraints, CostModel
 from .data import build_data
 from .data.loader import eval_loader, fixed_batches
@@ -52,8 +52,7 @@ def stage_config(run_dir: Path, overrides: list[str], section: str) -> RunConfig
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         raise ConfigError(f"{run_dir} has no config.yaml: run 'supernet train-supernet --run-dir {run_dir}' first")
-    from .config import _relative, parse_overrides
-    extra = _relative(parse_overrides(overrides), section)
+    extra = scope_overrides(parse_overrides(overrides), section)
     for sec, values in extra.items():
         bad = [k for k in values if sec != section and k not in SHARED_KEYS.get(sec, ())]
         if bad:

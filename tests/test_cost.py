@@ -4,11 +4,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from supernet import SearchSpace, fix
+from supernet import fix
 from supernet.cost import Constraint, Constraints, CostModel
 from supernet.spaces import create
 
-from .conftest import SPACE_NAMES
 
 A = [0, 0, 3, 1, 1, 1, 0, 0, 2, 0, 2, 1, 1, 0, 2, 0, 2, 1, 3, 2]
 B = [2, 1, 0, 1, 2, 0, 2, 0, 2, 0, 2, 3, 0, 0, 0, 0, 3, 2, 3, 3]

@@ -9,7 +9,7 @@ import random
 from typing import Optional
 
 from ..arch import Arch, SearchSpace
-from ..cost import Constraints, CostModel, _fmt
+from ..cost import Constraints, CostModel, fmt_count
 
 
 class PathSampler:
@@ -41,8 +41,8 @@ class PathSampler:
             self.bins = list(zip(flops_bins[:-1], flops_bins[1:]))
             for lo, hi in self.bins:
                 if hi < r["flops_min"] or lo > r["flops_max"]:
-                    raise ValueError(f"FLOPs bin [{_fmt(lo)}, {_fmt(hi)}] is outside this space's FLOPs range "
-                                     f"{_fmt(r['flops_min'])} .. {_fmt(r['flops_max'])}")
+                    raise ValueError(f"FLOPs bin [{fmt_count(lo)}, {fmt_count(hi)}] is outside this space's FLOPs range "
+                                     f"{fmt_count(r['flops_min'])} .. {fmt_count(r['flops_max'])}")
 
     def rng(self, step: int) -> random.Random:
         return random.Random(f"{self.seed}:{step}")
@@ -64,7 +64,7 @@ class PathSampler:
                 return arch
         r = self.cost.range()
         raise ValueError(f"no path met {self.constraints} in {self.max_tries} tries at step {step}; the space's "
-                           f"FLOPs range is {_fmt(r['flops_min'])} .. {_fmt(r['flops_max'])}: loosen the constraint "
+                           f"FLOPs range is {fmt_count(r['flops_min'])} .. {fmt_count(r['flops_max'])}: loosen the constraint "
                            f"or raise sampling.max_tries")
 
 

@@ -3,7 +3,6 @@ import random
 
 import pytest
 import torch
-from torch import nn
 
 from supernet import SearchSpace
 from supernet.config import SearchConfig
