@@ -94,14 +94,14 @@ def cmd_retrain(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from . import pipeline
-    r = pipeline.evaluate(args.run_dir)
+    r = pipeline.evaluate(args.run_dir, force=args.force)
     print(f"evaluate: test top-1 {r['top1']:.4f}, top-5 {r['top5']:.4f} on {r['n']} images -> {args.run_dir}/eval.json")
     return 0
 
 
 def cmd_export(args) -> int:
     from . import pipeline
-    r = pipeline.export(args.run_dir, args.options)
+    r = pipeline.export(args.run_dir, args.options, force=args.force)
     check = "onnxruntime not installed, not checked" if r["max_abs_diff"] is None else \
         f"matches PyTorch, max |diff| {r['max_abs_diff']:.2e}"
     print(f"export: {r['arch']}, {r['onnx']} ({check})")
@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "JSON string, JSON file or NNI file")
         if resume:
             sp.add_argument("--resume", action="store_true", help="continue this stage where it stopped")
+        if name != "demo":
             sp.add_argument("--force", action="store_true", help="start this stage over, replacing its results")
         if options:
             sp.add_argument("options", nargs="*", metavar="key=value",

@@ -43,7 +43,8 @@ def from_dict(cls, data: dict | None, where: str = ""):
     except (ValueError, TypeError) as e:
         if isinstance(e, ConfigError):
             raise
-        raise ConfigError(f"{where.rstrip('.')}: {e}" if where else str(e)) from None
+        msg, section = str(e), where.rstrip(".")
+        raise ConfigError(f"{section}: {msg}" if where and not msg.startswith(section) else msg) from None
 
 
 def _coerce(tp, value, key: str):

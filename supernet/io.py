@@ -3,13 +3,21 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 
+# Fault injection for the crash tests: SUPERNET_KILL_AT_WRITE=N kills this process with SIGKILL in
+# the middle of its N-th atomic write (after the temp file is written, before the rename).
+_KILL_AT = int(os.environ.get("SUPERNET_KILL_AT_WRITE", "0"))
+_writes = 0
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> Path:
     """Call ``write(fileobj)`` on a temp file beside ``path``, fsync it, then rename it over ``path``."""
+    global _writes
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -18,6 +26,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        _writes += 1
+        if _writes == _KILL_AT:
+            os.kill(os.getpid(), signal.SIGKILL)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -27,7 +28,9 @@ from .search import CandidateEvaluator, EvolutionSearch, recalibrate_bn
 from .search.plot import plot_search
 from .spaces import create
 from .strategies import PathSampler
-from .train import CheckpointError, evaluate as evaluate_model, fit, load_checkpoint, save_checkpoint
+from .train import CheckpointError, evaluate as evaluate_model, fit, load_latest, save_checkpoint
+from .train.checkpoint import remove_stale_temp_files
+from .train.loop import diff_meta
 from .train.device import resolve_device
 
 PACKAGED_CONFIGS = Path(__file__).parent / "configs"
@@ -47,6 +50,28 @@ def resolve_config_path(name: str | Path) -> Path:
     raise ConfigError(f"config {str(name)!r} is neither a file nor a packaged config ({names})")
 
 
+def load_data(cfg: RunConfig):
+    """``build_data``, saying how many unreadable images ``data.skip_corrupt`` dropped."""
+    data = build_data(cfg.data)
+    skipped = list(getattr(data.train, "skipped", [])) + list(getattr(data.test, "skipped", []))
+    if skipped:
+        n = len(skipped)
+        print(f"note: skipped {n} unreadable image{'s' * (n != 1)} (data.skip_corrupt=true), e.g. {skipped[0]}",
+              file=sys.stderr)
+    return data
+
+
+def writable_run_dir(run_dir: Path) -> None:
+    """Create ``run_dir`` and prove it is writable, before any work is done."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write the run directory {run_dir}: {e.strerror}; choose another --run-dir") from None
+
+
 def stage_config(run_dir: Path, overrides: list[str], section: str) -> RunConfig:
     """The run's saved config with this stage's overrides, which may only touch its own section."""
     saved = run_dir / "config.yaml"
@@ -58,9 +83,16 @@ def stage_config(run_dir: Path, overrides: list[str], section: str) -> RunConfig
         if bad:
             raise ConfigError(f"{section} may not change {sec}.{bad[0]} (it was fixed when the supernet was trained); "
                               f"use a new --run-dir to change it")
-    cfg = load_config(saved, extra)
-    write_text(saved, dump_config(cfg))
-    return cfg
+    return load_config(saved, extra)
+
+
+def record_config(run_dir: Path, cfg: RunConfig) -> None:
+    """Save the resolved config once a stage's checks have passed (a refused stage changes nothing)."""
+    text = dump_config(cfg)
+    path = run_dir / "config.yaml"
+    if not path.is_file() or path.read_text() != text:
+        writable_run_dir(run_dir)
+        write_text(path, text)
 
 
 def space_options(cfg: RunConfig, data) -> dict:
@@ -70,12 +102,14 @@ def space_options(cfg: RunConfig, data) -> dict:
 
 
 def _load_supernet(run_dir: Path, cfg: RunConfig, data, device):
-    ck = load_checkpoint(run_dir / "supernet" / "last.pt", map_location="cpu")
+    if not (run_dir / "supernet").is_dir():
+        raise CheckpointError(f"{run_dir} has no trained supernet: run 'supernet train-supernet --run-dir {run_dir}' first")
+    ck, path = load_latest(run_dir / "supernet")
     options = space_options(cfg, data)
     meta = {"kind": "supernet", "space": cfg.space.name, "options": options}
-    if ck["meta"] != meta:
-        raise CheckpointError(f"{run_dir / 'supernet' / 'last.pt'} does not match this run's space/data: "
-                              f"{ck['meta']} vs {meta}")
+    problems = diff_meta(ck["meta"], meta)
+    if problems:
+        raise CheckpointError(f"{path} does not match this run's space and data: " + "; ".join(problems))
     if ck["step"] < cfg.supernet.steps:
         print(f"note: the supernet checkpoint is at step {ck['step']} of {cfg.supernet.steps}")
     model = create(cfg.space.name, **options)
@@ -88,17 +122,19 @@ def train_supernet(run_dir: Path, config: Optional[str | Path], overrides: list[
                    force: bool = False) -> dict:
     run_dir = Path(run_dir)
     if resume and config is None:
+        if not (run_dir / "config.yaml").is_file():
+            raise CheckpointError(f"nothing to resume: {run_dir} holds no run (no config.yaml); "
+                                  f"start one with --config FILE")
         cfg = load_config(run_dir / "config.yaml", overrides, section="supernet")
     else:
         if config is None:
             raise ConfigError("train-supernet needs --config FILE (or --resume on an existing run)")
         cfg = load_config(resolve_config_path(config), overrides, section="supernet")
-    if not resume and (run_dir / "supernet" / "last.pt").exists() and not force:
+    if not resume and list((run_dir / "supernet").glob("*.pt")) and not force:
         raise CheckpointError(f"{run_dir} already holds a supernet; pass --resume to continue it or --force to start "
                               f"over (or use a new --run-dir)")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", dump_config(cfg))
-    data = build_data(cfg.data)
+    writable_run_dir(run_dir)
+    data = load_data(cfg)
     options = space_options(cfg, data)
     torch.manual_seed(cfg.supernet.seed)  # the initial weights, so that a run is a function of its config
     model = create(cfg.space.name, **options)
@@ -110,7 +146,8 @@ def train_supernet(run_dir: Path, config: Optional[str | Path], overrides: list[
     summary = fit(model, data.train, cfg.supernet, run_dir / "supernet",
                   meta={"kind": "supernet", "space": cfg.space.name, "options": options},
                   run_config=to_dict(cfg), before_step=lambda step: space.activate(sampler(step), check=False),
-                  resume=resume, force=force, num_workers=cfg.data.num_workers, desc="supernet")
+                  resume=resume, force=force, num_workers=cfg.data.num_workers, desc="supernet",
+                  on_start=lambda: record_config(run_dir, cfg))
     return {**summary, "bin_fallbacks": sampler.fallbacks}
 
 
@@ -128,7 +165,7 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
     elif state_path.exists() and not force:
         raise CheckpointError(f"{out} already holds a search; pass --resume to continue it or --force to start over")
     device = resolve_device(sc.device)
-    data = build_data(cfg.data)  # the search reads data.train (recalibration) and data.val (scores) only
+    data = load_data(cfg)  # the search reads data.train (recalibration) and data.val (scores) only
     model = _load_supernet(run_dir, cfg, data, device)
     cost = CostModel(model)
     constraints = Constraints(cost, sc.constraints)
@@ -137,6 +174,7 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
         model, fixed_batches(data.train, sc.recal_batch_size, sc.recal_batches, sc.seed),
         list(eval_loader(val, sc.val_batch_size)), device=device)
     engine = EvolutionSearch(SearchSpace(model), evaluator, sc, cost, constraints, state=state)
+    record_config(run_dir, cfg)
 
     def save(engine: EvolutionSearch, new: list) -> None:
         write_json(state_path, engine.state_dict())
@@ -144,6 +182,7 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
         write_json(out / "topk.json", engine.topk)
 
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(out)
     t0 = time.perf_counter()
     topk = engine.run(on_generation=save, progress=sc.progress)
     if not topk:
@@ -179,7 +218,7 @@ def build_subnet(cfg: RunConfig, data, arch: dict):
 def retrain(run_dir: Path, arch_path=None, overrides: list[str] = (), resume: bool = False, force: bool = False) -> dict:
     run_dir = Path(run_dir)
     cfg = stage_config(run_dir, overrides, "retrain")
-    data = build_data(cfg.data)
+    data = load_data(cfg)
     space = SearchSpace(create(cfg.space.name, **space_options(cfg, data)))
     arch = _arch_for_retrain(run_dir, arch_path, space)
     torch.manual_seed(cfg.retrain.seed)  # the fresh initialisation
@@ -187,9 +226,10 @@ def retrain(run_dir: Path, arch_path=None, overrides: list[str] = (), resume: bo
     meta = {"kind": "subnet", "space": cfg.space.name, "options": space_options(cfg, data), "arch": arch}
     out = run_dir / "retrain"
     summary = fit(model, data.train, cfg.retrain, out, meta=meta, run_config=to_dict(cfg), resume=resume,
-                  force=force, num_workers=cfg.data.num_workers, desc="retrain")
+                  force=force, num_workers=cfg.data.num_workers, desc="retrain",
+                  on_start=lambda: record_config(run_dir, cfg))
     rc = cfg.retrain
-    ck = load_checkpoint(out / "last.pt")
+    ck, _ = load_latest(out)
     if rc.bn_recal_batches and not ck.get("bn_recalibrated"):
         # The official final pass: re-estimate BN statistics with LR 0 (weights unchanged).
         device = resolve_device(rc.device)
@@ -199,16 +239,25 @@ def retrain(run_dir: Path, arch_path=None, overrides: list[str] = (), resume: bo
 
 
 def load_subnet(run_dir: Path, cfg: RunConfig, data):
-    ck = load_checkpoint(run_dir / "retrain" / "last.pt")
+    if not (run_dir / "retrain").is_dir():
+        raise CheckpointError(f"{run_dir} has no retrained network: run 'supernet retrain --run-dir {run_dir}' first")
+    ck, _ = load_latest(run_dir / "retrain")
     model = build_subnet(cfg, data, ck["meta"]["arch"])
     model.load_state_dict(ck["model"])
     return model, ck["meta"]["arch"]
 
 
-def evaluate(run_dir: Path) -> dict:
+def _refuse_overwrite(paths: list[Path], force: bool) -> None:
+    existing = [p for p in paths if p.exists()]
+    if existing and not force:
+        raise CheckpointError(f"{existing[0]} already exists; pass --force to replace it (or use a new --run-dir)")
+
+
+def evaluate(run_dir: Path, force: bool = False) -> dict:
     run_dir = Path(run_dir)
     cfg = stage_config(run_dir, [], "retrain")
-    data = build_data(cfg.data)
+    _refuse_overwrite([run_dir / "eval.json"], force)
+    data = load_data(cfg)
     model, arch = load_subnet(run_dir, cfg, data)
     device = resolve_device(cfg.retrain.device)
     result = evaluate_model(model.to(device), data.test, batch_size=256, device=device, num_workers=cfg.data.num_workers)
@@ -219,13 +268,15 @@ def evaluate(run_dir: Path) -> dict:
     return report
 
 
-def export(run_dir: Path, overrides: list[str] = ()) -> dict:
+def export(run_dir: Path, overrides: list[str] = (), force: bool = False) -> dict:
     from .export import check_onnx, export_onnx
     run_dir = Path(run_dir)
     cfg = stage_config(run_dir, overrides, "export")
-    data = build_data(cfg.data)
+    _refuse_overwrite([run_dir / "arch.json", run_dir / "model.onnx"], force)
+    data = load_data(cfg)
     model, arch = load_subnet(run_dir, cfg, data)
     model = model.cpu().eval()
+    record_config(run_dir, cfg)
     write_json(run_dir / "arch.json", arch)
     sample = torch.stack([data.test[i][0] for i in range(min(cfg.export.batch_size, len(data.test)))])
     onnx_path = export_onnx(model, sample, run_dir / "model.onnx", cfg.export.opset)

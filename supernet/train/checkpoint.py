@@ -1,11 +1,16 @@
-"""Checkpoints: atomic, versioned, loaded with ``weights_only=True``.
+"""Checkpoints: atomic, versioned, checksummed, loaded with ``weights_only=True``.
 
 A checkpoint is a dict of tensors and plain data only (the config as a dict, RNG states as
-tensors), so it loads without unpickling code.
+tensors), so it loads without unpickling code. On disk it is a one-line header with the SHA-256
+of the payload, then ``torch.save``'s bytes: a truncated or damaged file is detected before
+torch reads it, and the previous good checkpoint is used instead (``load_latest``).
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import re
+import sys
 from pathlib import Path
 
 import torch
@@ -13,6 +18,7 @@ import torch
 from ..io import atomic_write
 
 FORMAT_VERSION = 1
+MAGIC = b"supernet-checkpoint sha256="
 
 
 class CheckpointError(ValueError):
@@ -20,22 +26,58 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:
-    state = {"format_version": FORMAT_VERSION, **state}
-    return atomic_write(path, lambda f: torch.save(state, f), mode="wb")
+    buf = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, **state}, buf)
+    payload = buf.getvalue()
+    header = MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n"
+    return atomic_write(path, lambda f: (f.write(header), f.write(payload)), mode="wb")
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    data = path.read_bytes()
+    header, _, payload = data.partition(b"\n")
+    if not header.startswith(MAGIC):
+        raise CheckpointError(f"checkpoint {path} is not a supernet checkpoint (no header); it may be truncated to nothing")
+    if hashlib.sha256(payload).hexdigest().encode() != header[len(MAGIC):]:
+        raise CheckpointError(f"checkpoint {path} is damaged or truncated (checksum mismatch, {len(data):,} bytes)")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated, corrupt, or not ours
+        state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+    except Exception as e:  # not ours, or written by an incompatible torch
         raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         found = state.get("format_version") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"checkpoint {path} has format version {found!r}; this supernet reads {FORMAT_VERSION}")
     return state
+
+
+def load_latest(folder: str | Path, map_location="cpu") -> tuple[dict, Path]:
+    """The newest readable checkpoint in ``folder``: ``last.pt``, else ``step-*.pt`` newest first.
+
+    Each unreadable one is reported on stderr with its path; raises if none can be used.
+    """
+    folder = Path(folder)
+    candidates = [folder / "last.pt"] + step_checkpoints(folder)[::-1]
+    problems = []
+    for path in candidates:
+        if not path.exists():
+            continue
+        try:
+            return load_checkpoint(path, map_location), path
+        except CheckpointError as e:
+            problems.append(str(e))
+            print(f"warning: {e}; trying the previous checkpoint", file=sys.stderr)
+    if not problems:
+        raise CheckpointError(f"no checkpoint in {folder}")
+    raise CheckpointError(f"no usable checkpoint in {folder}: " + "; ".join(problems))
+
+
+def remove_stale_temp_files(folder: Path) -> None:
+    """Temp files left by a write that was killed before its rename."""
+    for p in Path(folder).glob(".*.tmp"):
+        p.unlink(missing_ok=True)
 
 
 def step_checkpoints(folder: Path) -> list[Path]:

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from ..data.loader import eval_loader, train_loader
-from .checkpoint import (CheckpointError, load_checkpoint, prune_checkpoints, rng_state, save_checkpoint,
-                         set_rng_state)
+from .checkpoint import (CheckpointError, load_latest, prune_checkpoints, remove_stale_temp_files, rng_state,
+                         save_checkpoint, set_rng_state, step_checkpoints)
 from .device import autocast, memory_format, resolve_device
 from .metrics import MetricsLog, accuracy, progress_bar
 from .optim import build_optimizer, lr_at, set_lr
@@ -26,14 +26,21 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss is NaN); the last good checkpoint is kept."""
 
 
-def diff_meta(saved: dict, current: dict) -> list[str]:
-    keys = sorted(set(saved) | set(current))
-    return [f"{k}: checkpoint has {saved.get(k)!r}, now {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
+def diff_meta(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """Each differing key (nested dicts by dotted path): 'options.width_mult: checkpoint has 0.25, now 0.5'."""
+    out = []
+    for k in sorted(set(saved) | set(current)):
+        a, b = saved.get(k), current.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += diff_meta(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: checkpoint has {a!r}, now {b!r}")
+    return out
 
 
 def fit(model: nn.Module, train_set, cfg, out_dir: Path, *, meta: dict, run_config: dict,
         before_step: Optional[Callable[[int], None]] = None, resume: bool = False, force: bool = False,
-        num_workers: int = 0, desc: str = "train") -> dict:
+        num_workers: int = 0, desc: str = "train", on_start: Optional[Callable[[], None]] = None) -> dict:
     """Train ``model`` for ``cfg.steps`` steps, checkpointing into ``out_dir``.
 
     Args:
@@ -43,6 +50,7 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Path, *, meta: dict, run_conf
         before_step: called with the step index before each forward (SPOS activates a path here).
         resume: continue from ``out_dir/last.pt``.
         force: start over even if ``out_dir`` already holds a checkpoint.
+        on_start: called once every check has passed, before anything is written.
     """
     out_dir = Path(out_dir)
     last = out_dir / "last.pt"
@@ -52,22 +60,25 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Path, *, meta: dict, run_conf
     optimizer = build_optimizer(model, cfg.optim)
     start = 0
     if resume:
-        if not last.exists():
+        if not last.exists() and not step_checkpoints(out_dir):
             raise CheckpointError(f"nothing to resume: {last} does not exist (run without --resume to start)")
-        state = load_checkpoint(last, map_location=device)
+        state, path = load_latest(out_dir, map_location=device)
         problems = diff_meta(state["meta"], meta)
         if problems:
-            raise CheckpointError(f"{last} was made for a different model: " + "; ".join(problems))
+            raise CheckpointError(f"{path} was made for a different model: " + "; ".join(problems))
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         start = state["step"]
-    elif last.exists() and not force:
+    elif (last.exists() or step_checkpoints(out_dir)) and not force:
         raise CheckpointError(f"{out_dir} already holds a checkpoint; pass --resume to continue it "
                               f"or --force to start over (or use a new --run-dir)")
     else:
         torch.manual_seed(cfg.seed)  # dropout
+    if on_start is not None:
+        on_start()
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(out_dir)
     log = MetricsLog(out_dir / "metrics.jsonl", resume_step=start if resume else None)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
     summary = {"steps": cfg.steps, "start_step": start}

@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..io import atomic_write
+
 
 def progress_bar(**kwargs) -> tqdm:
     """tqdm that redraws often on a terminal, and only every 30 s into a log file."""
@@ -31,8 +33,8 @@ class MetricsLog:
         if resume_step is None:
             self.path.write_text("")
         elif self.path.exists():  # keep exactly what the resumed run had written by then
-            keep = [l for l in self.path.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= resume_step]
-            self.path.write_text("".join(l + "\n" for l in keep))
+            keep = [json.dumps(r) for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
+            atomic_write(self.path, lambda f: f.write("".join(l + "\n" for l in keep)))
         self.writer = None
         if tensorboard:
             try:
@@ -55,5 +57,12 @@ class MetricsLog:
 
 
 def read_metrics(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl; a line torn by a crash mid-append is skipped."""
     path = Path(path)
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
+    rows = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows

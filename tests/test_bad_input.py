@@ -1,0 +1,127 @@
+"""The bad-input table (README, Troubleshooting): each case gets one clear line on stderr, exit 2,
+no traceback, and leaves an existing run directory exactly as it was."""
+import hashlib
+import json
+import shutil
+
+import pytest
+import yaml
+
+from supernet.cli import main
+from supernet.train import load_checkpoint
+
+from .data.test_data import _write_cifar, _write_folder
+from .test_pipeline import TINY
+
+
+def snapshot(folder):
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    run = root / "run"
+    assert main(["train-supernet", "--config", str(root / "tiny.yaml"), "--run-dir", str(run), "steps=2"]) == 0
+    assert main(["search", "--run-dir", str(run), "generations=1"]) == 0
+    return root, run
+
+
+def _cifar_missing(tmp):
+    _write_cifar(tmp / "cifar", skip=("data_batch_3",))
+    return ["data.name=cifar10", f"data.root={tmp / 'cifar'}"]
+
+
+def _corrupt_image(tmp):
+    _write_folder(tmp / "imgs")
+    (tmp / "imgs" / "train" / "cat" / "broken.jpg").write_bytes(b"not a jpeg at all")
+    return ["data.name=imagefolder", f"data.root={tmp / 'imgs'}", "data.val_per_class=1", "data.image_size=32"]
+
+
+def _empty_folder(tmp):
+    (tmp / "empty" / "train").mkdir(parents=True)
+    return ["data.name=imagefolder", f"data.root={tmp / 'empty'}"]
+
+
+A4 = {f"layer_{i}": 0 for i in range(4)} | {f"channel_{i}": 0 for i in range(4)}
+
+# (id, command builder(tmp, run) -> argv, the message it must print, whether it runs on the trained run)
+CASES = [
+    ("missing data folder", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir", t / "new",
+                                          "data.name=cifar10", f"data.root={t / 'nowhere'}"],
+     "is missing data_batch_1", False),
+    ("empty image folder", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir", t / "new",
+                                         *_empty_folder(t)], "has no class subfolders", False),
+    ("corrupt image", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir", t / "new",
+                                    *_corrupt_image(t), "steps=3", "batch_size=4"], "broken.jpg", False),
+    ("CIFAR folder missing a batch", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir",
+                                                   t / "new", *_cifar_missing(t)], "data_batch_3", False),
+    ("unknown config key", lambda t, r: ["search", "--run-dir", r, "populaton=3"],
+     "unknown key 'search.populaton'; valid keys: algorithm, population", True),
+    ("wrong value type", lambda t, r: ["search", "--run-dir", r, "population=many"],
+     "search.population must be an integer, got 'many'", True),
+    ("negative size", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir", t / "new",
+                                    "batch_size=-4"], "batch_size must be positive, got -4", False),
+    ("zero size", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir", t / "new",
+                                "data.image_size=0"], "data.image_size=0 is invalid", False),
+    ("arch: unknown label", lambda t, r: ["retrain", "--run-dir", r, "--arch", json.dumps({**A4, "layer_9": 1})],
+     "unknown label(s) 'layer_9'; valid labels: layer_0..layer_3: 0..3; channel_0..channel_3: 0..7", True),
+    ("arch: missing label", lambda t, r: ["retrain", "--run-dir", r, "--arch",
+                                          json.dumps({k: v for k, v in A4.items() if k != "channel_2"})],
+     "missing label(s) 'channel_2'", True),
+    ("arch: index out of range", lambda t, r: ["retrain", "--run-dir", r, "--arch", json.dumps({**A4, "layer_1": 4})],
+     "label 'layer_1' index 4 is out of range; valid: 0..3", True),
+    ("arch: wrong length", lambda t, r: ["retrain", "--run-dir", r, "--arch", "[0, 1, 2]"],
+     "a list architecture needs 8 values (one per label), got 3", True),
+    ("unsatisfiable constraint", lambda t, r: ["search", "--run-dir", r, "--force", "constraints=[flops<=1000]"],
+     "constraint flops <= 1000 cannot be met: this space's flops range is", True),
+    ("NaN loss", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir", t / "nan",
+                               "optim.lr=1e30", "steps=8", "checkpoint_every=2"], "loss became nan at step", False),
+    ("resume a run that does not exist", lambda t, r: ["train-supernet", "--run-dir", t / "nowhere", "--resume"],
+     "nothing to resume: ", False),
+    ("resume with another space", lambda t, r: ["train-supernet", "--run-dir", r, "--resume",
+                                                "space.options.width_mult=0.5"],
+     "was made for a different model: options.width_mult: checkpoint has 0.25, now 0.5", True),
+    ("run dir not writable", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir",
+                                           t / "tiny.yaml" / "sub"], "cannot write the run directory", False),
+    ("evaluate over an earlier eval.json", lambda t, r: (r.joinpath("eval.json").write_text("{}"), ["evaluate", "--run-dir", r])[1],
+     "eval.json already exists; pass --force to replace it", False),
+    ("later stage before the first", lambda t, r: ["retrain", "--run-dir", t / "empty-run"], "has no config.yaml", False),
+]
+
+
+@pytest.mark.parametrize("argv, message, on_run", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_gets_one_clear_line_and_changes_nothing(trained, tmp_path, capsys, argv, message, on_run):
+    root, trained_run = trained
+    shutil.copy(root / "tiny.yaml", tmp_path / "tiny.yaml")
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    args = [str(a) for a in argv(tmp_path, run)]  # may set the scene first
+    before = snapshot(run)
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert snapshot(run) == before  # nothing overwritten
+
+
+def test_nan_loss_keeps_the_last_good_checkpoint(trained, tmp_path, capsys):
+    root, _ = trained
+    run = tmp_path / "nan"
+    assert main(["train-supernet", "--config", str(root / "tiny.yaml"), "--run-dir", str(run), "optim.lr=1e30",
+                 "steps=8", "checkpoint_every=2"]) == 2
+    err = capsys.readouterr().err
+    step = int(err.split("at step ")[1].split(";")[0])
+    assert load_checkpoint(run / "supernet" / "last.pt")["step"] <= step
+
+
+def test_skip_corrupt_images_skips_and_counts(trained, tmp_path, capsys):
+    root, _ = trained
+    args = _corrupt_image(tmp_path)
+    assert main(["train-supernet", "--config", str(root / "tiny.yaml"), "--run-dir", str(tmp_path / "r"), *args,
+                 "data.skip_corrupt=true", "steps=2", "batch_size=4"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 1 unreadable image" in err and "broken.jpg" in err
