@@ -6,6 +6,7 @@ with no traceback. ``SUPERNET_DEBUG=1`` shows the traceback anyway.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -95,6 +96,8 @@ def cmd_retrain(args) -> int:
 def cmd_evaluate(args) -> int:
     from . import pipeline
     r = pipeline.evaluate(args.run_dir, force=args.force)
+    if r is None:
+        return 0
     print(f"evaluate: test top-1 {r['top1']:.4f}, top-5 {r['top5']:.4f} on {r['n']} images -> {args.run_dir}/eval.json")
     return 0
 
@@ -102,6 +105,8 @@ def cmd_evaluate(args) -> int:
 def cmd_export(args) -> int:
     from . import pipeline
     r = pipeline.export(args.run_dir, args.options, force=args.force)
+    if r is None:
+        return 0
     check = "onnxruntime not installed, not checked" if r["max_abs_diff"] is None else \
         f"matches PyTorch, max |diff| {r['max_abs_diff']:.2e}"
     print(f"export: {r['arch']}, {r['onnx']} ({check})")
@@ -166,9 +171,13 @@ def _path(text: str):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .train import dist
     args = build_parser().parse_args(argv)
+    dist.init_from_env()  # torchrun: join the process group; only rank 0 prints and writes
+    quiet = None if dist.is_main() else contextlib.redirect_stdout(open(os.devnull, "w"))
     try:
-        return args.func(args)
+        with quiet or contextlib.nullcontext():
+            return args.func(args)
     except USER_ERRORS as e:
         if os.environ.get("SUPERNET_DEBUG"):
             raise
@@ -177,3 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"supernet {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if os.environ.get("SUPERNET_REPORT_WRITES"):
+            from .io import files_written
+            print(f"rank {dist.rank()} wrote {files_written()} files", file=sys.stderr)
+        dist.shutdown()

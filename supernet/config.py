@@ -196,6 +196,7 @@ class TrainConfig:
     amp: bool = True                 # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True       # on CUDA (ignored on CPU)
     bn_recal_batches: int = 0        # retrain: a final BN-statistics pass over this many batches (official: ~1 epoch)
+    sync_bn: bool = False            # under torchrun on CUDA: BatchNorm statistics over the global batch
     progress: bool = True            # tqdm progress bar
 
     def __post_init__(self):

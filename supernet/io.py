@@ -9,6 +9,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+_appends = 0
+
+
+def note_append() -> None:
+    """Count a non-atomic append (metrics.jsonl) for ``files_written``."""
+    global _appends
+    _appends += 1
+
+
+def files_written() -> int:
+    """Writes by this process so far (the distributed tests check that only rank 0 writes)."""
+    return _writes + _appends
+
+
 # Fault injection for the crash tests: SUPERNET_KILL_AT_WRITE=N kills this process with SIGKILL in
 # the middle of its N-th atomic write (after the temp file is written, before the rename).
 _KILL_AT = int(os.environ.get("SUPERNET_KILL_AT_WRITE", "0"))

@@ -29,6 +29,7 @@ from .search.plot import plot_search
 from .spaces import create
 from .strategies import PathSampler
 from .train import CheckpointError, evaluate as evaluate_model, fit, load_latest, save_checkpoint
+from .train import dist
 from .train.checkpoint import remove_stale_temp_files
 from .train.loop import diff_meta
 from .train.device import resolve_device
@@ -133,7 +134,8 @@ def train_supernet(run_dir: Path, config: Optional[str | Path], overrides: list[
     if not resume and list((run_dir / "supernet").glob("*.pt")) and not force:
         raise CheckpointError(f"{run_dir} already holds a supernet; pass --resume to continue it or --force to start "
                               f"over (or use a new --run-dir)")
-    writable_run_dir(run_dir)
+    if dist.is_main():
+        writable_run_dir(run_dir)
     data = load_data(cfg)
     options = space_options(cfg, data)
     torch.manual_seed(cfg.supernet.seed)  # the initial weights, so that a run is a function of its config
@@ -147,7 +149,7 @@ def train_supernet(run_dir: Path, config: Optional[str | Path], overrides: list[
                   meta={"kind": "supernet", "space": cfg.space.name, "options": options},
                   run_config=to_dict(cfg), before_step=lambda step: space.activate(sampler(step), check=False),
                   resume=resume, force=force, num_workers=cfg.data.num_workers, desc="supernet",
-                  on_start=lambda: record_config(run_dir, cfg))
+                  on_start=lambda: record_config(run_dir, cfg), supernet=True)
     return {**summary, "bin_fallbacks": sampler.fallbacks}
 
 
@@ -174,20 +176,30 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
         model, fixed_batches(data.train, sc.recal_batch_size, sc.recal_batches, sc.seed),
         list(eval_loader(val, sc.val_batch_size)), device=device)
     engine = EvolutionSearch(SearchSpace(model), evaluator, sc, cost, constraints, state=state)
-    record_config(run_dir, cfg)
+    main = dist.is_main()  # under torchrun every rank evaluates its share; rank 0 writes
+    if main:
+        record_config(run_dir, cfg)
 
     def save(engine: EvolutionSearch, new: list) -> None:
+        if not main:
+            return
         write_json(state_path, engine.state_dict())
         write_text(out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in engine.results))
         write_json(out / "topk.json", engine.topk)
 
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(out)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(out)
     t0 = time.perf_counter()
-    topk = engine.run(on_generation=save, progress=sc.progress)
+    topk = engine.run(on_generation=save, progress=sc.progress and main)
     if not topk:
         raise ValueError("the search evaluated no candidate; loosen search.constraints")
     best = topk[0]
+    first = [r["top1"] for r in engine.results if r["generation"] == 0]
+    summary = {"best": best, "evaluated": len(engine.results), "seconds": time.perf_counter() - t0,
+               "random_mean_top1": sum(first) / len(first) if first else None}
+    if not main:
+        return summary
     write_json(out / "best_arch.json", {"arch": best["arch"], "space": cfg.space.name, **{
         k: best[k] for k in ("top1", "top5", "flops", "params", "generation")}})
     bounds = [Constraint.parse(c) if isinstance(c, str) else c for c in sc.constraints]
@@ -195,9 +207,7 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
     flops_min = max((c.min for c in bounds if c.metric == "flops" and c.min is not None), default=None)
     plot_search(engine.results, out / "search.png", flops_max, flops_min,
                 title=f"{sc.algorithm} search on {cfg.space.name}: best top-1 {100 * best['top1']:.2f}%")
-    first = [r["top1"] for r in engine.results if r["generation"] == 0]
-    return {"best": best, "evaluated": len(engine.results), "seconds": time.perf_counter() - t0,
-            "random_mean_top1": sum(first) / len(first) if first else None}
+    return summary
 
 
 def _arch_for_retrain(run_dir: Path, arch_path, space: SearchSpace) -> dict:
@@ -230,7 +240,7 @@ def retrain(run_dir: Path, arch_path=None, overrides: list[str] = (), resume: bo
                   on_start=lambda: record_config(run_dir, cfg))
     rc = cfg.retrain
     ck, _ = load_latest(out)
-    if rc.bn_recal_batches and not ck.get("bn_recalibrated"):
+    if rc.bn_recal_batches and not ck.get("bn_recalibrated") and dist.is_main():
         # The official final pass: re-estimate BN statistics with LR 0 (weights unchanged).
         device = resolve_device(rc.device)
         recalibrate_bn(model, fixed_batches(data.train, rc.batch_size, rc.bn_recal_batches, rc.seed + 1), device)
@@ -253,7 +263,9 @@ def _refuse_overwrite(paths: list[Path], force: bool) -> None:
         raise CheckpointError(f"{existing[0]} already exists; pass --force to replace it (or use a new --run-dir)")
 
 
-def evaluate(run_dir: Path, force: bool = False) -> dict:
+def evaluate(run_dir: Path, force: bool = False) -> dict | None:
+    if not dist.is_main():  # one process is plenty; under torchrun the others have nothing to do
+        return None
     run_dir = Path(run_dir)
     cfg = stage_config(run_dir, [], "retrain")
     _refuse_overwrite([run_dir / "eval.json"], force)
@@ -268,8 +280,10 @@ def evaluate(run_dir: Path, force: bool = False) -> dict:
     return report
 
 
-def export(run_dir: Path, overrides: list[str] = (), force: bool = False) -> dict:
+def export(run_dir: Path, overrides: list[str] = (), force: bool = False) -> dict | None:
     from .export import check_onnx, export_onnx
+    if not dist.is_main():
+        return None
     run_dir = Path(run_dir)
     cfg = stage_config(run_dir, overrides, "export")
     _refuse_overwrite([run_dir / "arch.json", run_dir / "model.onnx"], force)

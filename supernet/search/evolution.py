@@ -17,6 +17,7 @@ from typing import Callable, Optional
 
 from ..arch import Arch, SearchSpace
 from ..cost import Constraints, CostModel
+from ..train import dist
 from ..train.metrics import progress_bar
 
 STATE_VERSION = 1
@@ -136,9 +137,16 @@ class EvolutionSearch:
     def step(self, progress: bool = False) -> list[dict]:
         """Propose, evaluate and rank one generation; returns its results."""
         new = []
-        for arch, origin in progress_bar(iterable=self.propose(), desc=f"generation {self.generation}", leave=False,
-                                         disable=not progress):
-            score = self.evaluate(arch)
+        proposals = self.propose()  # identical on every rank: same RNG, same results so far
+        rank, world = dist.rank(), dist.world()
+        mine = {}
+        for i, (arch, _) in enumerate(progress_bar(iterable=proposals, desc=f"generation {self.generation}",
+                                                   leave=False, disable=not progress)):
+            if i % world == rank:  # under torchrun the candidates are dealt round-robin to the ranks
+                mine[i] = self.evaluate(arch)
+        scores = {i: s for part in dist.all_gather_objects(mine) for i, s in part.items()}
+        for i, (arch, origin) in enumerate(proposals):
+            score = scores[i]
             flops, params = self.cost.cost(arch)
             record = {"generation": self.generation, "origin": origin, "arch": arch,
                       "top1": 1 - score["top1_err"], "top5": 1 - score["top5_err"], **score,

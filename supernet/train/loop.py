@@ -7,16 +7,19 @@ So a resumed run repeats the uninterrupted one exactly.
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..data.loader import eval_loader, train_loader
 from .checkpoint import (CheckpointError, load_latest, prune_checkpoints, remove_stale_temp_files, rng_state,
                          save_checkpoint, set_rng_state, step_checkpoints)
+from . import dist
 from .device import autocast, memory_format, resolve_device
 from .metrics import MetricsLog, accuracy, progress_bar
 from .optim import build_optimizer, lr_at, set_lr
@@ -40,7 +43,8 @@ def diff_meta(saved: dict, current: dict, prefix: str = "") -> list[str]:
 
 def fit(model: nn.Module, train_set, cfg, out_dir: Path, *, meta: dict, run_config: dict,
         before_step: Optional[Callable[[int], None]] = None, resume: bool = False, force: bool = False,
-        num_workers: int = 0, desc: str = "train", on_start: Optional[Callable[[], None]] = None) -> dict:
+        num_workers: int = 0, desc: str = "train", on_start: Optional[Callable[[], None]] = None,
+        supernet: bool = False) -> dict:
     """Train ``model`` for ``cfg.steps`` steps, checkpointing into ``out_dir``.
 
     Args:
@@ -50,14 +54,23 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Path, *, meta: dict, run_conf
         before_step: called with the step index before each forward (SPOS activates a path here).
         resume: continue from ``out_dir/last.pt``.
         force: start over even if ``out_dir`` already holds a checkpoint.
-        on_start: called once every check has passed, before anything is written.
+        on_start: called once every check has passed, before anything is written (rank 0 only).
+        supernet: the used parameters change every step (SPOS). Under torchrun the gradients that
+            exist are averaged across ranks (all train the same path); otherwise DDP wraps the model.
+
+    Under torchrun, each rank reads its share of every global batch (``cfg.batch_size`` is the
+    global batch), and only rank 0 writes checkpoints, metrics and the progress bar.
     """
     out_dir = Path(out_dir)
     last = out_dir / "last.pt"
-    device = resolve_device(cfg.device)
+    device = dist.local_device(resolve_device(cfg.device))
     fmt = memory_format(device, cfg.channels_last)
+    main = dist.is_main()
+    if cfg.sync_bn and dist.world() > 1:
+        model = _sync_batchnorm(model, device)
     model.to(device, memory_format=fmt)
     optimizer = build_optimizer(model, cfg.optim)
+    params = list(model.parameters())
     start = 0
     if resume:
         if not last.exists() and not step_checkpoints(out_dir):
@@ -75,11 +88,15 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Path, *, meta: dict, run_conf
                               f"or --force to start over (or use a new --run-dir)")
     else:
         torch.manual_seed(cfg.seed)  # dropout
-    if on_start is not None:
-        on_start()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(out_dir)
-    log = MetricsLog(out_dir / "metrics.jsonl", resume_step=start if resume else None)
+    net = model
+    if dist.world() > 1 and not supernet:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if main:
+        if on_start is not None:
+            on_start()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(out_dir)
+    log = MetricsLog(out_dir / "metrics.jsonl", resume_step=start if resume else None) if main else NullLog()
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
     summary = {"steps": cfg.steps, "start_step": start}
     if start >= cfg.steps:
@@ -87,9 +104,9 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Path, *, meta: dict, run_conf
         return {**summary, "already_done": True}
 
     loader = train_loader(train_set, cfg.batch_size, cfg.seed, start, cfg.steps - start,
-                          num_workers=num_workers, device=device)
+                          num_workers=num_workers, device=device, rank=dist.rank(), world_size=dist.world())
     model.train()
-    bar = progress_bar(total=cfg.steps, initial=start, desc=desc, disable=not cfg.progress, leave=False)
+    bar = progress_bar(total=cfg.steps, initial=start, desc=desc, disable=not (cfg.progress and main), leave=False)
     window = {"loss": 0.0, "correct": 0, "seen": 0, "t0": time.perf_counter()}
     step = start
     try:
@@ -101,10 +118,12 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Path, *, meta: dict, run_conf
             x = x.to(device, non_blocking=True, memory_format=fmt)
             y = y.to(device, non_blocking=True)
             with autocast(device, cfg.amp):
-                logits = model(x)
+                logits = net(x)
                 loss = criterion(logits.float(), y)
             loss_value = loss.item()
-            if not torch.isfinite(loss):
+            if dist.world() > 1:  # every rank stops at the same step if any rank's loss is bad
+                loss_value = dist.all_reduce_sum([loss_value], device)[0] / dist.world()
+            if not math.isfinite(loss_value):
                 raise TrainingError(f"loss became {loss_value} at step {step}; stopped before updating the weights. "
                                     f"The last good checkpoint is {last if last.exists() else 'none (none saved yet)'}; "
                                     f"lower optim.lr or check the data")
@@ -112,22 +131,25 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Path, *, meta: dict, run_conf
             # weight decay leave it untouched (the official code sets those grads to None by hand).
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if supernet:
+                dist.average_gradients(params)
             optimizer.step()
-            window["loss"] += loss_value * len(y)
+            window["loss"] += loss.item() * len(y)
             window["correct"] += accuracy(logits.detach(), y, (1,))[0]
             window["seen"] += len(y)
             bar.update(1)
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
                 elapsed = time.perf_counter() - window["t0"]
-                record = {"step": done, "loss": window["loss"] / window["seen"], "acc": window["correct"] / window["seen"],
-                          "lr": lr, "img_s": window["seen"] / max(elapsed, 1e-9)}
+                loss_sum, correct, seen = dist.all_reduce_sum([window["loss"], window["correct"], window["seen"]], device)
+                record = {"step": done, "loss": loss_sum / seen, "acc": correct / seen,
+                          "lr": lr, "img_s": seen / max(elapsed, 1e-9)}
                 log.log(record)
                 bar.set_postfix(refresh=False, loss=f"{record['loss']:.3f}", acc=f"{record['acc']:.3f}", lr=f"{lr:.3g}",
                                 img_s=f"{record['img_s']:.0f}")
                 summary.update(record)
                 window = {"loss": 0.0, "correct": 0, "seen": 0, "t0": time.perf_counter()}
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            if main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
                 state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done,
                          "rng": rng_state(), "meta": meta, "config": run_config}
                 save_checkpoint(out_dir / f"step-{done}.pt", state)
@@ -136,7 +158,27 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Path, *, meta: dict, run_conf
     finally:
         bar.close()
         log.close()
+    dist.barrier()  # the last checkpoint is on disk before any rank moves on
     return summary
+
+
+class NullLog:
+    """What ranks other than 0 log to."""
+
+    def log(self, record: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
+    from ..nn import SlicedBatchNorm2d
+    if device.type != "cuda":
+        raise ValueError("sync_bn needs CUDA: PyTorch's SyncBatchNorm has no CPU kernel; set sync_bn=false")
+    if any(isinstance(m, SlicedBatchNorm2d) for m in model.modules()):
+        raise ValueError("sync_bn does not support channel search (sliced BatchNorm); set sync_bn=false")
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 @torch.no_grad()

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..io import atomic_write
+from ..io import atomic_write, note_append
 
 
 def progress_bar(**kwargs) -> tqdm:
@@ -46,6 +46,7 @@ class MetricsLog:
     def log(self, record: dict) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+        note_append()
         if self.writer is not None:
             for k, v in record.items():
                 if k != "step" and isinstance(v, (int, float)):

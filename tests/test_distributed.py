@@ -1,0 +1,78 @@
+"""torch.distributed on CPU: 2 processes with gloo, launched by torchrun, 1 thread each."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from supernet.train import load_checkpoint
+from supernet.train.metrics import read_metrics
+
+from .test_pipeline import TINY
+
+
+def launch(nproc, *args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SUPERNET_REPORT_WRITES": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "supernet", *map(str, args)]
+    if nproc == 1:
+        cmd = [sys.executable, "-m", "supernet", *map(str, args)]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return {int(r): int(n) for r, n in re.findall(r"rank (\d+) wrote (\d+) files", p.stderr)}
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ddp")
+    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    run = root / "run"
+    writes = launch(2, "train-supernet", "--config", root / "tiny.yaml", "--run-dir", run)
+    return root, run, writes
+
+
+def test_only_rank_0_writes(two_process_run):
+    root, run, writes = two_process_run
+    assert writes[1] == 0 and writes[0] > 0
+    assert [r["step"] for r in read_metrics(run / "supernet" / "metrics.jsonl")] == [2, 4, 6]  # logged once
+
+
+def test_two_process_training_resumes_exactly_and_across_world_sizes(two_process_run, tmp_path):
+    root, run, _ = two_process_run
+    full = load_checkpoint(run / "supernet" / "last.pt")
+    crashed = tmp_path / "crashed"
+    shutil.copytree(run, crashed)
+    shutil.copy(run / "supernet" / "step-3.pt", crashed / "supernet" / "last.pt")
+    launch(2, "train-supernet", "--run-dir", crashed, "--resume")
+    resumed = load_checkpoint(crashed / "supernet" / "last.pt")
+    assert all(torch.equal(full["model"][k], resumed["model"][k]) for k in full["model"])
+    # The same checkpoint continues in one process: the global batch of each step is the same images.
+    single = tmp_path / "single"
+    shutil.copytree(run, single)
+    shutil.copy(run / "supernet" / "step-3.pt", single / "supernet" / "last.pt")
+    launch(1, "train-supernet", "--run-dir", single, "--resume")
+    assert load_checkpoint(single / "supernet" / "last.pt")["step"] == 6
+
+
+def test_a_search_split_across_two_processes_equals_one_process(two_process_run, tmp_path):
+    root, run, _ = two_process_run
+    one, two = tmp_path / "one", tmp_path / "two"
+    shutil.copytree(run, one)
+    shutil.copytree(run, two)
+    launch(1, "search", "--run-dir", one)
+    writes = launch(2, "search", "--run-dir", two)
+    assert writes[1] == 0
+    assert (one / "search" / "history.jsonl").read_text() == (two / "search" / "history.jsonl").read_text()
+    assert (one / "search" / "best_arch.json").read_text() == (two / "search" / "best_arch.json").read_text()
+
+
+def test_retrain_runs_with_ddp(two_process_run, tmp_path):
+    root, run, _ = two_process_run
+    work = tmp_path / "work"
+    shutil.copytree(run, work)
+    writes = launch(2, "retrain", "--run-dir", work, "--arch", "[0, 1, 2, 3, 3, 2, 1, 0]")
+    assert writes[1] == 0 and load_checkpoint(work / "retrain" / "last.pt")["step"] == TINY["retrain"]["steps"]
