@@ -20,7 +20,7 @@ from torch.utils.data import Subset
 
 from .arch import SearchSpace, fix, parse_arch
 from .config import ConfigError, RunConfig, dump_config, load_config, parse_overrides, scope_overrides, to_dict
-from .cost import Constraint, Constraints, CostModel
+from .cost import Constraints, CostModel
 from .data import build_data
 from .data.loader import eval_loader, fixed_batches
 from .io import read_json, write_json, write_text
@@ -202,7 +202,7 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
         return summary
     write_json(out / "best_arch.json", {"arch": best["arch"], "space": cfg.space.name, **{
         k: best[k] for k in ("top1", "top5", "flops", "params", "generation")}})
-    bounds = [Constraint.parse(c) if isinstance(c, str) else c for c in sc.constraints]
+    bounds = constraints.items
     flops_max = min((c.max for c in bounds if c.metric == "flops" and c.max is not None), default=None)
     flops_min = max((c.min for c in bounds if c.metric == "flops" and c.min is not None), default=None)
     plot_search(engine.results, out / "search.png", flops_max, flops_min,
