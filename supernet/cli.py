@@ -174,9 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     from .train import dist
     args = build_parser().parse_args(argv)
     dist.init_from_env()  # torchrun: join the process group; only rank 0 prints and writes
-    quiet = None if dist.is_main() else contextlib.redirect_stdout(open(os.devnull, "w"))
+    quiet = contextlib.nullcontext() if dist.is_main() else contextlib.redirect_stdout(open(os.devnull, "w"))
     try:
-        with quiet or contextlib.nullcontext():
+        with quiet:
             return args.func(args)
     except USER_ERRORS as e:
         if os.environ.get("SUPERNET_DEBUG"):

@@ -23,7 +23,7 @@ def run_demo(run_dir: Optional[Path] = None, overrides: list[str] = ()) -> dict:
         print(f"\n== {name}")
         t = time.perf_counter()
         result = fn()
-        rows.append((name, result, time.perf_counter() - t))
+        rows.append((name, time.perf_counter() - t))
         return result
 
     sup = timed("train-supernet", lambda: pipeline.train_supernet(run_dir, "digits", list(overrides)))
@@ -45,7 +45,7 @@ def run_demo(run_dir: Optional[Path] = None, overrides: list[str] = ()) -> dict:
     }
     width = max(len(v) for v in results.values())
     print(f"\n{'stage':<15} {'result':<{width}} {'time':>7}")
-    for name, _, seconds in rows:
+    for name, seconds in rows:
         print(f"{name:<15} {results[name]:<{width}} {seconds:>6.1f}s")
     print(f"{'total':<15} {'':<{width}} {total:>6.1f}s")
     print(f"\nartifacts in {run_dir}/ (config.yaml, supernet/, search/search.png, retrain/, eval.json, model.onnx)")

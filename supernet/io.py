@@ -9,11 +9,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-_appends = 0
+# Fault injection for the crash tests: SUPERNET_KILL_AT_WRITE=N kills this process with SIGKILL in
+# the middle of its N-th atomic write (after the temp file is written, before the rename).
+_KILL_AT = int(os.environ.get("SUPERNET_KILL_AT_WRITE", "0"))
+_writes = 0   # atomic writes by this process
+_appends = 0  # non-atomic appends (metrics.jsonl)
 
 
 def note_append() -> None:
-    """Count a non-atomic append (metrics.jsonl) for ``files_written``."""
+    """Count a non-atomic append for ``files_written``."""
     global _appends
     _appends += 1
 
@@ -21,12 +25,6 @@ def note_append() -> None:
 def files_written() -> int:
     """Writes by this process so far (the distributed tests check that only rank 0 writes)."""
     return _writes + _appends
-
-
-# Fault injection for the crash tests: SUPERNET_KILL_AT_WRITE=N kills this process with SIGKILL in
-# the middle of its N-th atomic write (after the temp file is written, before the rename).
-_KILL_AT = int(os.environ.get("SUPERNET_KILL_AT_WRITE", "0"))
-_writes = 0
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> Path:

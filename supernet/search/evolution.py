@@ -90,10 +90,10 @@ class EvolutionSearch:
             return False
         return self.constraints is None or self.constraints.ok(arch)
 
-    def _fill(self, out: list, n: int, make: Callable[[], Arch], origin: str, pending: set) -> None:
-        """Append up to ``n`` legal candidates made by ``make``, with at most 10n tries."""
+    def _fill(self, out: list, n: int, make: Callable[[], Arch], origin: str, pending: set, tries: int) -> None:
+        """Append up to ``n`` legal candidates made by ``make``, with at most ``tries`` tries."""
         target = len(out) + n
-        for _ in range(10 * n):
+        for _ in range(tries):
             if len(out) >= target:
                 break
             arch = make()
@@ -116,21 +116,15 @@ class EvolutionSearch:
         pending: set = set()
         cfg = self.cfg
         if cfg.algorithm == "evolution" and self.topk:
-            self._fill(out, cfg.mutations, self._mutate, "mutation", pending)
-            self._fill(out, cfg.crossovers, self._crossover, "crossover", pending)
+            self._fill(out, cfg.mutations, self._mutate, "mutation", pending, tries=10 * cfg.mutations)
+            self._fill(out, cfg.crossovers, self._crossover, "crossover", pending, tries=10 * cfg.crossovers)
         size = cfg.population
         if cfg.algorithm == "random":
             size = min(cfg.population, cfg.random_candidates - len(self.results))
-        # The official refill loops until full; ours stops after 100x the population in tries so a
-        # space with few legal architectures ends instead of hanging.
-        target = size - len(out)
-        for _ in range(max(0, target) * 100):
-            if len(out) >= size:
-                break
-            arch = self.space.sample(self.rng)
-            if self._legal(arch, pending):
-                pending.add(self._key(arch))
-                out.append((arch, "random"))
+        # The official refill loops until full; ours stops after 100x the missing count in tries so
+        # a space with few legal architectures ends instead of hanging.
+        missing = max(0, size - len(out))
+        self._fill(out, missing, lambda: self.space.sample(self.rng), "random", pending, tries=100 * missing)
         return out
 
     # --- the loop -------------------------------------------------------------------------------

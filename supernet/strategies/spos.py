@@ -64,11 +64,5 @@ class PathSampler:
                 return arch
         r = self.cost.range()
         raise ValueError(f"no path met {self.constraints} in {self.max_tries} tries at step {step}; the space's "
-                           f"FLOPs range is {fmt_count(r['flops_min'])} .. {fmt_count(r['flops_max'])}: loosen the constraint "
-                           f"or raise sampling.max_tries")
-
-
-def acceptance_rate(space: SearchSpace, constraints: Constraints, n: int = 1000, seed: int = 0) -> float:
-    """Fraction of uniform paths that meet ``constraints`` (to judge max_tries)."""
-    rng = random.Random(seed)
-    return sum(constraints.ok(space.sample(rng)) for _ in range(n)) / n
+                         f"FLOPs range is {fmt_count(r['flops_min'])} .. {fmt_count(r['flops_max'])}: loosen the "
+                         f"constraint or raise sampling.max_tries")

@@ -108,7 +108,6 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Path, *, meta: dict, run_conf
     model.train()
     bar = progress_bar(total=cfg.steps, initial=start, desc=desc, disable=not (cfg.progress and main), leave=False)
     window = {"loss": 0.0, "correct": 0, "seen": 0, "t0": time.perf_counter()}
-    step = start
     try:
         for step, (x, y) in enumerate(loader, start):
             if before_step is not None:
@@ -120,9 +119,10 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Path, *, meta: dict, run_conf
             with autocast(device, cfg.amp):
                 logits = net(x)
                 loss = criterion(logits.float(), y)
-            loss_value = loss.item()
+            local_loss = loss.item()
+            loss_value = local_loss
             if dist.world() > 1:  # every rank stops at the same step if any rank's loss is bad
-                loss_value = dist.all_reduce_sum([loss_value], device)[0] / dist.world()
+                loss_value = dist.all_reduce_sum([local_loss], device)[0] / dist.world()
             if not math.isfinite(loss_value):
                 raise TrainingError(f"loss became {loss_value} at step {step}; stopped before updating the weights. "
                                     f"The last good checkpoint is {last if last.exists() else 'none (none saved yet)'}; "
@@ -134,7 +134,7 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Path, *, meta: dict, run_conf
             if supernet:
                 dist.average_gradients(params)
             optimizer.step()
-            window["loss"] += loss.item() * len(y)
+            window["loss"] += local_loss * len(y)
             window["correct"] += accuracy(logits.detach(), y, (1,))[0]
             window["seen"] += len(y)
             bar.update(1)
