@@ -119,6 +119,11 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from .bench import main as bench_main
+    return bench_main(args.quick, args.json, args.nni, args.threads)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="supernet", description="One-shot neural architecture search (SPOS).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -162,6 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
     stage("export", cmd_export, "write RUN_DIR/arch.json and RUN_DIR/model.onnx (checked against PyTorch)",
           resume=False)
     stage("demo", cmd_demo, "the whole pipeline on the embedded digits data, then a summary table", resume=False)
+
+    bench = sub.add_parser("bench", help="benchmark: supernet step overhead, candidate evaluation, cost queries, memory",
+                           description="Measure the supernet step against the fixed subnet, the candidate "
+                                       "evaluator against a naive loop, cost queries and memory, in one process "
+                                       "with A and B interleaved; print a table (median, min-max, n).")
+    bench.add_argument("--quick", action="store_true", help="fewer rounds: under 5 minutes on 2 CPU cores")
+    bench.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
+    bench.add_argument("--nni", metavar="FILE", help="add the NNI 3.0 peer's figures (spos_cpu.py --json FILE)")
+    bench.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
+    bench.set_defaults(func=cmd_bench)
     return p
 
 

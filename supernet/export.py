@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .io import atomic_write
+from .nn import full_kernels
 
 
 def export_onnx(model: nn.Module, sample: torch.Tensor, path: Path, opset: int = 18,
@@ -22,7 +23,7 @@ def export_onnx(model: nn.Module, sample: torch.Tensor, path: Path, opset: int =
     model = model.eval()
     use_dynamo = exporter == "dynamo"
     buf = io.BytesIO()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), full_kernels():  # the nominal layers, valid at any input size
         warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
         if not use_dynamo:
             try:

@@ -133,11 +133,22 @@ class EvolutionSearch:
         new = []
         proposals = self.propose()  # identical on every rank: same RNG, same results so far
         rank, world = dist.rank(), dist.world()
-        mine = {}
-        for i, (arch, _) in enumerate(progress_bar(iterable=proposals, desc=f"generation {self.generation}",
-                                                   leave=False, disable=not progress)):
-            if i % world == rank:  # under torchrun the candidates are dealt round-robin to the ranks
-                mine[i] = self.evaluate(arch)
+        # Under torchrun each rank takes a contiguous run of the generation in architecture order,
+        # so candidates sharing a prefix stay on one rank (see CandidateEvaluator.evaluate_many).
+        order = sorted(range(len(proposals)), key=lambda i: self._key(proposals[i][0]))
+        share = order[rank * len(order) // world:(rank + 1) * len(order) // world]
+        archs = [proposals[i][0] for i in share]
+        bar = progress_bar(total=len(archs), desc=f"generation {self.generation}", leave=False,
+                           disable=not progress)
+        with bar:
+            if hasattr(self.evaluate, "evaluate_many"):
+                found = self.evaluate.evaluate_many(archs, on_result=lambda i, s: bar.update(1))
+            else:
+                found = []
+                for arch in archs:
+                    found.append(self.evaluate(arch))
+                    bar.update(1)
+        mine = dict(zip(share, found))
         scores = {i: s for part in dist.all_gather_objects(mine) for i, s in part.items()}
         for i, (arch, origin) in enumerate(proposals):
             score = scores[i]

