@@ -92,8 +92,7 @@ def _train_step(model, opt, x, y) -> None:
 def _supernet_step(model, opt, x, y) -> None:
     """The supernet step of ``supernet.train.fit``: the optimizer works on the path's parameters."""
     F.cross_entropy(model(x), y).backward()
-    for p in step_on_path(opt):
-        p.grad = None
+    step_on_path(opt)
 
 
 def bench_step(name: str, rounds: int, seed: int = 0, progress: bool = True) -> dict:
@@ -150,8 +149,9 @@ def bench_step(name: str, rounds: int, seed: int = 0, progress: bool = True) -> 
             times[form].append(dt)
     ratio_pinned = [a / b for a, b in zip(times["pinned"], times["fixed_pinned"])]
     ratio_random = [a / b for a, b in zip(times["random"], times["fixed_random"])]
-    memory = {"supernet": peak_step_bytes(model, opt, x, y, before=lambda: space.activate(sampler(step))),
-              "fixed": peak_step_bytes(fixed_pinned, opt_pinned, x, y)}
+    space.activate(sampler(step))
+    memory = {"supernet": peak_step_bytes(_supernet_step, model, opt, x, y),
+              "fixed": peak_step_bytes(_train_step, fixed_pinned, opt_pinned, x, y)}
     return {"shape": name, "steps_per_sample": k, "times_s": {f: summary(v) for f, v in times.items()},
             "ratio_pinned": summary(ratio_pinned), "ratio_random": summary(ratio_random), "memory": memory}
 
@@ -196,18 +196,16 @@ class _PeakMemory(TorchDispatchMode):
         return out
 
 
-def peak_step_bytes(model, opt, x, y, before: Optional[Callable] = None) -> dict:
-    """Peak memory of one training step: resident state (weights, buffers, optimizer state) plus
-    the peak of what the step allocates."""
-    if before is not None:
-        before()
+def peak_step_bytes(train_step: Callable, model, opt, x, y) -> dict:
+    """Peak memory of ``train_step(model, opt, x, y)``: resident state (weights, buffers, optimizer
+    state) plus the peak of what the step allocates."""
     resident = [*model.parameters(), *model.buffers(),
                 *(v for s in opt.state.values() for v in s.values() if torch.is_tensor(v))]
     resident_bytes = sum(t.numel() * t.element_size() for t in resident)
     opt.zero_grad(set_to_none=True)
     existing = {t.untyped_storage().data_ptr() for t in [*resident, x, y]}
     with _PeakMemory(existing) as mem:
-        _train_step(model, opt, x, y)
+        train_step(model, opt, x, y)
     return {"resident_bytes": resident_bytes, "step_peak_bytes": mem.peak, "peak_bytes": resident_bytes + mem.peak}
 
 

@@ -13,7 +13,8 @@ candidate alone (tested, and checked again by ``supernet bench``).
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+import contextlib
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 from torch import nn
@@ -29,29 +30,38 @@ def _bns(module: nn.Module) -> list[nn.Module]:
     return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-@torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches: Sequence[Batch], device: torch.device | None = None) -> None:
-    """Reset every BatchNorm's statistics and re-estimate them on ``batches``.
-
-    BN layers run in train mode with a cumulative average (momentum=None), everything else in
-    eval mode (dropout off), with no gradients. Modes and momenta are restored in ``finally``.
-    """
+@contextlib.contextmanager
+def _recalibrating(model: nn.Module) -> Iterator[list[nn.Module]]:
+    """``model`` in eval mode with every BatchNorm on a cumulative average (momentum=None); yields
+    the BatchNorms. Modes and momenta are restored on exit."""
     bns = _bns(model)
     modes = [(m, m.training) for m in model.modules()]
     momenta = [m.momentum for m in bns]
     try:
         model.eval()
         for m in bns:
-            m.reset_running_stats()
             m.momentum = None
-            m.train()
-        for x, _ in batches:
-            model(x if device is None else x.to(device, non_blocking=True))
+        yield bns
     finally:
         for m, training in modes:
             m.training = training
         for m, momentum in zip(bns, momenta):
             m.momentum = momentum
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, batches: Sequence[Batch], device: torch.device | None = None) -> None:
+    """Reset every BatchNorm's statistics and re-estimate them on ``batches``.
+
+    BN layers run in train mode with a cumulative average (momentum=None), everything else in
+    eval mode (dropout off), with no gradients. Modes and momenta are restored afterwards.
+    """
+    with _recalibrating(model) as bns:
+        for m in bns:
+            m.reset_running_stats()
+            m.train()
+        for x, _ in batches:
+            model(x if device is None else x.to(device, non_blocking=True))
 
 
 class CandidateEvaluator:
@@ -99,6 +109,7 @@ class CandidateEvaluator:
         self.cache_bytes = cache_mb * 2**20
         self.shared_depth: Optional[int] = None  # stages whose outputs are cached; set on first use
         self.stage_runs = 0  # stage evaluations done (a candidate alone costs len(self.stages))
+        self._chunks = _Chunks()  # read by the BatchNorms' forward during evaluate_many
 
     def __call__(self, arch: Arch) -> dict:
         return self.evaluate_many([arch])[0]
@@ -108,40 +119,37 @@ class CandidateEvaluator:
         """Scores of ``archs`` in their order; ``on_result(i, score)`` is called as each finishes."""
         archs = [self.space.validate(a) for a in archs]
         keys = [[tuple(a[label] for label in labels) for labels in self.stage_labels] for a in archs]
-        bns = _bns(self.model)
-        modes = [(m, m.training) for m in self.model.modules()]
-        momenta = [m.momentum for m in bns]
-        self._chunks = _Chunks()
         scores: list = [None] * len(archs)
         path: list = []  # path[s] = (key of stage s, its recalibration outputs, its validation outputs)
-        try:
-            self.model.eval()
+        with _recalibrating(self.model) as bns:
             for m in bns:
-                m.momentum = None  # cumulative average over the recalibration batches
                 m.forward = _ChunkedBN(m, self._chunks)
-            for i in sorted(range(len(archs)), key=keys.__getitem__):  # siblings become neighbours
-                self.space.activate(archs[i], check=False)
-                if self.shared_depth is None:
-                    self.shared_depth = self._fitting_depth()
-                depth = 0
-                while depth < len(path) and path[depth][0] == keys[i][depth]:
-                    depth += 1
-                del path[depth:]
-                recal, val = (path[-1][1], path[-1][2]) if path else (self.recal, self.val)
-                for s in range(depth, self.shared_depth):
-                    recal, val = self._run(self.stages[s:s + 1], recal, val, check=True)
-                    path.append((keys[i][s], recal, val))
-                _, logits = self._run(self.stages[len(path):], recal, val, check=False)
-                scores[i] = self._score(logits)
-                if on_result is not None:
-                    on_result(i, scores[i])
-        finally:
-            for m, training in modes:
-                m.training = training
-            for m, momentum in zip(bns, momenta):
-                m.momentum = momentum
-                del m.forward
+            try:
+                for i in sorted(range(len(archs)), key=keys.__getitem__):  # siblings become neighbours
+                    scores[i] = self._evaluate_in_tree(archs[i], keys[i], path)
+                    if on_result is not None:
+                        on_result(i, scores[i])
+            finally:
+                for m in bns:
+                    del m.forward
         return scores
+
+    def _evaluate_in_tree(self, arch: Arch, key: list, path: list) -> dict:
+        """Score ``arch``, reusing the outputs on ``path`` of the stages its ``key`` shares with the
+        previous candidate, and leaving its own there for the next."""
+        self.space.activate(arch, check=False)
+        if self.shared_depth is None:
+            self.shared_depth = self._fitting_depth()
+        depth = 0
+        while depth < len(path) and path[depth][0] == key[depth]:
+            depth += 1
+        del path[depth:]
+        recal, val = (path[-1][1], path[-1][2]) if path else (self.recal, self.val)
+        for s in range(depth, self.shared_depth):
+            recal, val = self._run(self.stages[s:s + 1], recal, val, check=True)
+            path.append((key[s], recal, val))
+        _, logits = self._run(self.stages[len(path):], recal, val, check=False)
+        return self._score(logits)
 
     def _run(self, stages: list, recal: list, val: list, check: bool) -> tuple[list, list]:
         """``stages`` over every group: recalibrate their BNs, then the validation outputs."""
@@ -204,12 +212,13 @@ class _ChunkedBN:
 
 def _groups(batches: list, limit: int, device) -> list[tuple[torch.Tensor, list[int]]]:
     """Consecutive batches concatenated into groups of at most ``limit`` images (at least one batch)."""
-    out, cur = [], []
+    out, cur, n = [], [], 0
     for x in batches:
-        if cur and sum(len(c) for c in cur) + len(x) > limit:
+        if cur and n + len(x) > limit:
             out.append(cur)
-            cur = []
+            cur, n = [], 0
         cur.append(x)
+        n += len(x)
     if cur:
         out.append(cur)
     return [(torch.cat(g).to(device), [len(c) for c in g]) for g in out]

@@ -128,15 +128,15 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Path, *, meta: dict, run_conf
                 raise TrainingError(f"loss became {loss_value} at step {step}; stopped before updating the weights. "
                                     f"The last good checkpoint is {last if last.exists() else 'none (none saved yet)'}; "
                                     f"lower optim.lr or check the data")
-            # set_to_none: a choice that was not sampled keeps grad None, so SGD's momentum and
-            # weight decay leave it untouched (the official code sets those grads to None by hand).
             if not supernet:
                 optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if supernet:  # grads of the last path were set to None after its step
+            if supernet:
+                # A choice that was not sampled keeps grad None, so SGD's momentum and weight decay
+                # leave it untouched (the official code sets those grads to None by hand);
+                # step_on_path sets this path's grads back to None after its update.
                 dist.average_gradients(params)
-                for p in step_on_path(optimizer):
-                    p.grad = None
+                step_on_path(optimizer)
             else:
                 optimizer.step()
             window["loss"] += local_loss * len(y)

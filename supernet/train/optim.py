@@ -34,13 +34,13 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def step_on_path(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
-    """``optimizer.step()`` over only the parameters that have a gradient, which it returns.
+def step_on_path(optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.step()`` over only the parameters that have a gradient, then their grads set to
+    None (in place of ``zero_grad`` before the next backward).
 
-    The result is the same as ``optimizer.step()`` (SGD skips parameters whose grad is None), but
+    The update is the same as ``optimizer.step()`` (SGD skips parameters whose grad is None), but
     the optimizer's Python work follows the sampled path, not the whole supernet (1,003 parameter
-    tensors in the ImageNet space, of which a path uses about 250). Setting the returned
-    parameters' grads to None afterwards replaces ``zero_grad``.
+    tensors in the ImageNet space, of which a path uses about 250).
     """
     saved = [group["params"] for group in optimizer.param_groups]
     used = []
@@ -52,4 +52,5 @@ def step_on_path(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
     finally:
         for group, params in zip(optimizer.param_groups, saved):
             group["params"] = params
-    return used
+    for p in used:
+        p.grad = None
