@@ -11,12 +11,13 @@
 - **cost**: microseconds per FLOPs/params query and per constrained sample (official space, 224²).
 - **memory**: peak bytes of one supernet training step against one fixed-subnet step.
 
-Times are medians over rounds with min-max and n. Compare ratios, not absolute times, across
+Times are medians over rounds with a 95% confidence interval of the median, min-max and n. Compare ratios, not absolute times, across
 machines: CPU speed on shared machines drifts by tens of percent.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import random
@@ -43,7 +44,8 @@ from .search.evolution import EvolutionSearch
 from .spaces import create
 from .strategies.spos import PathSampler
 from .train.metrics import accuracy, progress_bar
-from .train.optim import step_on_path
+from .train import device
+from .train.optim import SGD, step_on_path
 
 # name -> (space, input size, batch, classes, other space options)
 SHAPES = {
@@ -54,10 +56,29 @@ SHAPES = {
 # The NNI peer's setting: its ShuffleNetSpace at 32 px, batch 16, 32 validation images.
 EVAL = dict(space="shufflenet", size=32, classes=10, batch=16, recal_batches=4, val_images=32, options={})
 COST = dict(space="shufflenet", options={}, constraint="flops<=330M")  # the official space and budget
+# How long each part runs: seconds of step rounds per shape (at least step_rounds rounds), repetitions
+# of the candidate evaluation, rounds of cost queries.
+EFFORT = {"quick": dict(step_s=20, step_rounds=6, eval_reps=2, cost_rounds=5),
+          "full": dict(step_s=90, step_rounds=20, eval_reps=5, cost_rounds=20)}
 
 
 def summary(xs: list[float]) -> dict:
-    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
+    lo, hi = median_ci(xs)
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs), "ci95": [lo, hi]}
+
+
+def median_ci(xs: list[float], level: float = 0.95) -> tuple[float, float]:
+    """A distribution-free confidence interval of the median: the order statistics x_(j) and
+    x_(n+1-j), with j the largest rank such that P(Binomial(n, 1/2) < j) <= (1 - level) / 2. With
+    fewer than 6 samples no such j exists and the interval is min-max."""
+    xs, n = sorted(xs), len(xs)
+    j, tail = 0, 0.0
+    while j < n // 2:
+        tail += math.comb(n, j) / 2**n  # P(B = j)
+        if tail > (1 - level) / 2:
+            break
+        j += 1
+    return (xs[j - 1], xs[n - j]) if j else (xs[0], xs[-1])
 
 
 def machine() -> dict:
@@ -70,14 +91,15 @@ def machine() -> dict:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "platform": platform.platform()}
+            "python": platform.python_version(), "platform": platform.platform(),
+            "malloc": "keeps freed memory" if device.freed_memory_kept else "glibc defaults"}
 
 
 # --- supernet step --------------------------------------------------------------------------------
 def _sgd(model: torch.nn.Module) -> torch.optim.SGD:
     """SGD as in SPOS training, with momentum buffers already there, so every timed step does the
     same work as a step in the middle of training."""
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=4e-5)
+    opt = SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=4e-5)
     for p in model.parameters():
         opt.state[p]["momentum_buffer"] = torch.zeros_like(p)
     return opt
@@ -95,7 +117,8 @@ def _supernet_step(model, opt, x, y) -> None:
     step_on_path(opt)
 
 
-def bench_step(name: str, rounds: int, seed: int = 0, progress: bool = True) -> dict:
+def bench_step(name: str, seconds: float, min_rounds: int, seed: int = 0, progress: bool = True) -> dict:
+    """Rounds of the four forms until about ``seconds`` are spent (at least ``min_rounds``)."""
     space_name, size, batch, classes, options = SHAPES[name]
     torch.manual_seed(seed)
     model = create(space_name, input_size=size, num_classes=classes, **{**options, "affine": True}).train()
@@ -110,8 +133,10 @@ def bench_step(name: str, rounds: int, seed: int = 0, progress: bool = True) -> 
     _check_same_function(model, space, pinned, fixed_pinned, x)
 
     times: dict[str, list[float]] = {"random": [], "fixed_random": [], "pinned": [], "fixed_pinned": []}
-    k, step = 1, 0  # k: steps per timed sample, so that one sample lasts about 0.3 s
-    for r in progress_bar(iterable=range(rounds + 1), desc=f"step {name}", leave=False, disable=not progress):
+    # k: steps per timed sample, so that one sample lasts about 0.15 s: short samples, many rounds.
+    k, step, r, rounds = 1, 0, 0, min_rounds
+    bar = progress_bar(total=rounds, desc=f"step {name}", leave=False, disable=not progress)
+    while r <= rounds:
         steps = range(step, step + k)
         step += k
         fixed_random = [fix(model, sampler(t)) for t in steps]  # built outside the timing
@@ -142,11 +167,16 @@ def bench_step(name: str, rounds: int, seed: int = 0, progress: bool = True) -> 
             t0 = time.perf_counter()
             fn()
             got[form] = (time.perf_counter() - t0) / len(steps)
-        if r == 0:  # round 0 warms up allocator and kernels, and sets k
-            k = max(1, min(8, round(0.3 / got["fixed_pinned"])))
-            continue
-        for form, dt in got.items():
-            times[form].append(dt)
+        if r == 0:  # round 0 warms up allocator and kernels, and sets k and the number of rounds
+            k = max(1, min(16, round(0.15 / got["fixed_pinned"])))
+            rounds = max(min_rounds, min(200, round(seconds / (k * sum(got.values())))))
+            bar.reset(total=rounds)
+        else:
+            for form, dt in got.items():
+                times[form].append(dt)
+            bar.update()
+        r += 1
+    bar.close()
     ratio_pinned = [a / b for a, b in zip(times["pinned"], times["fixed_pinned"])]
     ratio_random = [a / b for a, b in zip(times["random"], times["fixed_random"])]
     space.activate(sampler(step))
@@ -294,18 +324,18 @@ def bench_cost(rounds: int, seed: int = 0) -> dict:
 
 # --- the whole suite --------------------------------------------------------------------------------
 def run(quick: bool = False, progress: bool = True, nni: Optional[dict] = None) -> dict:
-    rounds, reps, cost_rounds = (6, 2, 5) if quick else (20, 5, 20)
+    e = EFFORT["quick" if quick else "full"]
     t0 = time.perf_counter()
     result: dict = {"machine": machine(), "quick": quick}
-    steps = {name: bench_step(name, rounds, progress=progress) for name in SHAPES}
+    steps = {name: bench_step(name, e["step_s"], e["step_rounds"], progress=progress) for name in SHAPES}
     result["step"] = steps
     result["step_ratio_pinned"] = {k: v["ratio_pinned"]["median"] for k, v in steps.items()}
     result["step_ratio_random"] = {k: v["ratio_random"]["median"] for k, v in steps.items()}
     result["memory"] = {k: v.pop("memory") for k, v in steps.items()}
-    ev = bench_eval(reps, progress=progress)
+    ev = bench_eval(e["eval_reps"], progress=progress)
     result["eval"] = ev
     result["eval_speedup"] = ev["speedup"]["median"]
-    result["cost"] = bench_cost(cost_rounds)
+    result["cost"] = bench_cost(e["cost_rounds"])
     if nni is not None:
         try:
             result["nni"] = nni_summary(nni, ev)
@@ -329,12 +359,15 @@ def nni_summary(raw: dict, ev: dict) -> dict:
 def format_table(res: dict) -> str:
     m = res["machine"]
     lines = [f"supernet bench{' --quick' if res['quick'] else ''}: {m['cpu']}, {m['cores']} cores, "
-             f"{m['threads']} threads, torch {m['torch']}, Python {m['python']}",
-             "", f"| {'figure':<58} | {'median':>10} | {'min-max':>19} | {'n':>3} |", f"|{'-' * 60}|{'-' * 12}:|{'-' * 20}:|{'-' * 4}:|"]
+             f"{m['threads']} threads, torch {m['torch']}, Python {m['python']}, malloc {m['malloc']}",
+             "", f"| {'figure':<66} | {'median':>10} | {'95% CI of median':>19} | {'min-max':>19} | {'n':>3} |",
+             f"|{'-' * 68}|{'-' * 12}:|{'-' * 20}:|{'-' * 20}:|{'-' * 4}:|"]
 
     def row(label, s, fmt="{:.3f}", scale=1.0):
         lo, hi = fmt.format(s["min"] * scale), fmt.format(s["max"] * scale)
-        lines.append(f"| {label:<58} | {fmt.format(s['median'] * scale):>10} | {lo + ' - ' + hi:>19} | {s['n']:>3} |")
+        clo, chi = (fmt.format(v * scale) for v in s["ci95"])
+        lines.append(f"| {label:<66} | {fmt.format(s['median'] * scale):>10} | {clo + ' - ' + chi:>19} | "
+                     f"{lo + ' - ' + hi:>19} | {s['n']:>3} |")
 
     for name, st in res["step"].items():
         row(f"step {name}: supernet pinned / fixed subnet", st["ratio_pinned"])
@@ -351,7 +384,7 @@ def format_table(res: dict) -> str:
     row(f"constrained sample, us ({c['constraint']})", c["constrained_sample_us"], "{:.1f}")
     for name, mem in res["memory"].items():
         a, b = mem["supernet"]["peak_bytes"], mem["fixed"]["peak_bytes"]
-        lines.append(f"| {'memory ' + name + ': supernet / fixed peak (MB)':<58} | {a / b:>10.2f} | "
+        lines.append(f"| {'memory ' + name + ': supernet / fixed peak (MB)':<66} | {a / b:>10.2f} | {'':>19} | "
                      f"{f'{a / 2**20:.0f} / {b / 2**20:.0f}':>19} | {1:>3} |")
     lines.append("")
     lines.append(f"scores of ours and the naive loop identical: {'yes' if ev['scores_identical'] else 'NO'} "

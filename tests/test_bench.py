@@ -11,6 +11,7 @@ def test_bench_quick_writes_the_table_and_json(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "EVAL", dict(space="shufflenet-cifar", size=16, classes=10, batch=4,
                                             recal_batches=2, val_images=8, options=tiny))
     monkeypatch.setattr(bench, "COST", dict(space="shufflenet-cifar", options=tiny, constraint="flops<=10M"))
+    monkeypatch.setitem(bench.EFFORT, "quick", dict(step_s=1, step_rounds=6, eval_reps=2, cost_rounds=5))
     nni = {"interleaved": {"median_ratio_pinned_over_fixed": 1.13, "median_ratio_random_over_fixed": 1.25},
            "evolution": {"total_s": 24.0, "trials": 20}, "args": {"batch_size": 16}}
     (tmp_path / "nni.json").write_text(json.dumps(nni))
@@ -27,6 +28,14 @@ def test_bench_quick_writes_the_table_and_json(tmp_path, monkeypatch, capsys):
     mem = res["memory"]["tiny@16/b4"]
     assert mem["supernet"]["peak_bytes"] > mem["fixed"]["peak_bytes"] > 0  # the supernet holds every candidate
     assert res["nni"]["ours_over_nni"] > 0 and res["machine"]["threads"] == 1
+    step = res["step"]["tiny@16/b4"]["ratio_pinned"]
+    assert step["n"] >= 6 and step["ci95"][0] <= step["median"] <= step["ci95"][1]
+
+
+def test_median_ci_is_the_binomial_order_statistic_interval():
+    assert bench.median_ci(list(range(1, 21))) == (6, 15)  # the textbook ranks for n = 20
+    assert bench.median_ci(list(range(1, 101))) == (40, 61)
+    assert bench.median_ci([3.0, 1.0, 2.0]) == (1.0, 3.0)  # too few samples: min-max
 
 
 def test_bench_refuses_a_bad_nni_file(tmp_path, capsys):

@@ -8,7 +8,8 @@ from supernet import SearchSpace
 from supernet.config import OptimConfig, TrainConfig
 from supernet.data import DataConfig, build_data
 from supernet.train import TrainingError, fit, load_checkpoint
-from supernet.train.optim import build_optimizer, lr_at
+from supernet.train.device import keep_freed_memory
+from supernet.train.optim import SGD, build_optimizer, lr_at, step_on_path
 
 from ..conftest import tiny_model
 
@@ -37,6 +38,58 @@ def test_weight_decay_only_on_weights_with_ndim_above_one():
     decay, no_decay = opt.param_groups
     assert decay["weight_decay"] == 1e-4 and all(p.ndim > 1 for p in decay["params"])
     assert no_decay["weight_decay"] == 0 and all(p.ndim == 1 for p in no_decay["params"])
+
+
+@pytest.mark.parametrize("on_path", [False, True])
+def test_fused_sgd_updates_exactly_like_the_for_loop_sgd(on_path):
+    """Also along paths: a parameter first used at a later step (no momentum buffer yet) and one
+    left out of a step, as step_on_path sees them in a supernet."""
+    torch.manual_seed(0)
+    weights = [torch.randn(8, 4, 3, 3), torch.randn(8, 8, 1, 1), torch.randn(8)]
+    used = [(0, 2), (0, 1, 2), (1, 2), (0, 1, 2)] if on_path else [(0, 1, 2)] * 4
+    grads = [{i: torch.randn_like(weights[i]) for i in u} for u in used]
+    runs = []
+    for make in (SGD, torch.optim.SGD):
+        params = [w.clone().requires_grad_() for w in weights]
+        opt = make([{"params": params[:2], "weight_decay": 4e-5}, {"params": params[2:], "weight_decay": 0.0}],
+                   lr=0.5, momentum=0.9, nesterov=True)
+        for g in grads:
+            for i, gp in g.items():
+                params[i].grad = gp.clone()
+            step_on_path(opt) if on_path else opt.step()
+        runs.append([p.detach() for p in params])
+    assert SGD([torch.zeros(1, requires_grad=True)], lr=0.1).defaults["fused"]  # torch 2.13 has fused CPU SGD
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+FAULTS = """
+import resource, sys, torch
+from supernet.train.device import keep_freed_memory
+def faults():  # a training step's pattern: many activations, all freed at the end of the step
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        acts = [torch.ones(1 << 18) for _ in range(64)]  # 64 x 1 MiB
+        del acts
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+faults()
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+    faults()
+print(faults())
+"""
+
+
+def test_keep_freed_memory_stops_the_page_faults_of_a_step(monkeypatch):
+    import subprocess
+    import sys
+    monkeypatch.setenv("SUPERNET_MALLOC", "default")
+    assert keep_freed_memory() is False  # the opt-out leaves glibc alone
+    if not sys.platform.startswith("linux"):
+        pytest.skip("mallopt is glibc's")
+    monkeypatch.delenv("SUPERNET_MALLOC")
+    default, kept = (int(subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True,
+                                        check=True).stdout) for mode in ("default", "keep"))
+    assert default > 5 * 64 * 256 / 2 and kept < default / 20  # glibc re-faults the pages of each trimmed MiB
 
 
 def test_unsampled_choices_are_not_moved_by_momentum_or_weight_decay(tmp_path):
