@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     from .train import dist
     from .train.device import keep_freed_memory
     args = build_parser().parse_args(argv)
-    keep_freed_memory()  # CPU steps stop page-faulting their activations back in (about 10% of a step)
+    keep_freed_memory()  # CPU steps stop page-faulting their activations back in (up to 5% of a step)
     dist.init_from_env()  # torchrun: join the process group; only rank 0 prints and writes
     quiet = contextlib.nullcontext() if dist.is_main() else contextlib.redirect_stdout(open(os.devnull, "w"))
     try:

@@ -37,12 +37,16 @@ freed_memory_kept = False  # set by keep_freed_memory(); the bench reports it
 def keep_freed_memory() -> bool:
     """Make glibc keep the memory a CPU training step frees, instead of handing it back to the OS.
 
-    By default glibc returns large freed blocks (``munmap``, heap trimming), so every step on CPU
-    page-faults its activations back in: about 60,000 faults per step of the CIFAR supernet at
-    batch 64, some 10% of the step on our 2-core VM, and the main source of its step-to-step noise.
-    With these settings resident memory stays at the peak of one step, which a training process
-    reaches anyway. The ``supernet`` command calls this at start; ``SUPERNET_MALLOC=default`` keeps
-    glibc's defaults. Returns whether the settings were applied (False off glibc, e.g. macOS)."""
+    By default glibc returns large freed blocks (``munmap``, heap trimming), and the next step
+    page-faults its activations back in. How many depends on the heap's history: 1,000-15,000
+    faults per step in plain training on our 2-core VM, and up to 90,000 per step of the CIFAR
+    supernet at batch 64 when the bench alternates it with fixed subnets. A fault costs about 1.8 us
+    there (writing 640 MiB of fresh 1 MiB blocks: 336 ms with 163,530 faults, 38 ms with the memory
+    kept), so up to 5% of a step, and the faults were the largest source of order-dependent noise
+    in the bench's step ratios. With these settings resident memory stays at the peak of one step,
+    which a training process reaches anyway. The ``supernet`` command calls this at start;
+    ``SUPERNET_MALLOC=default`` keeps glibc's defaults. Returns whether the settings were applied
+    (False off glibc, e.g. on macOS)."""
     import ctypes
     import os
     global freed_memory_kept

@@ -41,12 +41,13 @@ def test_weight_decay_only_on_weights_with_ndim_above_one():
 
 
 @pytest.mark.parametrize("on_path", [False, True])
-def test_fused_sgd_updates_exactly_like_the_for_loop_sgd(on_path):
+def test_fused_sgd_updates_like_the_for_loop_sgd(on_path):
     """Also along paths: a parameter first used at a later step (no momentum buffer yet) and one
-    left out of a step, as step_on_path sees them in a supernet."""
+    left out of a step, as step_on_path sees them in a supernet. Equal up to the last bit of some
+    elements (which ones depends on the CPU's vector width)."""
     torch.manual_seed(0)
-    weights = [torch.randn(8, 4, 3, 3), torch.randn(8, 8, 1, 1), torch.randn(8)]
-    used = [(0, 2), (0, 1, 2), (1, 2), (0, 1, 2)] if on_path else [(0, 1, 2)] * 4
+    weights = [torch.randn(8, 4, 3, 3), torch.randn(8, 8, 1, 1), torch.randn(8), torch.randn(13, 5)]
+    used = [(0, 2, 3), (0, 1, 2), (1, 2, 3), (0, 1, 2, 3)] if on_path else [(0, 1, 2, 3)] * 4
     grads = [{i: torch.randn_like(weights[i]) for i in u} for u in used]
     runs = []
     for make in (SGD, torch.optim.SGD):
@@ -59,7 +60,8 @@ def test_fused_sgd_updates_exactly_like_the_for_loop_sgd(on_path):
             step_on_path(opt) if on_path else opt.step()
         runs.append([p.detach() for p in params])
     assert SGD([torch.zeros(1, requires_grad=True)], lr=0.1).defaults["fused"]  # torch 2.13 has fused CPU SGD
-    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    for w, a, b in zip(weights, *runs):
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-7) and not torch.equal(w, a)
 
 
 FAULTS = """
