@@ -11,8 +11,9 @@
 - **cost**: microseconds per FLOPs/params query and per constrained sample (official space, 224²).
 - **memory**: peak bytes of one supernet training step against one fixed-subnet step.
 
-Times are medians over rounds with a 95% confidence interval of the median, min-max and n. Compare ratios, not absolute times, across
-machines: CPU speed on shared machines drifts by tens of percent.
+Times are medians over rounds with a 95% confidence interval of the median, min-max and n.
+Compare ratios, not absolute times, across machines: CPU speed on shared machines drifts by tens
+of percent.
 """
 from __future__ import annotations
 

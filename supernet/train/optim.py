@@ -33,8 +33,11 @@ class SGD(torch.optim.SGD):
 
     def __init__(self, params, **options):
         params = list(params)
-        groups = [dict(g) for g in params] if params and isinstance(params[0], dict) else [{"params": params}] * bool(params)
-        for g in groups:  # copies: building an optimizer writes its defaults into the group dicts
+        if params and isinstance(params[0], dict):
+            groups = [dict(g) for g in params]  # copies: an optimizer writes its defaults into them
+        else:
+            groups = [{"params": params}] if params else []  # torch names the empty list
+        for g in groups:
             g["params"] = [g["params"]] if isinstance(g["params"], torch.Tensor) else list(g["params"])
         if "fused" not in options and _fused_supported([p for g in groups for p in g["params"]]):
             options["fused"] = True
