@@ -42,6 +42,7 @@ from .data import DataConfig, build_data
 from .data.loader import eval_loader, fixed_batches
 from .search.evaluator import CandidateEvaluator, recalibrate_bn
 from .search.evolution import EvolutionSearch
+from .pipeline import search_batches
 from .spaces import create
 from .strategies.spos import PathSampler
 from .train.metrics import accuracy, progress_bar
@@ -270,10 +271,10 @@ def bench_eval(reps: int, seed: int = 0, progress: bool = True) -> dict:
     val = Subset(data.val, range(e["val_images"]))
     model = create(e["space"], input_size=e["size"], num_classes=e["classes"], **e["options"])
     space = SearchSpace(model)
-    recal = fixed_batches(data.train, e["batch"], e["recal_batches"], seed)
-    ours = CandidateEvaluator(model, recal, list(eval_loader(val, e["batch"])))
     cfg = SearchConfig(recal_batches=e["recal_batches"], recal_batch_size=e["batch"], val_batch_size=e["batch"],
-                       seed=seed, progress=False)
+                       val_images=e["val_images"], seed=seed, progress=False)
+    recal, val_batches, finish = search_batches(data, cfg)  # as the search stage loads them
+    ours = CandidateEvaluator(model, recal, val_batches, prepare=finish)
     search = EvolutionSearch(space, ours, cfg, CostModel(model))
     search.step()  # generation 0: 50 random candidates; its top-10 are the parents
     archs = [a for a, _ in search.propose()]  # 25 mutations + 25 crossovers

@@ -13,16 +13,16 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch.utils.data import Subset
 
 from .arch import SearchSpace, fix, parse_arch
-from .config import ConfigError, RunConfig, dump_config, load_config, parse_overrides, scope_overrides, to_dict
+from .config import ConfigError, RunConfig, SearchConfig, dump_config, load_config, parse_overrides, scope_overrides, to_dict
 from .cost import Constraints, CostModel
 from .data import build_data
-from .data.loader import eval_loader, fixed_batches
+from .data.loader import Compact, eval_loader, fixed_batches
 from .io import read_json, write_json, write_text
 from .search import CandidateEvaluator, EvolutionSearch, recalibrate_bn
 from .search.plot import plot_search
@@ -33,6 +33,7 @@ from .train import dist
 from .train.checkpoint import remove_stale_temp_files
 from .train.loop import diff_meta
 from .train.device import resolve_device
+from .train.metrics import progress_bar
 
 PACKAGED_CONFIGS = Path(__file__).parent / "configs"
 # Keys a later stage may change besides its own section: where the data lives and how it is read.
@@ -171,10 +172,8 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
     model = _load_supernet(run_dir, cfg, data, device)
     cost = CostModel(model)
     constraints = Constraints(cost, sc.constraints)
-    val = data.val if sc.val_images is None else Subset(data.val, range(min(sc.val_images, len(data.val))))
-    evaluator = CandidateEvaluator(
-        model, fixed_batches(data.train, sc.recal_batch_size, sc.recal_batches, sc.seed),
-        list(eval_loader(val, sc.val_batch_size)), device=device)
+    recal, val, finish = search_batches(data, sc, cfg.data.num_workers, progress=sc.progress and dist.is_main())
+    evaluator = CandidateEvaluator(model, recal, val, device=device, prepare=finish)
     engine = EvolutionSearch(SearchSpace(model), evaluator, sc, cost, constraints, state=state)
     main = dist.is_main()  # under torchrun every rank evaluates its share; rank 0 writes
     if main:
@@ -208,6 +207,17 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
     plot_search(engine.results, out / "search.png", flops_max, flops_min,
                 title=f"{sc.algorithm} search on {cfg.space.name}: best top-1 {100 * best['top1']:.2f}%")
     return summary
+
+
+def search_batches(data, sc: SearchConfig, num_workers: int = 0, progress: bool = False) -> tuple[list, list, Callable]:
+    """The recalibration and validation batches, loaded once per search and kept compact (uint8
+    for image files and CIFAR-10); the evaluator finishes them group by group as it uses them."""
+    train, val = Compact(data.train), Compact(data.val)
+    if sc.val_images is not None:
+        val = Subset(val, range(min(sc.val_images, len(val))))
+    bar = lambda desc: lambda it: progress_bar(iterable=it, desc=desc, unit="batch", leave=False, disable=not progress)
+    recal = fixed_batches(train, sc.recal_batch_size, sc.recal_batches, sc.seed, num_workers, bar("recalibration images"))
+    return recal, list(bar("validation images")(eval_loader(val, sc.val_batch_size, num_workers))), train.finish
 
 
 def _arch_for_retrain(run_dir: Path, arch_path, space: SearchSpace) -> dict:

@@ -57,6 +57,12 @@ class ArrayDataset(Dataset):
                             preprocessing=self.preprocessing, size=self.size)
 
     def __getitem__(self, item):
+        x, y = self.raw(item)
+        return self.finish(x), y
+
+    def raw(self, item) -> tuple[torch.Tensor, int]:
+        """The image of ``item`` before ``finish``: uint8 for CIFAR-10 at 32 px, float in [0, 1]
+        otherwise; ``finish(raw(item)[0]) == self[item][0]``."""
         index, gen = parse_item(item)
         pos = int(self.positions[index])
         x = self.images[pos]  # (C, H, W), uint8 or float in [0, 1]
@@ -66,7 +72,11 @@ class ArrayDataset(Dataset):
                 x = hflip(x, gen)
         if x.shape[-1] != self.size:  # CIFAR at a size other than 32: resized per sample
             x = resize(x.float() / 255.0 if x.dtype == torch.uint8 else x, self.size)
-        return finish(x, self._mean_t, self._std_t, self.preprocessing), int(self.labels[pos])
+        return x, int(self.labels[pos])
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        """Network input from ``raw`` images: one (CHW) or a batch (NCHW), the same values either way."""
+        return finish(x, self._mean_t, self._std_t, self.preprocessing)
 
 
 def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -122,6 +122,11 @@ class ImageFolderDataset(Dataset):
                                   skipped=self.skipped, scanned=self.scanned)
 
     def __getitem__(self, item):
+        x, y = self.raw(item)
+        return self.finish(x), y
+
+    def raw(self, item) -> tuple[torch.Tensor, int]:
+        """The uint8 CHW image of ``item`` before ``finish`` (a quarter of the float input's memory)."""
         index, gen = parse_item(item)
         path, label = self.samples[int(self.positions[index])]
         img = decode(path, skip_hint=not self.scanned)
@@ -131,7 +136,11 @@ class ImageFolderDataset(Dataset):
             img = pil_hflip(img, gen)
         else:
             img = resize_center_crop(img, self.size)
-        return finish(pil_to_uint8(img), _MEAN, _STD, self.preprocessing), label
+        return pil_to_uint8(img), label
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        """Network input from ``raw`` images: one (CHW) or a batch (NCHW), the same values either way."""
+        return finish(x, _MEAN, _STD, self.preprocessing)
 
 
 def load_imagefolder(cfg):

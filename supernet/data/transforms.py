@@ -69,10 +69,12 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def finish(x: torch.Tensor, mean: Sequence[float], std: Sequence[float],
            preprocessing: str = "standard") -> torch.Tensor:
-    """Convert an image to the network input.
+    """Convert an image, or a batch of them, to the network input.
+
+    Elementwise, so a batch gives exactly the values of its images finished one by one.
 
     Args:
-        x: CHW, either ``uint8`` 0..255 or float in [0, 1].
+        x: CHW or NCHW, either ``uint8`` 0..255 or float in [0, 1].
         mean: per-channel mean of the [0, 1] image (``standard`` only); a float32 tensor
             avoids rebuilding it per sample.
         std: per-channel std (``standard`` only).
@@ -80,14 +82,15 @@ def finish(x: torch.Tensor, mean: Sequence[float], std: Sequence[float],
             mean/std: what the official SPOS checkpoints were trained on).
 
     Returns:
-        float32 CHW tensor.
+        float32, the shape of ``x``.
     """
     if preprocessing == "spos":
         raw = x.float() if x.dtype == torch.uint8 else x.float() * 255.0  # uint8 stays exact
-        return raw.flip(0) if raw.shape[0] == 3 else raw  # RGB -> BGR
+        return raw.flip(-3) if raw.shape[-3] == 3 else raw  # RGB -> BGR
     x01 = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-    m = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)  # no copy if already a tensor
-    s = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    # No copy if already a float32 tensor on x's device (a batch may be on the GPU).
+    m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(-1, 1, 1)
+    s = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(-1, 1, 1)
     return x01.sub(m).div_(s)  # sub allocates: x01 may be the dataset's own storage
 
 

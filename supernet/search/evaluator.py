@@ -83,6 +83,9 @@ class CandidateEvaluator:
         model: the trained supernet.
         recal_batches: training batches for BN recalibration (same for every candidate).
         val_batches: held-out batches the candidate is scored on (same for every candidate).
+        prepare: turns stored images into network input, per group of images as they are used,
+            e.g. ``Compact(dataset).finish`` so that the batches can be kept as uint8 (a quarter
+            of the memory; ``supernet.data.loader.Compact``). ``None``: they are network input.
         cache_mb: memory for the shared stage outputs of the prefix tree. Stages whose outputs
             (over all recalibration and validation images) do not fit run per candidate.
         group_images: images per concatenated call (1 = one original batch per call).
@@ -91,7 +94,8 @@ class CandidateEvaluator:
 
     def __init__(self, model: nn.Module, recal_batches: Sequence[Batch], val_batches: Sequence[Batch],
                  device: torch.device | str = "cpu", amp: bool = True, cache_mb: float = 2048,
-                 group_images: int = 256, channels_last: bool = True):
+                 group_images: int = 256, channels_last: bool = True,
+                 prepare: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.space = SearchSpace(model)
@@ -100,6 +104,7 @@ class CandidateEvaluator:
             if channels_last else (lambda x: x)
         self.recal = [(layout(x), sizes) for x, sizes in _groups([x for x, _ in recal_batches], group_images, self.device)]
         self.val = [layout(x) for x, _ in _groups([x for x, _ in val_batches], group_images, self.device)]
+        self.prepare = None if prepare is None else (lambda x: layout(prepare(x)))  # layout: a no-op unless prepare changed it
         self.val_y = torch.cat([y for _, y in val_batches]).to(self.device) if val_batches else torch.zeros(0)
         self.n_val = len(self.val_y)
         if self.n_val == 0:
@@ -145,16 +150,22 @@ class CandidateEvaluator:
             depth += 1
         del path[depth:]
         recal, val = (path[-1][1], path[-1][2]) if path else (self.recal, self.val)
+        prepare = None if path else self.prepare  # the stored images need preparing; stage outputs do not
         for s in range(depth, self.shared_depth):
-            recal, val = self._run(self.stages[s:s + 1], recal, val, check=True)
+            recal, val = self._run(self.stages[s:s + 1], recal, val, prepare, check=True)
+            prepare = None
             path.append((key[s], recal, val))
-        _, logits = self._run(self.stages[len(path):], recal, val, check=False)
+        _, logits = self._run(self.stages[len(path):], recal, val, prepare, check=False)
         return self._score(logits)
 
-    def _run(self, stages: list, recal: list, val: list, check: bool) -> tuple[list, list]:
-        """``stages`` over every group: recalibrate their BNs, then the validation outputs."""
+    def _run(self, stages: list, recal: list, val: list, prepare: Optional[Callable],
+             check: bool) -> tuple[list, list]:
+        """``stages`` over every group (each first passed through ``prepare``, if given):
+        recalibrate their BNs, then the validation outputs."""
         if not stages:
             return recal, val
+        if prepare is None:
+            prepare = _identity
         self.stage_runs += len(stages)
         net = stages[0] if len(stages) == 1 else nn.Sequential(*stages)
         bns = _bns(net)
@@ -164,12 +175,13 @@ class CandidateEvaluator:
         out = []
         for x, sizes in recal:
             self._chunks.sizes = sizes
+            x = prepare(x)
             out.append((_checked(net, x) if check else net(x), sizes))
         self._chunks.sizes = None
         for m in bns:
             m.eval()
         with autocast(self.device, self.amp):
-            val = [_checked(net, x) if check else net(x) for x in val]
+            val = [_checked(net, x) if check else net(x) for x in map(prepare, val)]
         return out, val
 
     def _score(self, logits: list) -> dict:
@@ -181,6 +193,7 @@ class CandidateEvaluator:
         (side-effect free: eval-mode BN only reads its statistics)."""
         n_images = sum(len(x) for x, _ in self.recal) + sum(len(x) for x in self.val)
         x = (self.recal[0][0] if self.recal else self.val[0])[:1]
+        x = x if self.prepare is None else self.prepare(x)
         total, depth = 0, 0
         for stage in self.stages[:-1]:  # the last stage's outputs (logits) are never shared
             x = stage(x)
@@ -222,6 +235,10 @@ def _groups(batches: list, limit: int, device) -> list[tuple[torch.Tensor, list[
     if cur:
         out.append(cur)
     return [(torch.cat(g).to(device), [len(c) for c in g]) for g in out]
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 def _checked(stage: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ from PIL import Image
 
 from supernet.data import (DataBundle, DataConfig, DataError, StepBatchSampler, build_data,
                            eval_loader, fixed_batches, train_loader)
+from supernet.data.loader import Compact
 from supernet.data.transforms import pad_crop, random_resized_crop, random_resized_crop_params
 
 
@@ -312,3 +313,43 @@ def test_imagefolder_corrupt_file(tmp_path):
     assert b.train.skipped == [str(bad)] and b.test.skipped == []
     assert len(b.train) + len(b.val) == 8
     assert all(p != str(bad) for p, _ in b.train.samples)
+
+
+# ---- compact storage for the search ----
+
+def _bundles(tmp_path):
+    _write_cifar(tmp_path / "cifar")
+    _write_folder(tmp_path / "folder", n_train=6)
+    for pre in ("standard", "spos"):
+        yield torch.uint8, build_data(DataConfig(name="cifar10", root=str(tmp_path / "cifar"), val_per_class=2, preprocessing=pre))
+        yield torch.uint8, build_data(DataConfig(name="imagefolder", root=str(tmp_path / "folder"), val_per_class=1,
+                                             image_size=24, preprocessing=pre))
+        yield torch.float32, build_data(DataConfig(name="digits", image_size=16, val_per_class=20, preprocessing=pre))
+    yield torch.float32, build_data(DataConfig(name="cifar10", root=str(tmp_path / "cifar"), val_per_class=2, image_size=40))
+
+
+def test_compact_batches_finish_to_exactly_the_dataset_values(tmp_path):
+    """The search keeps raw images and finishes whole batches; that must equal finishing each image
+    alone, bit for bit, for every dataset and preprocessing, in both memory layouts."""
+    for dtype, b in _bundles(tmp_path):
+        train, val = Compact(b.train), Compact(b.val)
+        raw = fixed_batches(train, batch_size=4, num_batches=3, seed=5)
+        full = fixed_batches(b.train, batch_size=4, num_batches=3, seed=5)
+        assert raw[0][0].dtype == dtype
+        for (r, ry), (f, fy) in zip(raw, full):
+            assert torch.equal(train.finish(r), f) and torch.equal(ry, fy)
+            cl = train.finish(r.contiguous(memory_format=torch.channels_last))
+            assert torch.equal(cl, f)
+        (rv, _), = eval_loader(val, batch_size=len(val))
+        assert torch.equal(val.finish(rv), torch.stack([b.val[i][0] for i in range(len(b.val))]))
+
+
+def test_fixed_batches_same_with_workers(synthetic):
+    a = fixed_batches(Compact(synthetic.train), batch_size=8, num_batches=3, seed=1)
+    b = fixed_batches(Compact(synthetic.train), batch_size=8, num_batches=3, seed=1, num_workers=2)
+    assert all(torch.equal(x, u) and torch.equal(y, v) for (x, y), (u, v) in zip(a, b))
+
+
+def test_compact_needs_raw_and_finish():
+    with pytest.raises(TypeError, match="raw"):
+        Compact(torch.utils.data.TensorDataset(torch.zeros(2, 1)))

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from supernet import SearchSpace
+from supernet.data.transforms import finish
 from supernet.search import CandidateEvaluator, recalibrate_bn
 from supernet.spaces import create
 from supernet.train.metrics import accuracy
@@ -103,3 +104,22 @@ def test_a_stage_that_changes_its_input_in_place_is_refused():
     ev = CandidateEvaluator(model, batches(1, 8), batches(1, 8))
     with pytest.raises(RuntimeError, match="in place"):
         ev({})
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(cache_mb=0), dict(group_images=1, channels_last=False)])
+def test_uint8_batches_prepared_per_group_score_like_float_input(settings):
+    """The search stores images as uint8 and finishes them group by group (``prepare``); the scores
+    must equal those of the finished float batches."""
+    torch.manual_seed(0)
+    model = create("shufflenet-cifar", input_size=16, width_mult=0.25, stage_repeats=(2, 2, 2, 2))
+    archs = generation(SearchSpace(model), n=10)
+    g = torch.Generator().manual_seed(0)
+    raw = [(torch.randint(0, 256, (n, 3, 16, 16), dtype=torch.uint8, generator=g), torch.randint(0, 10, (n,), generator=g))
+           for n in (8, 8, 8, 8, 5)]
+    prepare = lambda x: finish(x, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
+    recal, val = raw[:3], raw[3:]
+    ev = CandidateEvaluator(model, recal, val, prepare=prepare, **settings)
+    assert ev.recal[0][0].dtype == torch.uint8  # stored compactly
+    fast = ev.evaluate_many(archs)
+    assert fast == plain_scores(model, archs, [(prepare(x), y) for x, y in recal], [(prepare(x), y) for x, y in val])
+    assert len({s["top1_err"] for s in fast}) > 1
