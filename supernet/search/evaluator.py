@@ -25,6 +25,13 @@ from ..train.device import autocast
 from ..train.metrics import accuracy
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+# On CPU, batches are concatenated into one call only while its largest stage output stays under
+# this. Measured on the 2-core VM with 16-image batches (4 recalibration, 2 validation), per
+# candidate against one batch a call: 1.8x faster concatenated at 16 KB of stage output per image
+# (ImageNet space at 32 px), 1.25x at 64 KB (64 px), 1.04x at 144 KB (96 px); 4-6% slower at
+# 256 KB (CIFAR space at 32 px, even two batches a call) and up to 1.4x slower at 800 KB (224 px),
+# where copying the activations costs more than the calls save.
+CPU_GROUP_BYTES = 6 * 2**20
 
 
 def _bns(module: nn.Module) -> list[nn.Module]:
@@ -103,13 +110,15 @@ class CandidateEvaluator:
             of the memory; ``supernet.data.loader.Compact``). ``None``: they are network input.
         cache_mb: memory for the shared stage outputs of the prefix tree. Stages whose outputs
             (over all recalibration and validation images) do not fit run per candidate.
-        group_images: images per concatenated call (1 = one original batch per call).
+        group_images: images per concatenated call (1 = one original batch per call). ``None``:
+            256 on CUDA; on CPU as many as keep a call's largest stage output under 6 MB (at most
+            256), since there copying large activations costs more than the calls it saves.
         channels_last: run 4-D inputs in channels_last layout.
     """
 
     def __init__(self, model: nn.Module, recal_batches: Sequence[Batch], val_batches: Sequence[Batch],
                  device: torch.device | str = "cpu", amp: bool = True, cache_mb: float = 2048,
-                 group_images: int = 256, channels_last: bool = True,
+                 group_images: Optional[int] = None, channels_last: bool = True,
                  prepare: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
         self.device = torch.device(device)
         self.model = model.to(self.device)
@@ -117,18 +126,7 @@ class CandidateEvaluator:
         self.amp = amp
         layout = (lambda x: x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x) \
             if channels_last else (lambda x: x)
-        recal = _groups([x for x, _ in recal_batches], group_images, self.device)
-        val = [x for x, _ in _groups([x for x, _ in val_batches], group_images, self.device)]
-        # Small searches run recalibration and validation as ONE call per stage, the validation
-        # images at the end: half the op calls where per-call overhead dominates. It needs all
-        # recalibration images in that call (every BN takes its statistics from them before it
-        # normalises the validation images) and one precision for both (no bf16 autocast).
-        self.n_tail = 0  # validation images riding at the end of the one recalibration group
-        if (len(recal) == 1 and len(val) == 1 and len(recal[0][0]) + len(val[0]) <= group_images
-                and not (amp and self.device.type == "cuda")):
-            recal, val, self.n_tail = [(torch.cat([recal[0][0], val[0]]), recal[0][1])], [], len(val[0])
-        self.recal = [(layout(x), sizes) for x, sizes in recal]
-        self.val = [layout(x) for x in val]
+        self.layout = layout
         self.prepare = None if prepare is None else (lambda x: layout(prepare(x)))  # layout: a no-op unless prepare changed it
         self.val_y = torch.cat([y for _, y in val_batches]).to(self.device) if val_batches else torch.zeros(0)
         self.n_val = len(self.val_y)
@@ -137,9 +135,15 @@ class CandidateEvaluator:
         self.stages = list(model.stages()) if hasattr(model, "stages") else [model]
         self.stage_labels = _stage_labels(self.space, self.stages)
         self.cache_bytes = cache_mb * 2**20
-        self.shared_depth: Optional[int] = None  # stages whose outputs are cached; set on first use
+        self.group_images = group_images
+        # Grouped on first use (_setup), when a candidate is active and its stage sizes are known.
+        self._batches = ([x for x, _ in recal_batches], [x for x, _ in val_batches])
+        self.recal: list = []  # (images of one call, the original batch sizes in it)
+        self.val: list = []
+        self.n_tail = 0  # validation images riding at the end of the one recalibration call
+        self.shared_depth: Optional[int] = None  # stages whose outputs are cached
         self.stage_runs = 0  # stage evaluations done (a candidate alone costs len(self.stages))
-        self._chunks = _Chunks(tail=self.n_tail)  # read by the BatchNorms' forward during evaluate_many
+        self._chunks = _Chunks()  # read by the BatchNorms' forward during evaluate_many
         self._bns_of: dict = {}  # (stage, its key) -> the BatchNorms on that path
 
     def __call__(self, arch: Arch) -> dict:
@@ -170,7 +174,7 @@ class CandidateEvaluator:
         previous candidate, and leaving its own there for the next."""
         self.space.activate(arch, check=False)
         if self.shared_depth is None:
-            self.shared_depth = self._fitting_depth()
+            self._setup()
         depth = 0
         while depth < len(path) and path[depth][0] == key[depth]:
             depth += 1
@@ -223,26 +227,43 @@ class CandidateEvaluator:
         top1, top5 = accuracy(torch.cat(logits).float(), self.val_y)
         return {"top1_err": 1 - top1 / self.n_val, "top5_err": 1 - top5 / self.n_val}
 
-    def _fitting_depth(self) -> int:
-        """How many leading stages' outputs fit in ``cache_mb``, probed with one image in eval mode
-        (side-effect free: eval-mode BN only reads its statistics)."""
-        n_images = sum(len(x) for x, _ in self.recal) + sum(len(x) for x in self.val)
-        x = (self.recal[0][0] if self.recal else self.val[0])[:1]
+    def _setup(self) -> None:
+        """Group the batches into calls and size the prefix-tree cache, from the stage outputs of
+        one image under the active candidate (eval mode, so side-effect free: eval-mode BN only
+        reads its statistics)."""
+        recal, val = self._batches
+        x = (recal or val)[0][:1].to(self.device)
         x = x if self.prepare is None else self.prepare(x)
-        total, depth = 0, 0
-        for stage in self.stages[:-1]:  # the last stage's outputs (logits) are never shared
+        out_bytes = []  # per image, of each stage's output
+        for stage in self.stages:
             x = stage(x)
-            total += x.element_size() * x.numel() * n_images
+            out_bytes.append(x.element_size() * x.numel())
+        limit = self.group_images or (256 if self.device.type == "cuda" else
+                                      max(1, min(256, CPU_GROUP_BYTES // max(out_bytes))))
+        recal = _groups(recal, limit, self.device)
+        val = [x for x, _ in _groups(val, limit, self.device)]
+        # Recalibration and validation as ONE call per stage, the validation images at the end:
+        # half the op calls where per-call overhead dominates. It needs all recalibration images
+        # in that call (every BN takes its statistics from them before it normalises the
+        # validation images) and one precision for both (no bf16 autocast).
+        if (len(recal) == 1 and len(val) == 1 and len(recal[0][0]) + len(val[0]) <= limit
+                and not (self.amp and self.device.type == "cuda")):
+            recal, val, self.n_tail = [(torch.cat([recal[0][0], val[0]]), recal[0][1])], [], len(val[0])
+        self.recal = [(self.layout(x), sizes) for x, sizes in recal]
+        self.val = [self.layout(x) for x in val]
+        self._chunks.tail, self._batches = self.n_tail, None
+        n_images = sum(len(x) for x, _ in self.recal) + sum(len(x) for x in self.val)
+        total, self.shared_depth = 0, 0
+        for b in out_bytes[:-1]:  # the last stage's outputs (logits) are never shared
+            total += b * n_images
             if total > self.cache_bytes:
                 break
-            depth += 1
-        return depth
+            self.shared_depth += 1
 
 
 class _Chunks:
-    def __init__(self, tail: int):
-        self.sizes: Optional[list[int]] = None  # the original batch sizes inside the current call
-        self.tail = tail  # images after those: validation images, normalised in eval mode
+    sizes: Optional[list[int]] = None  # the original batch sizes inside the current call
+    tail = 0  # images after those: validation images, normalised in eval mode
 
 
 class _ChunkedBN:

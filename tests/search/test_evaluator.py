@@ -7,7 +7,7 @@ from torch import nn
 
 from supernet import SearchSpace
 from supernet.data.transforms import finish
-from supernet.search import CandidateEvaluator, recalibrate_bn
+from supernet.search import CandidateEvaluator, evaluator, recalibrate_bn
 from supernet.spaces import create
 from supernet.train.metrics import accuracy
 
@@ -46,7 +46,8 @@ def batches(n, size, batch=8, seed=0):
 
 
 @pytest.mark.parametrize("options", [dict(channel_search=False), dict(channel_search=True)])
-@pytest.mark.parametrize("settings", [dict(), dict(cache_mb=0), dict(cache_mb=0.05), dict(group_images=1, channels_last=False)])
+@pytest.mark.parametrize("settings", [dict(), dict(cache_mb=0), dict(cache_mb=0.05), dict(group_images=16),
+                                      dict(group_images=1, channels_last=False)])
 def test_prefix_tree_grouped_channels_last_scores_equal_the_plain_loop(options, settings):
     torch.manual_seed(0)
     model = create("shufflenet-cifar", input_size=16, width_mult=0.25, stage_repeats=(2, 2, 2, 2), **options)
@@ -119,7 +120,31 @@ def test_uint8_batches_prepared_per_group_score_like_float_input(settings):
     prepare = lambda x: finish(x, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
     recal, val = raw[:3], raw[3:]
     ev = CandidateEvaluator(model, recal, val, prepare=prepare, **settings)
-    assert ev.recal[0][0].dtype == torch.uint8  # stored compactly
     fast = ev.evaluate_many(archs)
+    assert ev.recal[0][0].dtype == torch.uint8  # stored compactly
     assert fast == plain_scores(model, archs, [(prepare(x), y) for x, y in recal], [(prepare(x), y) for x, y in val])
     assert len({s["top1_err"] for s in fast}) > 1
+
+
+def test_cpu_groups_follow_the_stage_output_size(monkeypatch):
+    """On CPU, batches are concatenated only while a call's largest stage output fits the budget."""
+    torch.manual_seed(0)
+    model = create("shufflenet-cifar", input_size=16, width_mult=0.25, stage_repeats=(1, 1, 1, 1))
+    archs = generation(SearchSpace(model), n=6)
+    recal, val = batches(3, 16), batches(2, 16, seed=1)
+    small = CandidateEvaluator(model, recal, val)
+    assert small.evaluate_many(archs) == plain_scores(model, archs, recal, val)
+    assert small.n_tail == 16 and [s for _, s in small.recal] == [[8, 8, 8]]  # one call for everything
+    largest = max(x.numel() * 4 for x in _stage_outputs(model, recal[0][0][:1]))
+    monkeypatch.setattr(evaluator, "CPU_GROUP_BYTES", 2 * largest)  # room for 2 images a call
+    alone = CandidateEvaluator(model, recal, val)
+    assert alone.evaluate_many(archs) == plain_scores(model, archs, recal, val)
+    assert alone.n_tail == 0 and [s for _, s in alone.recal] == [[8]] * 3 and len(alone.val) == 2
+
+
+def _stage_outputs(model, x):
+    model.eval()
+    with torch.no_grad():
+        for stage in model.stages():
+            x = stage(x)
+            yield x
