@@ -174,6 +174,7 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
     constraints = Constraints(cost, sc.constraints)
     recal, val, finish = search_batches(data, sc, cfg.data.num_workers, progress=sc.progress and dist.is_main())
     evaluator = CandidateEvaluator(model, recal, val, device=device, prepare=finish)
+    del recal, val  # the evaluator regroups them; these lists would double the memory
     engine = EvolutionSearch(SearchSpace(model), evaluator, sc, cost, constraints, state=state)
     main = dist.is_main()  # under torchrun every rank evaluates its share; rank 0 writes
     if main:

@@ -108,8 +108,8 @@ class CandidateEvaluator:
         prepare: turns stored images into network input, per group of images as they are used,
             e.g. ``Compact(dataset).finish`` so that the batches can be kept as uint8 (a quarter
             of the memory; ``supernet.data.loader.Compact``). ``None``: they are network input.
-        cache_mb: memory for the shared stage outputs of the prefix tree. Stages whose outputs
-            (over all recalibration and validation images) do not fit run per candidate.
+        cache_mb: memory for the prepared images (when ``prepare`` is given) and the shared stage
+            outputs of the prefix tree. What does not fit is prepared or run per candidate.
         group_images: images per concatenated call (1 = one original batch per call). ``None``:
             256 on CUDA; on CPU as many as keep a call's largest stage output under 6 MB (at most
             256), since there copying large activations costs more than the calls it saves.
@@ -234,7 +234,7 @@ class CandidateEvaluator:
         recal, val = self._batches
         x = (recal or val)[0][:1].to(self.device)
         x = x if self.prepare is None else self.prepare(x)
-        out_bytes = []  # per image, of each stage's output
+        in_bytes, out_bytes = x.element_size() * x.numel(), []  # per image: the input, each stage's output
         for stage in self.stages:
             x = stage(x)
             out_bytes.append(x.element_size() * x.numel())
@@ -242,6 +242,12 @@ class CandidateEvaluator:
                                       max(1, min(256, CPU_GROUP_BYTES // max(out_bytes))))
         recal = _groups(recal, limit, self.device)
         val = [x for x, _ in _groups(val, limit, self.device)]
+        n_images = sum(len(x) for x, _ in recal) + sum(len(x) for x in val)
+        total = 0  # bytes of the cache
+        if self.prepare is not None and in_bytes * n_images <= self.cache_bytes:  # prepared once, not per candidate
+            recal = [(self.prepare(x), sizes) for x, sizes in recal]
+            val = [self.prepare(x) for x in val]
+            total, self.prepare = in_bytes * n_images, None
         # Recalibration and validation as ONE call per stage, the validation images at the end:
         # half the op calls where per-call overhead dominates. It needs all recalibration images
         # in that call (every BN takes its statistics from them before it normalises the
@@ -252,8 +258,7 @@ class CandidateEvaluator:
         self.recal = [(self.layout(x), sizes) for x, sizes in recal]
         self.val = [self.layout(x) for x in val]
         self._chunks.tail, self._batches = self.n_tail, None
-        n_images = sum(len(x) for x, _ in self.recal) + sum(len(x) for x in self.val)
-        total, self.shared_depth = 0, 0
+        self.shared_depth = 0
         for b in out_bytes[:-1]:  # the last stage's outputs (logits) are never shared
             total += b * n_images
             if total > self.cache_bytes:
