@@ -120,7 +120,7 @@ class Compact(Dataset):
     """
 
     def __init__(self, dataset: Dataset):
-        if not hasattr(dataset, "raw"):
+        if not (hasattr(dataset, "raw") and hasattr(dataset, "finish")):
             raise TypeError(f"{type(dataset).__name__} has no raw() and finish(); Compact needs both")
         self.dataset = dataset
 

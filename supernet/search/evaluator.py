@@ -28,7 +28,7 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 # On CPU, batches are concatenated into one call only while its largest stage output stays under
 # this. Measured on the 2-core VM with 16-image batches (4 recalibration, 2 validation), per
 # candidate against one batch a call: 1.8x faster concatenated at 16 KB of stage output per image
-# (ImageNet space at 32 px), 1.25x at 64 KB (64 px), 1.04x at 144 KB (96 px); 4-6% slower at
+# (ImageNet space at 32 px), 1.2x at 64 KB (64 px), 1.04x at 144 KB (96 px); 4-6% slower at
 # 256 KB (CIFAR space at 32 px, even two batches a call) and up to 1.4x slower at 800 KB (224 px),
 # where copying the activations costs more than the calls save.
 CPU_GROUP_BYTES = 6 * 2**20
