@@ -273,7 +273,11 @@ def _num(s: str, text: str) -> float:
 
 
 def fmt_count(v: float) -> str:
-    return f"{v / 1e6:g}M" if v >= 1e6 else f"{v:g}"
+    """A count with the unit constraints accept: 1.0112M, 330M, 4.2G (6 significant digits)."""
+    for unit, scale in (("G", 1e9), ("M", 1e6)):
+        if abs(v) >= scale:
+            return f"{v / scale:g}{unit}"
+    return f"{v:g}"
 
 
 class Constraints:

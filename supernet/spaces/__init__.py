@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from ..config import ConfigError, from_dict, to_dict
+from ..typed import ConfigError, from_dict, to_dict
 from .shufflenet import ShuffleNet, ShuffleNetOptions
 
 
