@@ -20,7 +20,7 @@ class FixedInput(nn.Module):
         self.reduction = reduction
 
     def forward(self, inputs):
-        return reduce_inputs([inputs[i] for i in self.indices], self.reduction)
+        return reduce_inputs(inputs, self.indices, self.reduction)
 
 
 def fix(model: nn.Module, arch: Arch, weights: str = "copy") -> nn.Module:

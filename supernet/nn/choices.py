@@ -1,24 +1,36 @@
 """Choice primitives: plain ``nn.Module``s whose decision is set from outside.
 
-A choice never decides by itself. A strategy (or ``SearchSpace.activate``) writes one of two
-attributes, and ``forward`` reads them:
+A choice never decides by itself. A strategy (or ``SearchSpace.activate`` / ``set_weights``)
+writes one of two attributes, and ``forward`` reads them:
 
-- ``active``: the chosen index (SPOS, ENAS), or for ``InputChoice`` a list of indices; for
-  ``LayerChoice`` a list of indices restricts a weighted sum to those candidates (Proxyless
-  computes only the sampled pair).
+- ``active``: the chosen index (SPOS, ENAS), or for ``InputChoice`` a list of indices. Under
+  ``weights`` an index or a list of indices restricts the weighted sum to those options
+  (Proxyless computes only the sampled pair).
 - ``weights``: a 1-D tensor over the options (DARTS softmax, FBNet Gumbel-softmax, Proxyless
   binary gates). When set, the output is the weighted sum of the candidates' outputs.
 
 This follows OFA's dynamic layers (``active_*`` attributes) rather than NNI v3's metaclasses:
-reading a model top-down tells you exactly what runs.
+reading a model top-down tells you exactly what runs. The constructors take NNI 2.x's arguments
+(``LayerChoice(candidates, label=None)``, ``InputChoice(n_candidates, n_chosen=1, reduction="sum",
+label=None)``), so NNI one-shot model code runs after changing its imports.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Iterable, Sequence
+import itertools
+from collections import OrderedDict, defaultdict
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
+
+# One process-wide counter per kind, as NNI numbers its automatic labels. The labels then depend
+# on construction order: give explicit labels to choices whose architectures you save.
+_counters: dict[str, Iterator[int]] = defaultdict(lambda: itertools.count(1))
+
+
+def auto_label(kind: str) -> str:
+    """A new label ``"{kind}_{k}"``, unique in this process (``layerchoice_1``, ``layerchoice_2``...)."""
+    return f"{kind}_{next(_counters[kind])}"
 
 
 class Choice(nn.Module):
@@ -51,12 +63,13 @@ class LayerChoice(Choice):
 
     Args:
         candidates: a list of modules (values are their indices' names ``"0"``, ``"1"``, ...) or a
-            dict from name to module.
+            dict (e.g. an ``OrderedDict``) from name to module.
         label: the decision's name in an architecture dict. Two choices with the same label are
-            one decision.
+            one decision. None gives a new automatic label (``layerchoice_1``, ...), as in NNI.
     """
 
-    def __init__(self, candidates: Sequence[nn.Module] | dict[str, nn.Module], label: str):
+    def __init__(self, candidates: Sequence[nn.Module] | dict[str, nn.Module], label: str | None = None):
+        label = auto_label("layerchoice") if label is None else label
         if isinstance(candidates, dict):
             items = list(candidates.items())
         else:
@@ -78,7 +91,9 @@ class LayerChoice(Choice):
             if isinstance(self.active, int):
                 return self._list[self.active](*args, **kwargs)
             raise self._no_decision()
-        indices = range(len(self._list)) if self.active is None else self.active
+        indices = _selection(self.active, len(self._list))
+        if not indices:
+            raise ValueError(f"LayerChoice '{self.label}': .active restricts the weighted sum to no candidate")
         out = None
         for i in indices:
             y = self.weights[i] * self._list[i](*args, **kwargs)
@@ -86,52 +101,90 @@ class LayerChoice(Choice):
         return out
 
 
+def _selection(active: int | list[int] | None, n: int) -> list[int]:
+    """The options a weighted forward runs: all of them, or those ``active`` names."""
+    if active is None:
+        return list(range(n))
+    return [active] if isinstance(active, int) else list(active)
+
+
 class InputChoice(Choice):
     """Chooses ``n_chosen`` of ``n_candidates`` input tensors and reduces them.
 
-    ``forward`` takes a list of tensors. ``active`` is a list of ``n_chosen`` distinct indices; with
-    ``weights`` set, the output is the weighted sum over all inputs (DARTS edges).
+    ``forward`` takes a list of ``n_candidates`` tensors. ``active`` is a sorted list of distinct
+    indices: exactly ``n_chosen`` of them, or any number (none included) when ``n_chosen`` is None,
+    as for ENAS macro skip connections. An empty selection contributes nothing: ``"sum"`` and
+    ``"mean"`` give zeros shaped like the first input, ``"concat"`` gives it with zero channels,
+    and ``"none"`` an empty list; so both ``out + skip(xs)`` and NNI's ``if c is not None`` work.
+
+    With ``weights`` set (DARTS edges) each input i is scaled by ``weights[i]`` before the
+    reduction, over all inputs or over those ``active`` names: ``"sum"`` is the weighted sum,
+    ``"mean"`` the weighted average ``sum(w_i x_i) / sum(w_i)`` (equal to the sum under softmax
+    weights, and to the plain mean under 0/1 gates), ``"concat"`` concatenates the ``w_i x_i``
+    (it must then cover ``n_chosen`` inputs, or the width would differ from every architecture's)
+    and ``"none"`` returns the ``w_i x_i`` as a list.
 
     Args:
         n_candidates: how many inputs ``forward`` receives.
-        n_chosen: how many are kept.
-        label: the decision's name.
-        reduction: ``"sum"``, ``"mean"`` or ``"concat"`` (along dim 1) of the chosen inputs.
+        n_chosen: how many are kept; None for any subset.
+        reduction: ``"sum"``, ``"mean"``, ``"concat"`` (along dim 1) or ``"none"`` (the list of
+            chosen tensors) of the chosen inputs.
+        label: the decision's name; None gives a new automatic one (``inputchoice_1``, ...). The
+            order of these arguments is NNI's, so pass ``label`` by keyword.
     """
 
-    REDUCTIONS = ("sum", "mean", "concat")
+    REDUCTIONS = ("sum", "mean", "concat", "none")
 
-    def __init__(self, n_candidates: int, n_chosen: int, label: str, reduction: str = "sum"):
-        if not 1 <= n_chosen <= n_candidates:
-            raise ValueError(f"InputChoice '{label}': n_chosen must be in 1..{n_candidates}, got {n_chosen}")
+    def __init__(self, n_candidates: int, n_chosen: int | None = 1, reduction: str = "sum",
+                 label: str | None = None):
+        who = "InputChoice" if label is None else f"InputChoice '{label}'"
         if reduction not in self.REDUCTIONS:
-            raise ValueError(f"InputChoice '{label}': reduction {reduction!r} is not one of {self.REDUCTIONS}")
-        super().__init__(label, list(range(n_candidates)))
+            hint = (f" (the order is n_candidates, n_chosen, reduction, label as in NNI: pass label={reduction!r})"
+                    if isinstance(reduction, str) else "")
+            raise ValueError(f"{who}: reduction {reduction!r} is not one of {self.REDUCTIONS}{hint}")
+        if n_candidates < 1:
+            raise ValueError(f"{who}: n_candidates must be at least 1, got {n_candidates}")
+        if n_chosen is not None and not 1 <= n_chosen <= n_candidates:
+            raise ValueError(f"{who}: n_chosen must be in 1..{n_candidates} (or None for any subset), got {n_chosen}")
+        super().__init__(auto_label("inputchoice") if label is None else label, list(range(n_candidates)))
         self.n_candidates = n_candidates
         self.n_chosen = n_chosen
         self.reduction = reduction
 
-    def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+    def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
         if len(inputs) != self.n_candidates:
             raise ValueError(f"InputChoice '{self.label}' expects {self.n_candidates} inputs, got {len(inputs)}")
-        if self.weights is not None:
-            return sum(w * x for w, x in zip(self.weights, inputs))
-        if self.active is None:
-            raise self._no_decision()
-        return reduce_inputs([inputs[i] for i in self.active], self.reduction)
+        if self.weights is None:
+            if self.active is None:
+                raise self._no_decision()
+            return reduce_inputs(inputs, self.active, self.reduction)
+        indices = _selection(self.active, self.n_candidates)
+        if self.reduction == "concat" and self.n_chosen is not None and len(indices) != self.n_chosen:
+            raise ValueError(f"InputChoice '{self.label}': a weighted concat of {len(indices)} inputs would not have "
+                             f"the width of {self.n_chosen} chosen ones; set .active to {self.n_chosen} indices "
+                             f"or use reduction 'sum' or 'mean'")
+        return reduce_inputs(inputs, indices, self.reduction, self.weights)
 
     def extra_repr(self) -> str:
         return f"label={self.label!r}, n_candidates={self.n_candidates}, n_chosen={self.n_chosen}, reduction={self.reduction!r}"
 
 
-def reduce_inputs(chosen: Iterable[torch.Tensor], reduction: str) -> torch.Tensor:
-    chosen = list(chosen)
+def reduce_inputs(inputs: Sequence[torch.Tensor], indices: Sequence[int], reduction: str,
+                  weights: torch.Tensor | None = None) -> torch.Tensor | list[torch.Tensor]:
+    """Reduce ``inputs[i]`` for i in ``indices``, each scaled by ``weights[i]`` if given (see InputChoice)."""
+    chosen = [inputs[i] if weights is None else weights[i] * inputs[i] for i in indices]
+    if reduction == "none":
+        return chosen
+    if not chosen:  # nothing chosen contributes nothing
+        return inputs[0][:, :0] if reduction == "concat" else torch.zeros_like(inputs[0])
     if reduction == "concat":
         return torch.cat(chosen, dim=1)
     out = chosen[0]
     for x in chosen[1:]:
         out = out + x
-    return out / len(chosen) if reduction == "mean" else out
+    if reduction == "mean":
+        out = out / (len(chosen) if weights is None else sum(weights[i] for i in indices))
+    return out
 
 
 class ChannelChoice(Choice):

@@ -1,3 +1,5 @@
+from collections import OrderedDict
+
 import pytest
 import torch
 from torch import nn
@@ -32,6 +34,8 @@ def test_layer_choice_weights_mix_candidates_and_active_restricts_them():
     assert torch.allclose(lc(x), expected)
     lc.active = [0, 2]  # Proxyless: only the sampled pair
     assert torch.allclose(lc(x), w[0] * lc[0](x) + w[2] * lc[2](x))
+    lc.active = 1  # one sampled path, still scaled by its weight (Proxyless' single-path mode)
+    assert torch.allclose(lc(x), w[1] * lc[1](x))
 
 
 def test_input_choice_selects_reduces_and_mixes():
@@ -47,12 +51,67 @@ def test_input_choice_selects_reduces_and_mixes():
     ic = InputChoice(4, 2, label="in", reduction="mean")
     ic.active = [1, 3]
     assert torch.equal(ic(xs), torch.full((1, 2), 2.0))
-    ic.weights = torch.tensor([0.1, 0.2, 0.3, 0.4])
-    assert torch.allclose(ic(xs), torch.full((1, 2), 0.2 + 0.6 + 1.2))
     with pytest.raises(ValueError, match="expects 4 inputs"):
         ic(xs[:3])
     with pytest.raises(ValueError, match="n_chosen"):
         InputChoice(2, 3, label="bad")
+    ic = InputChoice(4, 2, label="in", reduction="none")
+    ic.active = [0, 3]
+    assert ic(xs) == [xs[0], xs[3]]
+
+
+def test_layer_choice_takes_nni_arguments_and_labels_itself():
+    a, b = LayerChoice([nn.Identity(), nn.ReLU()]), LayerChoice([nn.Identity()])
+    assert a.label.startswith("layerchoice_") and b.label.startswith("layerchoice_") and a.label != b.label
+    lc = LayerChoice(OrderedDict([("conv", nn.Linear(2, 2)), ("skip", nn.Identity())]), label="op")
+    assert lc.values == ["conv", "skip"] and lc.label == "op"
+    assert LayerChoice([nn.Identity()], "positional").label == "positional"
+
+
+def test_input_choice_takes_nni_arguments_in_nni_order():
+    ic = InputChoice(3, 2, "concat", "skip")  # NNI: (n_candidates, n_chosen, reduction, label)
+    assert (ic.n_candidates, ic.n_chosen, ic.reduction, ic.label) == (3, 2, "concat", "skip")
+    ic = InputChoice(n_candidates=3, n_chosen=None)
+    assert ic.label.startswith("inputchoice_") and ic.reduction == "sum" and ic.n_chosen is None
+    assert InputChoice(3).label != InputChoice(3).label
+    with pytest.raises(ValueError, match="reduction 'skip' is not one of .*pass label='skip'"):
+        InputChoice(3, 2, "skip")  # our old positional order gets a clear error, never a silent mix-up
+    with pytest.raises(ValueError, match="InputChoice 'x': n_chosen must be in 1..3 \\(or None for any subset\\), got 0"):
+        InputChoice(3, 0, label="x")
+
+
+def test_input_choice_of_any_subset_treats_an_empty_selection_as_no_input():
+    xs = [torch.full((2, 3, 1), float(i + 1)) for i in range(3)]
+    for reduction, expected in [("sum", torch.zeros(2, 3, 1)), ("mean", torch.zeros(2, 3, 1)),
+                                ("concat", torch.zeros(2, 0, 1)), ("none", [])]:
+        ic = InputChoice(3, None, reduction, label="skip")
+        ic.active = []
+        out = ic(xs)
+        assert out == [] if reduction == "none" else torch.equal(out, expected)
+        ic.active = [0, 2]
+        out = ic(xs)
+        assert out == [xs[0], xs[2]] if reduction == "none" else out.sum() > 0
+
+
+def test_input_choice_reductions_under_weights():
+    xs = [torch.full((1, 2), float(i)) for i in range(3)]
+    w = torch.tensor([0.2, 0.3, 0.5])
+    ic = InputChoice(3, 2, "sum", label="in")
+    ic.weights = w  # DARTS: every input, weighted
+    assert torch.allclose(ic(xs), torch.full((1, 2), 0.3 + 1.0))
+    ic.reduction = "mean"  # weighted average: sum(w x) / sum(w)
+    ic.active = [1, 2]
+    assert torch.allclose(ic(xs), torch.full((1, 2), (0.3 + 1.0) / 0.8))
+    ic.reduction = "concat"  # each input scaled, then concatenated: the width of n_chosen inputs
+    assert torch.allclose(ic(xs), torch.tensor([[0.3, 0.3, 1.0, 1.0]]))
+    ic.active = None
+    with pytest.raises(ValueError, match="'in': a weighted concat of 3 inputs would not have the width of 2"):
+        ic(xs)
+    all3 = InputChoice(3, 3, "concat", label="all")
+    all3.weights = w
+    assert torch.allclose(all3(xs), torch.tensor([[0.0, 0.0, 0.3, 0.3, 1.0, 1.0]]))
+    all3.reduction = "none"
+    assert torch.allclose(torch.stack(all3(xs)), torch.stack([w[i] * xs[i] for i in range(3)]))
 
 
 def test_sliced_conv_uses_the_leading_channels_of_the_largest_kernel():
