@@ -74,6 +74,9 @@ def cmd_train_supernet(args) -> int:
     from . import pipeline
     summary = pipeline.train_supernet(args.run_dir, args.config, args.options, resume=args.resume, force=args.force)
     _print_training("supernet", summary, args.run_dir)
+    if summary.get("arch") is not None:
+        print(f"{summary['strategy']}: its architecture -> {args.run_dir}/search/best_arch.json "
+              f"(retrain can follow; 'supernet search' can still search this supernet)")
     return 0
 
 
@@ -125,7 +128,7 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="supernet", description="One-shot neural architecture search (SPOS).")
+    p = argparse.ArgumentParser(prog="supernet", description="One-shot neural architecture search (SPOS, FairNAS).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     info = sub.add_parser("info", help="summarise a search space, or cost one architecture",
@@ -157,8 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
         return sp
 
-    stage("train-supernet", cmd_train_supernet, "train the weight-sharing supernet (SPOS uniform single-path sampling)",
-          config=True)
+    stage("train-supernet", cmd_train_supernet, "train the weight-sharing supernet with a one-shot strategy "
+                                                "(strategy.name=spos: uniform single-path sampling; fairnas)", config=True)
     stage("search", cmd_search, "evolutionary (or random) search on the trained supernet, BN-recalibrated, "
                                 "scored on the held-out split")
     stage("retrain", cmd_retrain, "train the searched architecture from scratch as a plain network", arch=True)

@@ -4,15 +4,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, get_type_hints
 
 import yaml
 
 from .data import DataConfig
+from .strategies import check_settings
 from .typed import ConfigError, from_dict, merge, parse_overrides, to_dict
 
 __all__ = ["ConfigError", "from_dict", "to_dict", "parse_overrides", "merge", "load_config", "dump_config",
-           "scope_overrides", "RunConfig", "SECTIONS", "SpaceConfig", "OptimConfig", "TrainConfig", "SearchConfig",
+           "scope_overrides", "RunConfig", "SECTIONS", "SpaceConfig", "OptimConfig", "TrainConfig", "RetrainConfig", "SearchConfig",
            "ExportConfig"]
 
 
@@ -41,24 +42,12 @@ class OptimConfig:
 
 
 @dataclass
-class SamplingConfig:
-    constraints: list[str] = field(default_factory=list)  # hard limits on every sampled path, e.g. ["flops<=330M"]
-    flops_bins: Optional[list[float]] = None  # official: [290e6, 300e6, ..., 360e6] = 7 bins, one drawn uniformly per step
-    max_tries: int = 500                      # official: 500 tries per step, then a plain uniform path
-
-    def __post_init__(self):
-        if self.max_tries < 1:
-            raise ValueError(f"max_tries must be >= 1, got {self.max_tries}")
-        if self.flops_bins is not None and (len(self.flops_bins) < 2 or sorted(self.flops_bins) != list(self.flops_bins)):
-            raise ValueError(f"flops_bins must be >= 2 increasing bin edges, got {self.flops_bins}")
-
-
-@dataclass
 class TrainConfig:
+    """A training stage: the supernet (under the strategy section's method) or a retrain."""
+
     steps: int = 1000                # optimizer steps (the official supernet: 150,000 at batch 1024)
     batch_size: int = 64             # global batch: per-process batch x number of processes
     optim: OptimConfig = field(default_factory=OptimConfig)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # supernet training only
     checkpoint_every: int = 500      # steps between checkpoints (official: 10,000)
     keep_checkpoints: int = 2        # step-*.pt files kept besides last.pt
     log_every: int = 10              # steps between metrics.jsonl lines
@@ -66,7 +55,6 @@ class TrainConfig:
     device: str = "auto"             # auto = cuda if available, else cpu
     amp: bool = True                 # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True       # on CUDA (ignored on CPU)
-    bn_recal_batches: int = 0        # retrain: a final BN-statistics pass over this many batches (official: ~1 epoch)
     sync_bn: bool = False            # under torchrun on CUDA: BatchNorm statistics over the global batch
     progress: bool = True            # tqdm progress bar
 
@@ -74,8 +62,19 @@ class TrainConfig:
         for k in ("steps", "batch_size", "checkpoint_every", "log_every"):
             if getattr(self, k) <= 0:
                 raise ValueError(f"{k} must be positive, got {getattr(self, k)}")
-        if self.keep_checkpoints < 0 or self.bn_recal_batches < 0:
-            raise ValueError("keep_checkpoints and bn_recal_batches must be >= 0")
+        if self.keep_checkpoints < 0:
+            raise ValueError(f"keep_checkpoints must be >= 0, got {self.keep_checkpoints}")
+
+
+@dataclass
+class RetrainConfig(TrainConfig):
+    steps: int = 2000
+    bn_recal_batches: int = 0        # a final BN-statistics pass over this many batches (official: ~1 epoch)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.bn_recal_batches < 0:
+            raise ValueError(f"bn_recal_batches must be >= 0, got {self.bn_recal_batches}")
 
 
 @dataclass
@@ -109,10 +108,6 @@ class SearchConfig:
             raise ValueError(f"val_images must be positive, got {self.val_images}")
 
 
-def _retrain_default() -> TrainConfig:
-    return TrainConfig(steps=2000)
-
-
 @dataclass
 class ExportConfig:
     opset: int = 18                  # ONNX opset
@@ -125,10 +120,14 @@ class RunConfig:
 
     data: DataConfig = field(default_factory=DataConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
+    strategy: dict = field(default_factory=dict)  # name: spos | fairnas | ..., plus that strategy's keys
     supernet: TrainConfig = field(default_factory=TrainConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
-    retrain: TrainConfig = field(default_factory=_retrain_default)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+
+    def __post_init__(self):
+        self.strategy = check_settings(self.strategy)  # validated, with the strategy's defaults
 
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(RunConfig))
@@ -154,7 +153,40 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict = ()
     extra = parse_overrides(list(overrides)) if not isinstance(overrides, dict) else overrides
     if section is not None:
         extra = scope_overrides(extra, section)
-    return from_dict(RunConfig, merge(data, extra))
+    merged = merge(data, extra)
+    check_placement(merged)
+    return from_dict(RunConfig, merged)
+
+
+def check_placement(data: dict) -> None:
+    """Refuse a key put in a section that does not use it, naming the section that does
+    (``supernet.bn_recal_batches`` is a retrain setting; SPOS's sampling keys are strategy keys)."""
+    types = get_type_hints(RunConfig)
+    owners: dict[str, list[str]] = {}
+    for sec in SECTIONS:
+        cls = _section_class(types[sec])
+        for key in ([f.name for f in dataclasses.fields(cls)] if cls else []):
+            owners.setdefault(key, []).append(sec)
+    strategy_keys = {"sampling", "constraints", "flops_bins", "max_tries"}
+    for sec, values in data.items():
+        cls = _section_class(types.get(sec))
+        if cls is None or not isinstance(values, dict):
+            continue
+        valid = {f.name for f in dataclasses.fields(cls)}
+        for key in values:
+            if key in valid:
+                continue
+            if sec in ("supernet", "retrain") and key in strategy_keys:
+                raise ConfigError(f"'{sec}.{key}' is not a {sec} setting: path sampling belongs to the strategy "
+                                  f"section (strategy.constraints, strategy.flops_bins, strategy.max_tries with "
+                                  f"strategy.name=spos)")
+            if owners.get(key):
+                raise ConfigError(f"'{sec}.{key}' is not a {sec} setting: {key} belongs to "
+                                  f"{' and '.join(f'{o}.{key}' for o in owners[key])}")
+
+
+def _section_class(tp):
+    return tp if dataclasses.is_dataclass(tp) else None
 
 
 def scope_overrides(extra: dict, section: str) -> dict:

@@ -27,7 +27,7 @@ from .io import read_json, write_json, write_text
 from .search import CandidateEvaluator, EvolutionSearch, recalibrate_bn
 from .search.plot import plot_search
 from .spaces import create
-from .strategies import PathSampler
+from .strategies import build_strategy
 from .train import CheckpointError, evaluate as evaluate_model, fit, load_latest, save_checkpoint
 from .train import dist
 from .train.checkpoint import remove_stale_temp_files
@@ -97,24 +97,32 @@ def record_config(run_dir: Path, cfg: RunConfig) -> None:
         write_text(path, text)
 
 
-def space_options(cfg: RunConfig, data) -> dict:
-    """The space options: the config's, with what the data dictates."""
+def model_options(cfg: RunConfig, data) -> dict:
+    """The space's options: the config's, with what the data dictates."""
     return {**cfg.space.options, "num_classes": data.num_classes, "in_channels": data.in_channels,
             "input_size": data.image_size}
+
+
+def build_supernet(cfg: RunConfig, data):
+    return create(cfg.space.name, **model_options(cfg, data))
+
+
+def supernet_meta(cfg: RunConfig, data) -> dict:
+    """What a supernet checkpoint's weights mean; a resume must match it."""
+    return {"kind": "supernet", "space": cfg.space.name, "options": model_options(cfg, data),
+            "strategy": cfg.strategy["name"]}
 
 
 def _load_supernet(run_dir: Path, cfg: RunConfig, data, device):
     if not (run_dir / "supernet").is_dir():
         raise CheckpointError(f"{run_dir} has no trained supernet: run 'supernet train-supernet --run-dir {run_dir}' first")
     ck, path = load_latest(run_dir / "supernet")
-    options = space_options(cfg, data)
-    meta = {"kind": "supernet", "space": cfg.space.name, "options": options}
-    problems = diff_meta(ck["meta"], meta)
+    problems = diff_meta(ck["meta"], supernet_meta(cfg, data))
     if problems:
         raise CheckpointError(f"{path} does not match this run's space and data: " + "; ".join(problems))
     if ck["step"] < cfg.supernet.steps:
         print(f"note: the supernet checkpoint is at step {ck['step']} of {cfg.supernet.steps}")
-    model = create(cfg.space.name, **options)
+    model = build_supernet(cfg, data)
     model.load_state_dict(ck["model"])
     return model.to(device)
 
@@ -138,20 +146,19 @@ def train_supernet(run_dir: Path, config: Optional[str | Path], overrides: list[
     if dist.is_main():
         writable_run_dir(run_dir)
     data = load_data(cfg)
-    options = space_options(cfg, data)
     torch.manual_seed(cfg.supernet.seed)  # the initial weights, so that a run is a function of its config
-    model = create(cfg.space.name, **options)
-    space = SearchSpace(model)
-    s = cfg.supernet.sampling
-    cost = CostModel(model) if (s.constraints or s.flops_bins) else None
-    sampler = PathSampler(space, cfg.supernet.seed, cost, Constraints(cost, s.constraints) if cost else None,
-                          s.flops_bins, s.max_tries)
-    summary = fit(model, data.train, cfg.supernet, run_dir / "supernet",
-                  meta={"kind": "supernet", "space": cfg.space.name, "options": options},
-                  run_config=to_dict(cfg), before_step=lambda step: space.activate(sampler(step), check=False),
-                  resume=resume, force=force, num_workers=cfg.data.num_workers, desc="supernet",
-                  on_start=lambda: record_config(run_dir, cfg), supernet=True)
-    return {**summary, "bin_fallbacks": sampler.fallbacks}
+    model = build_supernet(cfg, data)
+    strategy = build_strategy(cfg.strategy, SearchSpace(model), cfg.supernet.seed)
+    summary = fit(model, data.train, cfg.supernet, run_dir / "supernet", strategy=strategy,
+                  meta=supernet_meta(cfg, data), run_config=to_dict(cfg), resume=resume, force=force,
+                  num_workers=cfg.data.num_workers, desc=f"supernet ({strategy.name})",
+                  on_start=lambda: record_config(run_dir, cfg))
+    arch = strategy.export()
+    if arch is not None and dist.is_main():  # a strategy that chose: retrain can follow without a search
+        (run_dir / "search").mkdir(exist_ok=True)
+        write_json(run_dir / "search" / "best_arch.json", {"arch": arch, "space": cfg.space.name,
+                                                          "strategy": strategy.name, "step": summary.get("step")})
+    return {**summary, "strategy": strategy.name, "arch": arch}
 
 
 def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force: bool = False) -> dict:
@@ -232,7 +239,7 @@ def _arch_for_retrain(run_dir: Path, arch_path, space: SearchSpace) -> dict:
 
 def build_subnet(cfg: RunConfig, data, arch: dict):
     """The stand-alone network of ``arch``: freshly initialised, affine BN (REFERENCE §6)."""
-    supernet = create(cfg.space.name, **space_options(cfg, data))
+    supernet = build_supernet(cfg, data)
     return fix(supernet, parse_arch(arch, SearchSpace(supernet)), weights="init")
 
 
@@ -240,11 +247,11 @@ def retrain(run_dir: Path, arch_path=None, overrides: list[str] = (), resume: bo
     run_dir = Path(run_dir)
     cfg = stage_config(run_dir, overrides, "retrain")
     data = load_data(cfg)
-    space = SearchSpace(create(cfg.space.name, **space_options(cfg, data)))
+    space = SearchSpace(build_supernet(cfg, data))
     arch = _arch_for_retrain(run_dir, arch_path, space)
     torch.manual_seed(cfg.retrain.seed)  # the fresh initialisation
     model = build_subnet(cfg, data, arch)
-    meta = {"kind": "subnet", "space": cfg.space.name, "options": space_options(cfg, data), "arch": arch}
+    meta = {"kind": "subnet", "space": cfg.space.name, "options": model_options(cfg, data), "arch": arch}
     out = run_dir / "retrain"
     summary = fit(model, data.train, cfg.retrain, out, meta=meta, run_config=to_dict(cfg), resume=resume,
                   force=force, num_workers=cfg.data.num_workers, desc="retrain",
@@ -284,7 +291,7 @@ def evaluate(run_dir: Path, force: bool = False) -> dict | None:
     model, arch = load_subnet(run_dir, cfg, data)
     device = resolve_device(cfg.retrain.device)
     result = evaluate_model(model.to(device), data.test, batch_size=256, device=device, num_workers=cfg.data.num_workers)
-    flops, params = CostModel(create(cfg.space.name, **space_options(cfg, data))).cost(arch)
+    flops, params = CostModel(build_supernet(cfg, data)).cost(arch)
     report = {"top1": result["top1"], "top5": result["top5"], "loss": result["loss"], "n": result["n"],
               "split": "test", "arch": arch, "flops": flops, "params": params}
     write_json(run_dir / "eval.json", report)

@@ -160,7 +160,7 @@ def test_shipped_configs_run_a_few_steps_on_fake_folders(tmp_path, name, capsys)
     if name == "imagenet":  # the official 290M..360M bins cannot be met by a 32x32 quarter-width model
         assert main([str(a) for a in args]) == 2
         assert "FLOPs bin [290M, 300M] is outside this space's FLOPs range" in capsys.readouterr().err
-        args.append("sampling.flops_bins=[450000, 550000, 650000, 750000]")
+        args.append("strategy.flops_bins=[450000, 550000, 650000, 750000]")
     cli(capsys, *args)
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["data"]["name"] == ("cifar10" if name == "cifar10" else "imagefolder")

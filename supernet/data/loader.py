@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable, Iterable, Iterator, Optional
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from .common import DataError, mix_seed
 
@@ -163,3 +163,56 @@ def fixed_batches(dataset: Dataset, batch_size: int, num_batches: int, seed: int
               for k, i in enumerate(order[b * batch_size:(b + 1) * batch_size])] for b in range(num_batches)]
     loader = DataLoader(dataset, batch_sampler=items, **_loader_kwargs(num_workers, "cpu"))
     return list(loader if wrap is None else wrap(loader))
+
+
+class HeldOutSplit(Dataset):
+    """The items ``indices`` of ``dataset``, keeping the ``(index, aug_seed)`` protocol
+    (``torch.utils.data.Subset`` would pass the pair through as an index)."""
+
+    def __init__(self, dataset: Dataset, indices: list[int]):
+        self.dataset, self.indices = dataset, list(indices)
+        for attr in ("num_classes", "finish", "raw"):
+            if hasattr(dataset, attr):
+                setattr(self, attr, getattr(dataset, attr))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item):
+        if isinstance(item, tuple):
+            index, aug_seed = item
+            return self.dataset[(self.indices[index], aug_seed)]
+        return self.dataset[self.indices[item]]
+
+
+def split_held_out(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Optional[Dataset]]:
+    """``(rest, held_out)``: a seeded random ``fraction`` of ``dataset`` set apart for a strategy's
+    architecture updates (DARTS: half); ``(dataset, None)`` when ``fraction`` is 0."""
+    if fraction <= 0:
+        return dataset, None
+    n = len(dataset)
+    k = int(round(n * fraction))
+    if not 0 < k < n:
+        raise DataError(f"holding out {fraction:g} of {n} training images leaves {k} for the architecture stream "
+                        f"and {n - k} for the weights; both need images (more data or another fraction)")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(seed, 104729))).tolist()
+    return HeldOutSplit(dataset, sorted(order[k:])), HeldOutSplit(dataset, sorted(order[:k]))
+
+
+class StepBatches:
+    """Batch ``i`` of a step-indexed stream, loaded on demand in this process and moved to ``device``.
+
+    The held-out stream of a strategy: batch ``i`` is a function of (seed, i) as training batches
+    are, so a resumed run reads the same images. A strategy may read several batches per step by
+    its own numbering of ``i``. Loaded without worker processes: one batch per step at most.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, device="cpu", rank: int = 0,
+                 world_size: int = 1, memory_format: torch.memory_format = torch.contiguous_format):
+        self.dataset, self.device, self.memory_format = dataset, torch.device(device), memory_format
+        self.sampler = StepBatchSampler(len(dataset), batch_size, seed, 0, 0, rank=rank, world_size=world_size)
+
+    def __call__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = default_collate([self.dataset[item] for item in self.sampler.batch(i)])
+        return (x.to(self.device, non_blocking=True, memory_format=self.memory_format),
+                y.to(self.device, non_blocking=True))

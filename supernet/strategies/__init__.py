@@ -1,4 +1,74 @@
-"""How a supernet is trained: SPOS now; DARTS, ENAS, ProxylessNAS and FBNet share the same choices."""
-from .spos import PathSampler
+"""How a supernet is trained: one ``Strategy`` per one-shot method, all on the same loop.
 
-__all__ = ["PathSampler"]
+    spos      uniform single-path sampling (SPOS), optionally under FLOPs/params constraints
+    fairnas   strict fairness: m paths per step, each candidate trained once, one update
+
+``strategy:`` in a config names one (``name``) and sets its own keys, checked against its
+``Config`` dataclass. ``register`` adds a user's strategy (examples/custom_strategy.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+from ..arch import SearchSpace
+from ..typed import ConfigError, from_dict, to_dict
+from .base import Plain, StepContext, Strategy
+from .fairnas import FairNAS, fair_paths
+from .spos import SPOS, PathSampler
+
+STRATEGIES: dict[str, type[Strategy]] = {}
+
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    """Make ``cls`` available as ``strategy.name: <cls.name>`` (usable as a class decorator)."""
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)) or cls.name in ("base", "plain"):
+        raise ValueError(f"{cls!r} is not a Strategy subclass with its own name")
+    STRATEGIES[cls.name] = cls
+    return cls
+
+
+for _cls in (SPOS, FairNAS):
+    register(_cls)
+
+
+def strategy_class(name) -> type[Strategy]:
+    """A registered strategy, or a user's one named ``module:Class`` (imported, as an entry point is)."""
+    if isinstance(name, str) and ":" in name and name not in STRATEGIES:
+        module, _, attr = name.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise ConfigError(f"strategy.name {name!r}: cannot import {attr} from {module} ({e}); put the module on "
+                              f"PYTHONPATH or use one of {', '.join(STRATEGIES)}") from None
+        if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+            raise ConfigError(f"strategy.name {name!r} is not a supernet.strategies.Strategy subclass")
+        return cls
+    if name not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {name!r}; strategy.name must be one of {', '.join(STRATEGIES)} "
+                          f"or a user's strategy as module:Class")
+    return STRATEGIES[name]
+
+
+def check_settings(settings: dict | None) -> dict:
+    """The ``strategy`` section, validated and completed with the strategy's defaults."""
+    settings = dict(settings or {})
+    name = settings.pop("name", "spos")
+    cls = strategy_class(name)
+    valid = ["name"] + [f.name for f in dataclasses.fields(cls.Config)]
+    unknown = [k for k in settings if k not in valid]
+    if unknown:
+        raise ConfigError(f"unknown key 'strategy.{unknown[0]}' for strategy {name!r}; valid keys: {', '.join(valid)}")
+    config = from_dict(cls.Config, settings, where="strategy.")
+    return {"name": name, **to_dict(config)}
+
+
+def build_strategy(settings: dict | None, space: SearchSpace, seed: int) -> Strategy:
+    """The strategy a (validated) ``strategy`` section describes, for ``space``."""
+    settings = dict(settings or {})
+    cls = strategy_class(settings.pop("name", "spos"))
+    return cls(space, from_dict(cls.Config, settings, where="strategy."), seed)
+
+
+__all__ = ["Strategy", "StepContext", "Plain", "SPOS", "FairNAS", "PathSampler", "fair_paths", "STRATEGIES",
+           "register", "strategy_class", "check_settings", "build_strategy"]

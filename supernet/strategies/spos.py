@@ -1,15 +1,54 @@
 """SPOS: uniform single-path sampling, optionally under FLOPs/params constraints (REFERENCE §3-4).
 
+Guo et al., "Single Path One-Shot Neural Architecture Search with Uniform Sampling", ECCV 2020,
+https://arxiv.org/abs/1904.00420. One step: draw a path, train it, update only its weights.
+
 The path of step ``t`` is drawn from ``random.Random(f"{seed}:{t}")``: a pure function of
 (seed, step). Resumed runs repeat it, and every DDP rank draws the same path with no broadcast.
 """
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
 from typing import Optional
 
 from ..arch import Arch, SearchSpace
 from ..cost import Constraints, CostModel, fmt_count
+from .base import Strategy
+
+
+class SPOS(Strategy):
+    """Uniform single-path sampling; the path's weights alone are updated (``path_only``)."""
+
+    name = "spos"
+
+    @dataclass
+    class Config:
+        constraints: list[str] = field(default_factory=list)  # hard limits on every sampled path, e.g. ["flops<=330M"]
+        flops_bins: Optional[list[float]] = None  # official: [290e6, 300e6, ..., 360e6] = 7 bins, one drawn uniformly per step
+        max_tries: int = 500                      # official: 500 tries per step, then a plain uniform path
+
+        def __post_init__(self):
+            if self.max_tries < 1:
+                raise ValueError(f"max_tries must be >= 1, got {self.max_tries}")
+            if self.flops_bins is not None and (len(self.flops_bins) < 2 or sorted(self.flops_bins) != list(self.flops_bins)):
+                raise ValueError(f"flops_bins must be >= 2 increasing bin edges, got {self.flops_bins}")
+
+    def __init__(self, space: SearchSpace, config: Optional[Config] = None, seed: int = 0):
+        super().__init__(space, config, seed)
+        c = self.config
+        cost = CostModel(space.model) if (c.constraints or c.flops_bins) else None
+        self.sampler = PathSampler(space, seed, cost, Constraints(cost, c.constraints) if cost else None,
+                                   c.flops_bins, c.max_tries)
+
+    def train_step(self, step, x, y, ctx):
+        self.space.activate(self.sampler(step), check=False)  # a ~ U(A) (under the constraints)
+        loss, logits = ctx.loss(x, y)
+        loss.backward()  # grads on the path only; the others stay None and are not updated
+        return loss.detach(), logits.detach(), y
+
+    def summary(self) -> dict:
+        return {"bin_fallbacks": self.sampler.fallbacks}
 
 
 class PathSampler:

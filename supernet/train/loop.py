@@ -1,9 +1,13 @@
-"""The training loop shared by supernet training and retraining.
+"""The one training loop: supernet training under every strategy, retraining, the NNI-style trainers.
+
+A step reads top-down: set the LR, move the batch, let the strategy decide and run its forwards
+and backwards (``supernet/strategies``), check the loss, update the weights (only the sampled
+path's for path-only strategies), log, checkpoint.
 
 Everything a step uses is a function of (seed, step): the batch and its augmentation come from
-``StepBatchSampler``, the LR from ``lr_at``, and a supernet's path from the strategy's
-``before_step``. The only other randomness (dropout) is the torch RNG, saved in each checkpoint.
-So a resumed run repeats the uninterrupted one exactly.
+``StepBatchSampler``, the LR from ``lr_at``, the strategy's decisions from (seed, step) or from
+its own state, which is saved in every checkpoint with the torch RNG (dropout). So a resumed run
+repeats the uninterrupted one exactly.
 """
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..data.loader import eval_loader, train_loader
+from ..data.common import mix_seed
+from ..data.loader import StepBatches, eval_loader, split_held_out, train_loader
+from ..strategies.base import Plain, StepContext, Strategy
 from .checkpoint import (CheckpointError, load_latest, prune_checkpoints, remove_stale_temp_files, rng_state,
                          save_checkpoint, set_rng_state, step_checkpoints)
 from . import dist
@@ -41,37 +47,143 @@ def diff_meta(saved: dict, current: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def fit(model: nn.Module, train_set, cfg, out_dir: Path, *, meta: dict, run_config: dict,
-        before_step: Optional[Callable[[int], None]] = None, resume: bool = False, force: bool = False,
-        num_workers: int = 0, desc: str = "train", on_start: Optional[Callable[[], None]] = None,
-        supernet: bool = False) -> dict:
+def fit(model: nn.Module, train_set, cfg, out_dir: Optional[Path], *, meta: dict, run_config: dict,
+        strategy: Optional[Strategy] = None, optimizer: Optional[torch.optim.Optimizer] = None,
+        criterion: Optional[Callable] = None, resume: bool = False, force: bool = False, num_workers: int = 0,
+        desc: str = "train", on_start: Optional[Callable[[], None]] = None,
+        on_log: Optional[Callable[[dict], None]] = None) -> dict:
     """Train ``model`` for ``cfg.steps`` steps, checkpointing into ``out_dir``.
 
     Args:
         cfg: a ``TrainConfig``.
-        meta: what the weights mean (space, options, arch); a resume must match it exactly.
+        meta: what the weights mean (space, options, strategy, arch); a resume must match it exactly.
         run_config: the resolved config, saved inside every checkpoint.
-        before_step: called with the step index before each forward (SPOS activates a path here).
+        strategy: what happens inside a step (``supernet.strategies``); default ``Plain``, one
+            forward and backward over every parameter (retraining a fixed network).
+        optimizer: the weight optimizer; default ``build_optimizer(model, cfg.optim)`` with the LR
+            set every step from ``cfg.optim``. A given optimizer keeps its own LR.
+        criterion: ``criterion(logits, y)``; default cross-entropy with ``cfg.optim.label_smoothing``.
         resume: continue from ``out_dir/last.pt``.
         force: start over even if ``out_dir`` already holds a checkpoint.
         on_start: called once every check has passed, before anything is written (rank 0 only).
-        supernet: the used parameters change every step (SPOS). Under torchrun the gradients that
-            exist are averaged across ranks (all train the same path); otherwise DDP wraps the model.
+        on_log: called with each metrics record (rank 0 only).
+        out_dir: None trains without writing anything (the NNI-style trainers' default).
 
     Under torchrun, each rank reads its share of every global batch (``cfg.batch_size`` is the
     global batch), and only rank 0 writes checkpoints, metrics and the progress bar.
     """
-    out_dir = Path(out_dir)
-    last = out_dir / "last.pt"
+    strategy = strategy if strategy is not None else Plain()
+    out_dir = Path(out_dir) if out_dir is not None else None
+    last = out_dir / "last.pt" if out_dir is not None else None
     device = dist.local_device(resolve_device(cfg.device))
     fmt = memory_format(device, cfg.channels_last)
     main = dist.is_main()
     if cfg.sync_bn and dist.world() > 1:
         model = _sync_batchnorm(model, device)
     model.to(device, memory_format=fmt)
-    optimizer = build_optimizer(model, cfg.optim)
+    strategy.setup(device)
+    own_lr = optimizer is None
+    optimizer = optimizer if optimizer is not None else build_optimizer(model, cfg.optim)
     params = list(model.parameters())
-    start = 0
+    start = _restore(out_dir, model, optimizer, strategy, meta, device, resume, force, cfg.seed)
+    net = model
+    if dist.world() > 1 and not strategy.path_only:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if main and out_dir is not None:
+        if on_start is not None:
+            on_start()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(out_dir)
+    write = main and out_dir is not None
+    log = MetricsLog(out_dir / "metrics.jsonl", resume_step=start if resume else None) if write else NullLog()
+    summary = {"steps": cfg.steps, "start_step": start}
+    if start >= cfg.steps:
+        log.close()
+        return {**summary, "already_done": True}
+
+    train_set, held_out = split_held_out(train_set, strategy.held_out_fraction, cfg.seed)
+    loader = train_loader(train_set, cfg.batch_size, cfg.seed, start, cfg.steps - start,
+                          num_workers=num_workers, device=device, rank=dist.rank(), world_size=dist.world())
+    held_out_batch = None if held_out is None else StepBatches(
+        held_out, cfg.batch_size, mix_seed(cfg.seed, 1), device, dist.rank(), dist.world(), fmt)
+    if criterion is None:
+        criterion = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
+    ctx = StepContext(net=net, criterion=criterion, optimizer=optimizer, device=device,
+                      autocast=lambda: autocast(device, cfg.amp), held_out=held_out_batch)
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    bar = progress_bar(total=cfg.steps, initial=start, desc=desc, disable=not (cfg.progress and main), leave=False)
+    window = {"loss": 0.0, "correct": 0, "seen": 0, "images": 0, "t0": time.perf_counter()}
+    lr = optimizer.param_groups[0]["lr"]
+    try:
+        for step, (x, y) in enumerate(loader, start):
+            if own_lr:
+                lr = lr_at(step, cfg.steps, cfg.optim)
+                set_lr(optimizer, lr)
+            x = x.to(device, non_blocking=True, memory_format=fmt)
+            y = y.to(device, non_blocking=True)
+            loss, logits, targets = strategy.train_step(step, x, y, ctx)  # decisions, forwards, backwards
+            local_loss = loss.item()
+            loss_value = local_loss
+            if dist.world() > 1:  # every rank stops at the same step if any rank's loss is bad
+                loss_value = dist.all_reduce_sum([local_loss], device)[0] / dist.world()
+            if not math.isfinite(loss_value):
+                raise TrainingError(f"loss became {loss_value} at step {step}; stopped before updating the weights. "
+                                    f"The last good checkpoint is {last if last is not None and last.exists() else 'none (none saved yet)'}; "
+                                    f"lower optim.lr or check the data")
+            if strategy.path_only:
+                # A choice that was not sampled keeps grad None, so SGD's momentum and weight decay
+                # leave it untouched (the official code sets those grads to None by hand);
+                # step_on_path sets this path's grads back to None after its update.
+                dist.average_gradients(params)
+                step_on_path(optimizer)
+            else:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            window["loss"] += local_loss * len(targets)
+            window["correct"] += accuracy(logits, targets, (1,))[0]
+            window["seen"] += len(targets)
+            window["images"] += len(y)
+            bar.update(1)
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                elapsed = time.perf_counter() - window["t0"]
+                loss_sum, correct, seen, images = dist.all_reduce_sum(
+                    [window["loss"], window["correct"], window["seen"], window["images"]], device)
+                record = {"step": done, "loss": loss_sum / seen, "acc": correct / seen,
+                          "lr": lr, "img_s": images / max(elapsed, 1e-9)}
+                record.update({k: total / max(n, 1) for k, (total, n) in ctx.logs.items()})
+                ctx.logs.clear()
+                log.log(record)
+                if on_log is not None and main:
+                    on_log(record)
+                bar.set_postfix(refresh=False, loss=f"{record['loss']:.3f}", acc=f"{record['acc']:.3f}", lr=f"{lr:.3g}",
+                                img_s=f"{record['img_s']:.0f}")
+                summary.update(record)
+                window = {"loss": 0.0, "correct": 0, "seen": 0, "images": 0, "t0": time.perf_counter()}
+            if write and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "strategy": strategy.state_dict(), "step": done, "rng": rng_state(), "meta": meta,
+                         "config": run_config}
+                save_checkpoint(out_dir / f"step-{done}.pt", state)
+                save_checkpoint(last, state)
+                prune_checkpoints(out_dir, cfg.keep_checkpoints)
+    finally:
+        bar.close()
+        log.close()
+    dist.barrier()  # the last checkpoint is on disk before any rank moves on
+    return {**summary, **strategy.summary()}
+
+
+def _restore(out_dir: Optional[Path], model, optimizer, strategy: Strategy, meta: dict, device, resume: bool,
+             force: bool, seed: int) -> int:
+    """Load the checkpoint to resume (returning its step), or refuse to overwrite one; 0 = start."""
+    if out_dir is None:
+        if resume:
+            raise CheckpointError("nothing to resume: this run writes no checkpoints (no output directory)")
+        torch.manual_seed(seed)  # dropout
+        return 0
+    last = out_dir / "last.pt"
     if resume:
         if not last.exists() and not step_checkpoints(out_dir):
             raise CheckpointError(f"nothing to resume: {last} does not exist (run without --resume to start)")
@@ -81,90 +193,14 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Path, *, meta: dict, run_conf
             raise CheckpointError(f"{path} was made for a different model: " + "; ".join(problems))
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        strategy.load_state_dict(state.get("strategy", {}))
         set_rng_state(state["rng"])
-        start = state["step"]
-    elif (last.exists() or step_checkpoints(out_dir)) and not force:
+        return state["step"]
+    if (last.exists() or step_checkpoints(out_dir)) and not force:
         raise CheckpointError(f"{out_dir} already holds a checkpoint; pass --resume to continue it "
                               f"or --force to start over (or use a new --run-dir)")
-    else:
-        torch.manual_seed(cfg.seed)  # dropout
-    net = model
-    if dist.world() > 1 and not supernet:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if main:
-        if on_start is not None:
-            on_start()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temp_files(out_dir)
-    log = MetricsLog(out_dir / "metrics.jsonl", resume_step=start if resume else None) if main else NullLog()
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
-    summary = {"steps": cfg.steps, "start_step": start}
-    if start >= cfg.steps:
-        log.close()
-        return {**summary, "already_done": True}
-
-    loader = train_loader(train_set, cfg.batch_size, cfg.seed, start, cfg.steps - start,
-                          num_workers=num_workers, device=device, rank=dist.rank(), world_size=dist.world())
-    model.train()
-    optimizer.zero_grad(set_to_none=True)
-    bar = progress_bar(total=cfg.steps, initial=start, desc=desc, disable=not (cfg.progress and main), leave=False)
-    window = {"loss": 0.0, "correct": 0, "seen": 0, "t0": time.perf_counter()}
-    try:
-        for step, (x, y) in enumerate(loader, start):
-            if before_step is not None:
-                before_step(step)
-            lr = lr_at(step, cfg.steps, cfg.optim)
-            set_lr(optimizer, lr)
-            x = x.to(device, non_blocking=True, memory_format=fmt)
-            y = y.to(device, non_blocking=True)
-            with autocast(device, cfg.amp):
-                logits = net(x)
-                loss = criterion(logits.float(), y)
-            local_loss = loss.item()
-            loss_value = local_loss
-            if dist.world() > 1:  # every rank stops at the same step if any rank's loss is bad
-                loss_value = dist.all_reduce_sum([local_loss], device)[0] / dist.world()
-            if not math.isfinite(loss_value):
-                raise TrainingError(f"loss became {loss_value} at step {step}; stopped before updating the weights. "
-                                    f"The last good checkpoint is {last if last.exists() else 'none (none saved yet)'}; "
-                                    f"lower optim.lr or check the data")
-            if not supernet:
-                optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if supernet:
-                # A choice that was not sampled keeps grad None, so SGD's momentum and weight decay
-                # leave it untouched (the official code sets those grads to None by hand);
-                # step_on_path sets this path's grads back to None after its update.
-                dist.average_gradients(params)
-                step_on_path(optimizer)
-            else:
-                optimizer.step()
-            window["loss"] += local_loss * len(y)
-            window["correct"] += accuracy(logits.detach(), y, (1,))[0]
-            window["seen"] += len(y)
-            bar.update(1)
-            done = step + 1
-            if done % cfg.log_every == 0 or done == cfg.steps:
-                elapsed = time.perf_counter() - window["t0"]
-                loss_sum, correct, seen = dist.all_reduce_sum([window["loss"], window["correct"], window["seen"]], device)
-                record = {"step": done, "loss": loss_sum / seen, "acc": correct / seen,
-                          "lr": lr, "img_s": seen / max(elapsed, 1e-9)}
-                log.log(record)
-                bar.set_postfix(refresh=False, loss=f"{record['loss']:.3f}", acc=f"{record['acc']:.3f}", lr=f"{lr:.3g}",
-                                img_s=f"{record['img_s']:.0f}")
-                summary.update(record)
-                window = {"loss": 0.0, "correct": 0, "seen": 0, "t0": time.perf_counter()}
-            if main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done,
-                         "rng": rng_state(), "meta": meta, "config": run_config}
-                save_checkpoint(out_dir / f"step-{done}.pt", state)
-                save_checkpoint(last, state)
-                prune_checkpoints(out_dir, cfg.keep_checkpoints)
-    finally:
-        bar.close()
-        log.close()
-    dist.barrier()  # the last checkpoint is on disk before any rank moves on
-    return summary
+    torch.manual_seed(seed)  # dropout
+    return 0
 
 
 class NullLog:

@@ -9,9 +9,24 @@ from supernet.config import OptimConfig, TrainConfig
 from supernet.data import DataConfig, build_data
 from supernet.train import TrainingError, fit, load_checkpoint
 from supernet.train.device import keep_freed_memory
+from supernet.strategies import SPOS, Strategy
 from supernet.train.optim import SGD, build_optimizer, lr_at, step_on_path
 
 from ..conftest import tiny_model
+
+
+class Scripted(Strategy):
+    """The paths of a list, step by step."""
+
+    def __init__(self, space, paths):
+        super().__init__(space)
+        self.paths = paths
+
+    def train_step(self, step, x, y, ctx):
+        self.space.activate(self.paths[step])
+        loss, logits = ctx.loss(x, y)
+        loss.backward()
+        return loss.detach(), logits.detach(), y
 
 
 def tiny_setup(**cfg):
@@ -103,7 +118,7 @@ def test_unsampled_choices_are_not_moved_by_momentum_or_weight_decay(tmp_path):
     a = space.sample(random.Random(0))
     b = dict(a, layer_2=(a["layer_2"] + 1) % 4)
     paths = [a, a, b]  # momentum builds up on a's layer_2 op, then b leaves it unsampled
-    fit(model, data.train, cfg, tmp_path, meta={}, run_config={}, before_step=lambda s: space.activate(paths[s]))
+    fit(model, data.train, cfg, tmp_path, meta={}, run_config={}, strategy=Scripted(space, paths))
     before = load_checkpoint(tmp_path / "step-2.pt")["model"]
     after = load_checkpoint(tmp_path / "step-3.pt")["model"]
     prefix = f"features.2.candidates.{model.features[2].values[a['layer_2']]}."
@@ -117,13 +132,11 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
     def run(out, resume_from=None):
         data, model, cfg = tiny_setup()
         space = SearchSpace(model)
-        from supernet.strategies import PathSampler
-        sampler = PathSampler(space, seed=3)
         if resume_from is not None:
             out.mkdir()
             shutil.copy(resume_from, out / "last.pt")
         fit(model, data.train, cfg, out, meta={"m": 1}, run_config={}, resume=resume_from is not None,
-            before_step=lambda s: space.activate(sampler(s)))
+            strategy=SPOS(space, seed=3))
         return load_checkpoint(out / "last.pt")
 
     full = run(tmp_path / "full")

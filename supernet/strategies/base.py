@@ -1,0 +1,133 @@
+"""The strategy seam: everything that differs between one-shot methods, in one object.
+
+The loop (``supernet.train.loop.fit``) owns what every method shares: the training stream, the
+LR, the weight optimizer, the NaN guard, gradient averaging under torchrun, checkpoints and
+metrics. A strategy owns what happens inside one step:
+
+- it decides the choices before each forward, by writing ``active`` (an index per label: SPOS,
+  FairNAS, ENAS) or ``weights`` (DARTS softmax, FBNet Gumbel-softmax, Proxyless gates) through
+  its ``SearchSpace``; it never swaps modules;
+- it runs the step's forwards and backwards (one path, m paths, an architecture step first);
+- it owns its architecture parameters or controller, their optimizer and its random state, all
+  saved in every checkpoint (``state_dict``), so a resumed run is bitwise the uninterrupted one;
+- it says whether only the sampled path gets gradients (``path_only``);
+- it exports an architecture dict, after which retrain, evaluate and export do not know which
+  strategy ran.
+
+A new method is one subclass with a ``Config`` dataclass, registered in ``strategies/__init__.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar, Optional
+
+import torch
+from torch import nn
+
+from ..arch import Arch, SearchSpace
+
+
+@dataclass
+class StepContext:
+    """What the loop lends a strategy for one step.
+
+    Attributes:
+        net: the module to call; under torchrun with ``path_only=False`` it is the DDP wrapper.
+        criterion: ``criterion(logits, y) -> loss`` (cross-entropy with the run's label smoothing).
+        optimizer: the weight optimizer (DARTS' unrolled step reads its LR, momentum and decay).
+        device: where the batches live.
+        autocast: a context-manager factory (bf16 autocast on CUDA, nothing on CPU).
+        held_out: ``held_out(i)`` is batch ``i`` of the held-out stream (a split of the training
+            data, a function of (seed, i) like the training batches), on ``device``; None unless
+            the strategy asked for one (``held_out_fraction``).
+    """
+
+    net: nn.Module
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    autocast: Callable
+    held_out: Optional[Callable[[int], tuple[torch.Tensor, torch.Tensor]]] = None
+    logs: dict = field(default_factory=dict)  # name -> [sum, count] over the current log window
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward under the current decisions: ``(loss, logits)``."""
+        with self.autocast():
+            logits = self.net(x)
+            return self.criterion(logits.float(), y), logits
+
+    def log(self, name: str, value: float) -> None:
+        """A strategy's own figure (a latency term, an entropy, a temperature), averaged over each
+        log window and written to ``metrics.jsonl`` beside the loss."""
+        s = self.logs.setdefault(name, [0.0, 0])
+        s[0] += float(value)
+        s[1] += 1
+
+
+class Strategy:
+    """Base of every strategy; subclasses override ``train_step`` and what they own.
+
+    Args:
+        space: the supernet's search space (``space.model`` is the supernet).
+        config: an instance of the subclass's ``Config`` dataclass (``strategy`` config section).
+        seed: the run's seed; every random decision is a function of (seed, step).
+    """
+
+    name: ClassVar[str] = "base"
+
+    @dataclass
+    class Config:
+        pass
+
+    path_only: ClassVar[bool] = True  # only the sampled path gets gradients (step_on_path, grads averaged by hand)
+
+    def __init__(self, space: SearchSpace, config=None, seed: int = 0):
+        self.space = space
+        self.config = config if config is not None else self.Config()
+        self.seed = seed
+
+    # What the loop asks of a strategy ----------------------------------------------------------
+    @property
+    def held_out_fraction(self) -> float:
+        """Fraction of the training split held out as the architecture stream (0: none)."""
+        return 0.0
+
+    def setup(self, device: torch.device) -> None:
+        """Called once the model is on ``device``, before a checkpoint is loaded: create the
+        architecture parameters or controller there."""
+
+    def train_step(self, step: int, x: torch.Tensor, y: torch.Tensor, ctx: StepContext):
+        """Decide, forward and backward for step ``step``; the loop then checks the loss and
+        updates the weights. Returns ``(loss, logits, targets)`` for the metrics (detached)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume exactly: tensors and plain data only (checkpoints load
+        with ``weights_only=True``)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def export(self) -> Optional[Arch]:
+        """The architecture this strategy found, or None when a search must pick one (SPOS)."""
+        return None
+
+    def summary(self) -> dict:
+        """Figures for the end-of-training line (e.g. SPOS's FLOPs-bin fallbacks)."""
+        return {}
+
+
+class Plain(Strategy):
+    """A network with no choices (retraining): one forward and backward over all parameters."""
+
+    name = "plain"
+    path_only = False
+
+    def __init__(self):
+        super().__init__(space=None)
+
+    def train_step(self, step, x, y, ctx):
+        loss, logits = ctx.loss(x, y)
+        loss.backward()
+        return loss.detach(), logits.detach(), y
