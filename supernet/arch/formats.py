@@ -76,6 +76,8 @@ def from_nni_legacy(obj: dict, space: SearchSpace) -> Arch:
 
     NNI numbers the keys with one counter shared by both kinds, in creation (module) order, so the
     keys sorted by number map onto this space's LayerChoice/InputChoice labels in module order.
+    An InputChoice's list marks its chosen inputs: several, or none at all (``[]``) for an
+    ``n_chosen=None`` choice.
     """
     labels = [l for l in space.labels if isinstance(space.choice(l), (LayerChoice, InputChoice))]
     keys = sorted(obj, key=lambda k: int(_LEGACY_KEY.match(k)[2]))

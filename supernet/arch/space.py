@@ -1,8 +1,9 @@
 """The ``SearchSpace`` view of any model that contains choices: labels, sizes, sampling, validation.
 
 An architecture is a plain dict from label to an option index (``LayerChoice``, ``ChannelChoice``)
-or to a sorted list of indices (``InputChoice``). It round-trips through JSON unchanged. One
-validator checks it, and its errors name the bad label and list what is valid.
+or to a sorted list of indices (``InputChoice``; any length, ``[]`` included, when its ``n_chosen``
+is None). It round-trips through JSON unchanged. One validator checks it, and its errors name the
+bad label and list what is valid.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from ..nn.choices import Choice, InputChoice
+from ..nn.choices import ChannelChoice, Choice, InputChoice
 
 Arch = dict  # label -> int | list[int]
 Rng = Union[random.Random, torch.Generator]
@@ -68,7 +69,9 @@ class SearchSpace:
     def count(self, label: str) -> int:
         """Number of distinct values the label can take."""
         c = self.choice(label)
-        return math.comb(c.n_options, c.n_chosen) if isinstance(c, InputChoice) else c.n_options
+        if isinstance(c, InputChoice):
+            return 2 ** c.n_options if c.n_chosen is None else math.comb(c.n_options, c.n_chosen)
+        return c.n_options
 
     @property
     def size(self) -> int:
@@ -86,8 +89,9 @@ class SearchSpace:
         groups: dict[tuple, list] = OrderedDict()
         for label in self.labels:
             c = self.choice(label)
-            valid = (f"{c.n_chosen} distinct of 0..{c.n_options - 1}" if isinstance(c, InputChoice)
-                     else f"0..{c.n_options - 1}")
+            valid = f"0..{c.n_options - 1}"
+            if isinstance(c, InputChoice):
+                valid = f"any subset of {valid}" if c.n_chosen is None else f"{c.n_chosen} distinct of {valid}"
             m = re.fullmatch(r"(.*?)(\d+)", label)
             groups.setdefault((m[1] if m else label, valid, m is None), []).append(label)
         parts = []
@@ -102,6 +106,10 @@ class SearchSpace:
     # --- sampling -------------------------------------------------------------------------------
     def sample_label(self, label: str, rng: Rng):
         c = self.choice(label)
+        if isinstance(c, InputChoice) and c.n_chosen is None:  # each input kept with p=1/2: uniform over subsets
+            if isinstance(rng, random.Random):
+                return [i for i in range(c.n_options) if rng.random() < 0.5]
+            return torch.randint(2, (c.n_options,), generator=rng).nonzero().flatten().tolist()
         if isinstance(c, InputChoice):
             if isinstance(rng, random.Random):
                 return sorted(rng.sample(range(c.n_options), c.n_chosen))
@@ -118,7 +126,8 @@ class SearchSpace:
         for label in self.labels:
             c = self.choice(label)
             if isinstance(c, InputChoice):
-                values.append([list(t) for t in itertools.combinations(range(c.n_options), c.n_chosen)])
+                sizes = range(c.n_options + 1) if c.n_chosen is None else [c.n_chosen]
+                values.append([list(t) for k in sizes for t in itertools.combinations(range(c.n_options), k)])
             else:
                 values.append(list(range(c.n_options)))
         for combo in itertools.product(*values):
@@ -147,11 +156,13 @@ class SearchSpace:
         if isinstance(c, InputChoice):
             if isinstance(value, int) and not isinstance(value, bool) and c.n_chosen == 1:
                 value = [value]
+            how_many = "any number of" if c.n_chosen is None else c.n_chosen
             if not (isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
-                raise ArchError(f"label '{label}' takes a list of {c.n_chosen} input indices, got {value!r} "
+                raise ArchError(f"label '{label}' takes a list of {how_many} input indices, got {value!r} "
                                 f"({type(value).__name__})")
-            if len(value) != c.n_chosen or len(set(value)) != len(value) or not all(0 <= v < n for v in value):
-                raise ArchError(f"label '{label}' takes {c.n_chosen} distinct indices in 0..{n - 1}, got {list(value)}")
+            wrong_size = c.n_chosen is not None and len(value) != c.n_chosen
+            if wrong_size or len(set(value)) != len(value) or not all(0 <= v < n for v in value):
+                raise ArchError(f"label '{label}' takes {how_many} distinct indices in 0..{n - 1}, got {list(value)}")
             return sorted(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ArchError(f"label '{label}' takes an integer index in 0..{n - 1}, got {value!r} "
@@ -170,6 +181,53 @@ class SearchSpace:
             for m in ms:
                 m.active = value
                 m.weights = None
+
+    def set_weights(self, weights: dict[str, torch.Tensor], active: dict[str, Any] | None = None) -> None:
+        """Make the choices of each label in ``weights`` mix their options (DARTS, FBNet, Proxyless).
+
+        Every module of a label gets the same tensor object, so the parameter it was computed from
+        (``alpha.softmax(-1)``) gets the gradient from all of them. Labels not named keep their
+        decisions, so ``activate`` some labels first and weight the others. ``deactivate`` clears both.
+
+        Args:
+            weights: label -> 1-D tensor with one weight per option (``n_options(label)``).
+            active: label -> an index or a list of indices restricting that label's weighted sum to
+                those options (Proxyless runs only the sampled ones); other labels run all options.
+
+        Raises:
+            ArchError: an unknown label, a tensor of the wrong shape or a bad ``active`` value.
+        """
+        active = active or {}
+        unknown = [k for k in [*weights, *active] if k not in self._modules]
+        if unknown:
+            raise ArchError(f"unknown label(s) {', '.join(map(repr, unknown[:5]))}; valid labels: {self.describe()}")
+        for label in active:
+            if label not in weights:
+                raise ArchError(f"label '{label}' has an active restriction but no weights; use activate() to "
+                                f"choose without weights")
+        checked = []  # all labels are checked before any module changes
+        for label, w in weights.items():
+            n = self.n_options(label)
+            if not isinstance(w, torch.Tensor) or w.shape != (n,):
+                shape = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+                raise ArchError(f"label '{label}' takes a 1-D weight tensor of length {n} (one per option), got {shape}")
+            checked.append((label, w, self._check_restriction(label, active[label]) if label in active else None))
+        for label, w, restrict in checked:
+            for m in self._modules[label]:
+                m.weights, m.active = w, restrict
+
+    def _check_restriction(self, label: str, value: Any) -> list[int]:
+        n = self.n_options(label)
+        if isinstance(self.choice(label), ChannelChoice):
+            raise ArchError(f"label '{label}' is a ChannelChoice, whose weights always mix every width; "
+                            f"give it no active restriction")
+        value = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+        ok = (isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+              and len(set(value)) == len(value) and all(0 <= v < n for v in value))
+        if not ok or (not value and not isinstance(self.choice(label), InputChoice)):
+            raise ArchError(f"label '{label}' restricts its weights to an index or a list of distinct indices "
+                            f"in 0..{n - 1}, got {value!r}")
+        return sorted(value)
 
     def deactivate(self) -> None:
         for m in self._all:
