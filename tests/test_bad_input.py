@@ -89,6 +89,18 @@ CASES = [
     ("evaluate over an earlier eval.json", lambda t, r: (r.joinpath("eval.json").write_text("{}"), ["evaluate", "--run-dir", r])[1],
      "eval.json already exists; pass --force to replace it", False),
     ("later stage before the first", lambda t, r: ["retrain", "--run-dir", t / "empty-run"], "has no config.yaml", False),
+    ("retrain setting given to the supernet", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir",
+                                                            t / "new", "bn_recal_batches=5"],
+     "'supernet.bn_recal_batches' is not a supernet setting: bn_recal_batches belongs to retrain.bn_recal_batches", False),
+    ("sampling setting given to retrain", lambda t, r: ["retrain", "--run-dir", r, "sampling.constraints=[flops<=1M]"],
+     "'retrain.sampling' is not a retrain setting: path sampling belongs to the strategy section", True),
+    ("unknown strategy", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir", t / "new",
+                                       "strategy.name=darts2"], "unknown strategy 'darts2'; strategy.name must be one of spos, fairnas", False),
+    ("key of another strategy", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir", t / "new",
+                                              "strategy.name=fairnas", "strategy.max_tries=3"],
+     "unknown key 'strategy.max_tries' for strategy 'fairnas'; valid keys: name", False),
+    ("resume with another strategy", lambda t, r: ["train-supernet", "--run-dir", r, "--resume", "strategy.name=fairnas"],
+     "was made for a different model: strategy: checkpoint has 'spos', now 'fairnas'", True),
 ]
 
 

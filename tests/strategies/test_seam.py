@@ -1,0 +1,141 @@
+"""The strategy seam: FairNAS's strict fairness, exact resume of every strategy (strategy state
+included), the held-out stream, and export to best_arch.json."""
+import runpy
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from supernet import LayerChoice, SearchSpace
+from supernet.config import TrainConfig
+from supernet.data import DataConfig, build_data
+from supernet.data.loader import split_held_out
+from supernet.strategies import STRATEGIES, build_strategy, check_settings, fair_paths
+from supernet.train import fit, load_checkpoint
+from supernet.train.metrics import read_metrics
+
+from ..conftest import tiny_model
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "custom_strategy.py"
+
+
+def test_fairnas_trains_every_candidate_of_a_largest_label_exactly_once_per_step():
+    space = SearchSpace(tiny_model("shufflenet-cifar", channel_search=True))  # 4 blocks, 8 widths: m = 8
+    for step in range(12):
+        paths = fair_paths(space, seed=5, step=step)
+        assert len(paths) == 8
+        for label in space.labels:
+            counts = Counter(p[label] for p in paths)
+            want = 1 if label.startswith("channel") else 2  # m = q*n: each option q times
+            assert sorted(counts) == list(range(space.n_options(label))) and set(counts.values()) == {want}
+    assert fair_paths(space, 5, 3) == fair_paths(space, 5, 3) != fair_paths(space, 6, 3)
+
+
+def test_fairnas_balances_a_smaller_label_and_rotates_its_extra_uses():
+    model = nn.Sequential(LayerChoice([nn.Identity() for _ in range(8)], label="big"),
+                          LayerChoice([nn.Identity() for _ in range(3)], label="small"))
+    space = SearchSpace(model)
+    total = Counter()
+    for step in range(6):  # m = 8 = 2*3 + 2: each option 2 or 3 times, exactly 2 options 3 times
+        counts = Counter(p["small"] for p in fair_paths(space, 0, step))
+        assert sorted(counts.values()) == [2, 3, 3]
+        assert Counter(p["big"] for p in fair_paths(space, 0, step)) == Counter(range(8))
+        total.update(counts)
+        if step % 3 == 2:  # over any 3 consecutive steps every option is used exactly m = 8 times
+            assert total == {0: 8, 1: 8, 2: 8}
+            total.clear()
+
+
+def test_held_out_split_is_disjoint_seeded_and_keeps_the_augmentation_protocol():
+    data = build_data(DataConfig(name="synthetic", image_size=8, synthetic_train=40, synthetic_classes=2, val_per_class=2))
+    rest, held = split_held_out(data.train, 0.25, seed=1)
+    assert len(held) == round(len(data.train) * 0.25) and len(rest) + len(held) == len(data.train)
+    assert not set(rest.indices) & set(held.indices)
+    assert split_held_out(data.train, 0.25, seed=1)[1].indices == held.indices != split_held_out(data.train, 0.25, 2)[1].indices
+    x, y = held[(0, 123)]
+    assert torch.equal(x, data.train[(held.indices[0], 123)][0])
+    assert split_held_out(data.train, 0.0, 1) == (data.train, None)
+
+
+def _setup(name, settings=()):
+    runpy.run_path(str(EXAMPLE))  # registers learned-sampling
+    data = build_data(DataConfig(name="synthetic", image_size=16, synthetic_train=96, synthetic_test=32,
+                                 synthetic_classes=5, val_per_class=2))
+    torch.manual_seed(0)
+    model = tiny_model("shufflenet-cifar", input_size=16, channel_search=True)
+    strategy = build_strategy(check_settings({"name": name, **dict(settings)}), SearchSpace(model), seed=3)
+    cfg = TrainConfig(steps=6, batch_size=8, checkpoint_every=3, keep_checkpoints=5, log_every=1, progress=False)
+    return data, model, strategy, cfg
+
+
+@pytest.mark.parametrize("name", ["spos", "fairnas", "learned-sampling"])
+def test_a_resumed_run_of_every_strategy_is_bitwise_the_uninterrupted_one(tmp_path, name):
+    def run(out, resume_from=None):
+        data, model, strategy, cfg = _setup(name)
+        if resume_from is not None:
+            out.mkdir()
+            shutil.copy(resume_from, out / "last.pt")
+        fit(model, data.train, cfg, out, meta={}, run_config={}, strategy=strategy, resume=resume_from is not None)
+        return load_checkpoint(out / "last.pt"), strategy
+
+    (full, s_full) = run(tmp_path / "full")
+    (resumed, s_res) = run(tmp_path / "resumed", resume_from=tmp_path / "full" / "step-3.pt")
+    assert resumed["step"] == full["step"] == 6
+    for k in full["model"]:
+        assert torch.equal(full["model"][k], resumed["model"][k]), k
+    assert_equal_nested(full["optimizer"], resumed["optimizer"])
+    assert_equal_nested(full["strategy"], resumed["strategy"])
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "img_s"} for r in rows]  # noqa: E731
+    assert strip(read_metrics(tmp_path / "resumed" / "metrics.jsonl")) == strip(read_metrics(tmp_path / "full" / "metrics.jsonl"))[3:]
+    assert s_full.export() == s_res.export()
+    if name == "learned-sampling":  # the state really moved: θ, Adam's moments, the baseline
+        assert full["strategy"]["baseline"] != 0 and any(t.abs().sum() > 0 for t in full["strategy"]["theta"].values())
+        assert "reward" in read_metrics(tmp_path / "full" / "metrics.jsonl")[0]
+
+
+def assert_equal_nested(a, b):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert_equal_nested(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_equal_nested(x, y)
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b)
+    else:
+        assert a == b
+
+
+def test_fairnas_accumulates_the_m_paths_gradients_into_one_update(tmp_path):
+    """One FairNAS step equals m manual backwards on the same batch, summed, then one SGD step."""
+    data, model, strategy, cfg = _setup("fairnas")
+    cfg = TrainConfig(steps=1, batch_size=8, progress=False, device="cpu")
+    reference = tiny_model("shufflenet-cifar", input_size=16, channel_search=True)
+    reference.load_state_dict(model.state_dict())
+    fit(model, data.train, cfg, None, meta={}, run_config={}, strategy=strategy)
+    from supernet.data.loader import train_loader
+    from supernet.train.optim import build_optimizer, lr_at, set_lr, step_on_path
+    x, y = next(iter(train_loader(data.train, 8, cfg.seed, 0, 1)))
+    space = SearchSpace(reference)
+    opt = build_optimizer(reference, cfg.optim)
+    set_lr(opt, lr_at(0, 1, cfg.optim))
+    torch.manual_seed(cfg.seed)  # dropout, as fit seeds it
+    for arch in fair_paths(space, 3, 0):
+        space.activate(arch)
+        nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)(reference(x), y).backward()
+    step_on_path(opt)
+    for (k, a), b in zip(model.state_dict().items(), reference.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6, rtol=0), k  # fused vs for-loop SGD differ in the last bit
+    assert set(STRATEGIES) >= {"spos", "fairnas"}
+
+
+def test_example_strategy_runs_the_pipeline_and_exports_an_architecture(tmp_path):
+    example = runpy.run_path(str(EXAMPLE))
+    report = example["main"](run_dir=tmp_path / "ls", steps=20, retrain_steps=5)
+    best = (tmp_path / "ls" / "search" / "best_arch.json").read_text()
+    assert '"strategy": "learned-sampling"' in best and report["n"] > 0 and 0 <= report["top1"] <= 1
