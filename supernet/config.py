@@ -9,7 +9,7 @@ from typing import Literal, Optional, get_type_hints
 import yaml
 
 from .data import DataConfig
-from .strategies import check_settings
+from .strategies import check_settings, strategy_class
 from .typed import ConfigError, from_dict, merge, parse_overrides, to_dict
 
 __all__ = ["ConfigError", "from_dict", "to_dict", "parse_overrides", "merge", "load_config", "dump_config",
@@ -153,9 +153,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict = ()
     extra = parse_overrides(list(overrides)) if not isinstance(overrides, dict) else overrides
     if section is not None:
         extra = scope_overrides(extra, section)
-    merged = merge(data, extra)
+    merged = merge(_drop_other_strategy_defaults(data, extra), extra)
     check_placement(merged)
     return from_dict(RunConfig, merged)
+
+
+def _drop_other_strategy_defaults(data: dict, extra: dict) -> dict:
+    """When an override switches ``strategy.name``, the file's keys of the old strategy that only
+    repeat its defaults (a saved, resolved config has them all) are dropped; set ones still count."""
+    old, new = (data.get("strategy") or {}), (extra.get("strategy") or {})
+    if not isinstance(old, dict) or "name" not in new or new["name"] == old.get("name", "spos"):
+        return data
+    try:
+        defaults = to_dict(strategy_class(old.get("name", "spos")).Config())
+    except ConfigError:
+        return data
+    kept = {k: v for k, v in old.items() if k != "name" and (k not in defaults or defaults[k] != v)}
+    return {**data, "strategy": kept}
 
 
 def check_placement(data: dict) -> None:

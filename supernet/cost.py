@@ -102,7 +102,8 @@ class CostModel:
         def pick(label, last):
             c = self.space.choice(label)
             if isinstance(c, InputChoice):
-                return list(range(c.n_options - c.n_chosen, c.n_options)) if last else list(range(c.n_chosen))
+                k = c.n_chosen if c.n_chosen is not None else (c.n_options if last else 0)  # None: any subset
+                return list(range(c.n_options - k, c.n_options)) if last else list(range(k))
             return c.n_options - 1 if last else 0
         return [{l: pick(l, last) for l in self.space.labels} for last in (False, True)]
 

@@ -153,7 +153,8 @@ class CandidateEvaluator:
     def evaluate_many(self, archs: Sequence[Arch], on_result: Optional[Callable[[int, dict], None]] = None) -> list[dict]:
         """Scores of ``archs`` in their order; ``on_result(i, score)`` is called as each finishes."""
         archs = [self.space.validate(a) for a in archs]
-        keys = [[tuple(a[label] for label in labels) for labels in self.stage_labels] for a in archs]
+        keys = [[tuple(tuple(v) if isinstance(v, list) else v for v in (a[label] for label in labels))
+                 for labels in self.stage_labels] for a in archs]  # InputChoice values are lists: hashable keys
         scores: list = [None] * len(archs)
         path: list = []  # path[s] = (key of stage s, its recalibration outputs, its validation outputs)
         with _recalibrating(self.model) as bns:

@@ -1,0 +1,155 @@
+"""NNI 2.x's legacy one-shot trainers, as thin faces on the one loop (``supernet.train.fit``).
+
+``nni.retiarii.oneshot.pytorch`` offered ``BaseOneShotTrainer`` with ``fit()`` and ``export()``
+and one trainer per method, each with its own training loop. Here a trainer only maps NNI's
+arguments onto a ``TrainConfig``, a strategy and the loop; it holds no training logic. An NNI
+2.x script ports by changing its imports (README: "Coming from NNI").
+"""
+from __future__ import annotations
+
+import abc
+import math
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..arch import Arch, SearchSpace
+from ..config import SearchConfig, TrainConfig
+from ..strategies import SPOS, StepContext, Strategy
+from ..train.loop import fit
+
+
+class BaseOneShotTrainer(abc.ABC):
+    """NNI's interface: every input is given to ``__init__``; ``fit()`` trains, ``export()`` returns
+    the architecture found (a dict from label to index)."""
+
+    @abc.abstractmethod
+    def fit(self) -> None:
+        ...
+
+    @abc.abstractmethod
+    def export(self) -> Any:
+        ...
+
+
+class IndexOnly(Dataset):
+    """A user's dataset (``dataset[i] -> (x, y)``) under the loop's ``(index, aug_seed)`` items: the
+    augmentation is the dataset's own, from its own random state (so not resumable by seed)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        return self.dataset[item[0] if isinstance(item, tuple) else item]
+
+
+class Metered(Strategy):
+    """``strategy`` with NNI's ``metrics(logits, y) -> dict`` logged beside the loss each step."""
+
+    def __init__(self, strategy: Strategy, metrics: Optional[Callable]):
+        self.inner, self.metrics = strategy, metrics
+        self.name, self.path_only, self.space = strategy.name, strategy.path_only, strategy.space
+
+    held_out_fraction = property(lambda self: self.inner.held_out_fraction)
+
+    def setup(self, device):
+        self.inner.setup(device)
+
+    def train_step(self, step, x, y, ctx: StepContext):
+        loss, logits, targets = self.inner.train_step(step, x, y, ctx)
+        for k, v in (self.metrics(logits, targets) if self.metrics else {}).items():
+            ctx.log(k, float(v))
+        return loss, logits, targets
+
+    def state_dict(self):
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state):
+        self.inner.load_state_dict(state)
+
+    def export(self):
+        return self.inner.export()
+
+
+class OneShotTrainer(BaseOneShotTrainer):
+    """What every NNI-style trainer shares: NNI's arguments mapped onto the loop."""
+
+    def __init__(self, model: nn.Module, loss: Callable, metrics: Optional[Callable], optimizer: torch.optim.Optimizer,
+                 num_epochs: int, dataset_train: Dataset, batch_size: int = 64, workers: int = 4,
+                 device: Optional[torch.device | str] = None, log_frequency: Optional[int] = None, seed: int = 0):
+        if num_epochs < 1 or batch_size < 1:
+            raise ValueError(f"num_epochs and batch_size must be positive, got {num_epochs} and {batch_size}")
+        self.model, self.loss, self.metrics, self.optimizer = model, loss, metrics, optimizer
+        self.dataset_train, self.batch_size, self.workers, self.seed = dataset_train, batch_size, workers, seed
+        self.device = "auto" if device is None else str(device)
+        per_epoch = max(1, len(dataset_train) // batch_size)
+        self.steps = num_epochs * per_epoch
+        self.log_frequency = log_frequency or per_epoch
+        self.space = SearchSpace(model)
+
+    def _train(self, strategy: Strategy, out_dir=None) -> dict:
+        cfg = TrainConfig(steps=self.steps, batch_size=self.batch_size, log_every=self.log_frequency,
+                          checkpoint_every=self.steps, seed=self.seed, device=self.device)
+        return fit(self.model, IndexOnly(self.dataset_train), cfg, out_dir, meta={}, run_config={},
+                   strategy=Metered(strategy, self.metrics), optimizer=self.optimizer, criterion=self.loss,
+                   num_workers=self.workers, desc=type(self).__name__, on_log=_print_record)
+
+
+def _print_record(record: dict) -> None:
+    print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
+
+
+class SinglePathTrainer(OneShotTrainer):
+    """SPOS supernet training with NNI's ``SinglePathTrainer`` / ``RandomTrainer`` signature.
+
+    ``fit()`` trains one uniformly sampled path per step (the ``spos`` strategy on the shared loop,
+    with your optimizer, loss and LR). ``export()`` differs from NNI on purpose: NNI returned one
+    fresh random sample; this returns the **best architecture found** by the SPOS evolutionary
+    search, each candidate scored on ``dataset_valid`` after its BatchNorm statistics are
+    recalibrated on training batches (``search`` sets its size; its defaults are below).
+
+    Args:
+        mutator: NNI 1.x's mutator object; not used here (choices are set by the strategy), so
+            anything but None is refused.
+        search: a ``SearchConfig`` for ``export()``; default: population 50, 10 generations,
+            10 recalibration batches of ``batch_size``.
+        seed: fixes the paths and batches (NNI had none).
+    """
+
+    def __init__(self, model, loss, metrics, optimizer, num_epochs, dataset_train, dataset_valid, mutator=None,
+                 batch_size=64, workers=4, device=None, log_frequency=None, *, search: Optional[SearchConfig] = None,
+                 seed: int = 0):
+        if mutator is not None:
+            raise ValueError("mutator is NNI 1.x's; supernet's SinglePathTrainer samples paths itself: pass mutator=None")
+        super().__init__(model, loss, metrics, optimizer, num_epochs, dataset_train, batch_size, workers, device,
+                         log_frequency, seed)
+        self.dataset_valid = dataset_valid
+        self.search = search or SearchConfig(generations=10, recal_batches=10, recal_batch_size=batch_size,
+                                             val_batch_size=max(batch_size, 256), seed=seed, progress=True)
+        self.result: Optional[dict] = None
+
+    def fit(self) -> None:
+        self._train(SPOS(self.space, seed=self.seed))
+
+    def export(self) -> Arch:
+        from ..cost import CostModel
+        from ..data.loader import eval_loader, fixed_batches
+        from ..search import CandidateEvaluator, EvolutionSearch
+        from ..train.device import resolve_device
+        s, device = self.search, resolve_device(self.device)
+        recal = fixed_batches(IndexOnly(self.dataset_train), s.recal_batch_size, s.recal_batches, s.seed)
+        val = list(eval_loader(self.dataset_valid, s.val_batch_size))
+        cost = CostModel(self.model.cpu(), input_shape=tuple(recal[0][0].shape[1:]))
+        evaluator = CandidateEvaluator(self.model, recal, val, device=device)
+        search = EvolutionSearch(self.space, evaluator, s, cost)
+        best = search.run(progress=s.progress)[0]
+        self.result = {**best, "evaluated": len(search.results), "generations": math.ceil(len(search.results) / max(1, s.population))}
+        return best["arch"]
+
+
+RandomTrainer = SinglePathTrainer  # NNI's other name for it
