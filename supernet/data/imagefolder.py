@@ -4,17 +4,38 @@
 search's validation split is ``val_per_class`` images per class held out of ``train/``, as in
 the SPOS paper. Images are decoded with Pillow on access.
 
+What is read (each split prints one ``note: imagefolder ...`` line on stdout with the count per
+class, so a wrong count shows at a glance):
+
+* a class folder is any subfolder of ``train/`` or ``val/`` not starting with ``.``; it may itself
+  be a link (a subset built from links to the full set's class folders);
+* below a class folder, every file with an image extension, recursively. Linked *folders* are never
+  entered (a link to ``..`` or to another class would loop or pull in other classes' images); the
+  note names them. Linked *files* are read wherever they point. Each file is read once per split:
+  a second link to it in the same class is dropped; the same file in two classes is an error
+  (one image, two labels).
+
+Pixels: 8-bit modes (L, P, RGB, RGBA, CMYK, ...) are converted by Pillow. 16-bit images (modes
+``I;16*``, and mode ``I`` with values in 0..65535, as Pillow < 10 reads 16-bit PNGs) are scaled
+to 0..255 by rounding ``v / 257``, i.e. taken as full-range 16-bit as PNG and TIFF define it
+(12-bit data stored unscaled in a 16-bit file looks dark: rescale it first). Float images (mode
+``F``) and mode ``I`` values outside 0..65535 have no agreed scale and are refused by name.
+
 Corrupt files: by default an unreadable image raises ``DataError`` naming the file when it is
 loaded. With ``skip_corrupt=True`` every file is opened and ``verify()``-ed once at construction
-and the bad ones are dropped and listed in ``dataset.skipped``; a scan keeps the index -> image
-map fixed, which the determinism contract needs (a lazy substitute would differ per worker).
+and the bad ones (refused pixel modes included) are dropped and listed in ``dataset.skipped``; a
+scan keeps the index -> image map fixed, which the determinism contract needs (a lazy substitute
+would differ per worker).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+import statistics
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
@@ -26,10 +47,68 @@ from .transforms import (IMAGENET_MEAN, IMAGENET_STD, color_jitter, finish, pil_
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 _MEAN, _STD = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)  # built once, not per sample
 _LAYOUT = "data.root must contain train/CLASS/*.jpg and val/CLASS/*.jpg (one subfolder per class)"
+_LISTED = 8  # classes named one by one in the note; more are summarised as min / median / max
 
 
-def scan_folder(folder: Path, classes: Optional[Sequence[str]] = None) -> tuple[list[str], list]:
-    """List ``(path, class_index)`` for every image under ``folder/CLASS/`` (recursively), sorted.
+@dataclasses.dataclass
+class Scan:
+    """What ``scan_folder`` found in one split folder.
+
+    Attributes:
+        folder: the split folder.
+        classes: class names, sorted.
+        samples: ``(path, class_index)`` per image, in a fixed order.
+        unfollowed: linked folders found below class folders and not entered.
+        duplicates: paths dropped as a second link to a file already read in the same class.
+    """
+    folder: Path
+    classes: list[str]
+    samples: list
+    unfollowed: list[str]
+    duplicates: list[str]
+
+    def note(self) -> str:
+        """One line: images per class (min / median / max for many classes), and links not followed."""
+        counts = [0] * len(self.classes)
+        for _, label in self.samples:
+            counts[label] += 1
+        n, k = sum(counts), len(counts)
+        line = f"note: imagefolder {self.folder}: {n} image{'s' * (n != 1)} in {k} class{'es' * (k != 1)}"
+        listed = [f"{c} {m}" for c, m in zip(self.classes, counts)]
+        if k <= _LISTED:
+            line += f" ({', '.join(listed)})"
+        else:
+            lo = min(range(k), key=counts.__getitem__)
+            hi = max(range(k), key=counts.__getitem__)
+            line += (f"; per class min {counts[lo]} ({self.classes[lo]}), median {statistics.median(counts):g}, "
+                     f"max {counts[hi]} ({self.classes[hi]}); {', '.join(listed[:5])}, ...")
+        for what, paths in (("did not follow {} linked folder{}", self.unfollowed),
+                            ("read {} file{} linked twice in one class once", self.duplicates)):
+            if paths:
+                line += f"; {what.format(len(paths), 's' * (len(paths) != 1))} ({paths[0]}{', ...' * (len(paths) > 1)})"
+        return line
+
+
+def _walk(top: str, unfollowed: list) -> Iterator[str]:
+    """Image paths below ``top``: a folder's files (sorted) before its subfolders (sorted), as
+    ``os.walk`` lists them. Linked folders are appended to ``unfollowed``, not entered."""
+    with os.scandir(top) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    subdirs = []
+    for e in entries:  # is_dir/is_symlink come from the directory listing: no stat per file
+        if e.is_dir(follow_symlinks=False):
+            subdirs.append(e.path)
+        elif e.is_symlink() and e.is_dir():
+            unfollowed.append(e.path)
+        elif e.name.lower().endswith(IMG_EXTENSIONS):  # a file, a link to one, or a broken link
+            yield e.path
+    for d in subdirs:
+        yield from _walk(d, unfollowed)
+
+
+def scan_folder(folder: Path, classes: Optional[Sequence[str]] = None) -> Scan:
+    """Every image under ``folder/CLASS/`` (recursively), in a fixed order, by the rules of the
+    module docstring.
 
     Args:
         folder: a split folder (``root/train`` or ``root/val``).
@@ -37,7 +116,7 @@ def scan_folder(folder: Path, classes: Optional[Sequence[str]] = None) -> tuple[
 
     Raises:
         DataError: if the folder is missing, has no class subfolders, a class has no images,
-            or its class names differ from ``classes``.
+            its class names differ from ``classes``, or one file is in two classes.
     """
     if not folder.is_dir():
         raise DataError(f"image folder {folder} not found; {_LAYOUT}")
@@ -49,27 +128,66 @@ def scan_folder(folder: Path, classes: Optional[Sequence[str]] = None) -> tuple[
         extra = sorted(set(found) - set(classes))
         raise DataError(f"class folders of {folder} differ from those of train/: missing {missing}, "
                         f"extra {extra}; both splits need the same class names")
-    samples = []
+    samples, unfollowed, duplicates = [], [], []
+    owner = {}  # real path -> (path, class index) of the first sample read from it
     for idx, name in enumerate(found):
-        files = []
-        for dirpath, dirnames, filenames in os.walk(folder / name, followlinks=True):
-            dirnames.sort()
-            files += [os.path.join(dirpath, f) for f in sorted(filenames)
-                      if f.lower().endswith(IMG_EXTENSIONS)]
-        if not files:
+        top = str(folder / name)
+        real_top = os.path.realpath(top)  # the class folder may be a link; nothing below it is followed
+        n = 0
+        for path in _walk(top, unfollowed):
+            # A plain file's real path follows from its folder's; only a linked file needs resolving.
+            real = (os.path.realpath(path) if os.path.islink(path)
+                    else os.path.join(real_top, os.path.relpath(path, top)))
+            if real in owner:
+                first, first_idx = owner[real]
+                if first_idx != idx:
+                    raise DataError(f"{first} and {path} are the same file, in classes {found[first_idx]!r} "
+                                    f"and {name!r}; an image has one label: remove the link from one class")
+                duplicates.append(path)
+                continue
+            owner[real] = (path, idx)
+            samples.append((path, idx))
+            n += 1
+        if not n:
             raise DataError(f"class folder {folder / name} has no images "
-                            f"(looked for {', '.join(IMG_EXTENSIONS)}); add images or remove it")
-        samples += [(p, idx) for p in files]
-    return found, samples
+                            f"(looked for {', '.join(IMG_EXTENSIONS)}; linked folders are not followed); "
+                            f"add images or remove it")
+    return Scan(folder, found, samples, unfollowed, duplicates)
+
+
+def to_rgb(img: Image.Image, path: str) -> Image.Image:
+    """``img`` as 8-bit RGB; 16-bit pixels are scaled, not clipped as ``convert("RGB")`` clips them.
+
+    Raises:
+        DataError: for float pixels (mode F) and integers outside 0..65535, naming the file.
+    """
+    fix = "save it as 8- or 16-bit, or set data.skip_corrupt=true to skip it"
+    if img.mode == "F":
+        raise DataError(f"image {path} has mode F (32-bit float pixels), which has no agreed 0..255 scale; {fix}")
+    if img.mode == "I" or img.mode.startswith("I;16"):
+        a = np.asarray(img)  # (H, W) int32 or (u)int16
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0 or hi > 65535:
+            kind = "32-bit integer" if img.mode == "I" else "signed 16-bit"
+            raise DataError(f"image {path} has mode {img.mode} ({kind} pixels) with values {lo}..{hi} outside "
+                            f"0..65535, the range read as 16-bit; {fix}")
+        # round(v / 257) exactly (65535 -> 255); v * 255 + 32767 < 2**24 fits uint32
+        a8 = ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        return Image.fromarray(a8, "L").convert("RGB")
+    return img.convert("RGB")
 
 
 def verify_images(samples: list) -> tuple[list, list[str]]:
-    """Drop images Pillow cannot open and verify; returns ``(good_samples, bad_paths)``."""
+    """Drop images Pillow cannot open and verify, or whose pixels ``to_rgb`` refuses;
+    returns ``(good_samples, bad_paths)``."""
     good, bad = [], []
     for path, label in samples:
         try:
             with Image.open(path) as img:
+                mode = img.mode
                 img.verify()
+            if mode == "F" or mode == "I" or mode.startswith("I;16"):  # rare: decode to check the values
+                decode(path)
             good.append((path, label))
         except Exception:  # any failure means this file cannot be trained on
             bad.append(path)
@@ -77,10 +195,13 @@ def verify_images(samples: list) -> tuple[list, list[str]]:
 
 
 def decode(path: str, skip_hint: bool = True) -> Image.Image:
-    """Open an image as RGB, turning any decoder failure into a ``DataError`` naming the file."""
+    """Open an image as 8-bit RGB (``to_rgb``), turning any decoder failure into a ``DataError``
+    naming the file."""
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            return to_rgb(img, path)
+    except DataError:
+        raise
     except Exception as e:
         hint = ("set data.skip_corrupt=true to skip unreadable images" if skip_hint else
                 "it passed the skip_corrupt scan but cannot be decoded (truncated?)")
@@ -144,17 +265,26 @@ class ImageFolderDataset(Dataset):
 
 
 def load_imagefolder(cfg):
-    """``(train, val, test)`` from ``cfg.root``: val is held out of train/, test is val/."""
+    """``(train, val, test)`` from ``cfg.root``: val is held out of train/, test is val/.
+
+    Prints one note per split folder on stdout (rank 0 only), saying what was read per class.
+    Stdout, because a failing command's stderr must stay its one error line.
+    """
     root = Path(os.path.expanduser(cfg.root))
-    classes, train_samples = scan_folder(root / "train")
-    _, test_samples = scan_folder(root / "val", classes)
+    train_scan = scan_folder(root / "train")
+    test_scan = scan_folder(root / "val", train_scan.classes)
+    classes = train_scan.classes
     train_bad, test_bad = [], []
     if cfg.skip_corrupt:
-        train_samples, train_bad = verify_images(train_samples)
-        test_samples, test_bad = verify_images(test_samples)
-        for name, s in (("train", train_samples), ("val", test_samples)):
+        train_scan.samples, train_bad = verify_images(train_scan.samples)
+        test_scan.samples, test_bad = verify_images(test_scan.samples)
+        for name, s in (("train", train_scan.samples), ("val", test_scan.samples)):
             if not s:
                 raise DataError(f"every image under {root / name} failed to open; check the files")
+    if os.environ.get("RANK", "0") == "0":  # one note per run, not one per DDP process
+        print(train_scan.note())
+        print(test_scan.note())
+    train_samples, test_samples = train_scan.samples, test_scan.samples
     targets = [label for _, label in train_samples]
     train_pos, val_pos = stratified_holdout(targets, len(classes), cfg.val_per_class,
                                             cfg.split_seed, f"image folder {root / 'train'}")
