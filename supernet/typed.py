@@ -7,6 +7,7 @@ their own options.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -96,7 +97,13 @@ def _coerce(tp, value, key: str):
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number, got {value!r}")
-        return float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an int past float's range
+            value = math.inf
+        if not math.isfinite(value):  # nan passes every < and > check, so no setting could catch it later
+            raise ConfigError(f"{key} must be a finite number, got {value}")
+        return value
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a string, got {value!r}")
