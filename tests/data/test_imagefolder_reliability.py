@@ -174,3 +174,27 @@ def test_many_classes_are_summarised_on_one_line(tmp_path):
             Image.new("L", (4, 4), j).save(d / f"{j}.png")
     assert scan_folder(tmp_path / "train").note() == (f"note: imagefolder {tmp_path}/train: 28 images in 12 classes; per class min 2 (c00), "
                     f"median 2, max 5 (c07); c00 2, c01 2, c02 2, c03 3, c04 2, ...")
+
+
+# ---- folders for the bad-input table (tests/test_bad_input.py) ----
+
+def bad_folder(tmp, case):
+    """CLI overrides reading an image folder under ``tmp`` with one kind of refused input."""
+    root = tmp / "imgs"
+    _write_folder(root)
+    cat = root / "train" / "cat"
+    if case == "float":  # two, so one stays in training whichever image the split holds out
+        for name in ("depth_a.tif", "depth_b.tif"):
+            Image.fromarray(np.full((8, 8), 0.5, np.float32)).save(cat / name)
+    elif case == "int32":
+        for name in ("wide_a.tif", "wide_b.tif"):
+            Image.fromarray(np.array([[-5, 0], [70000, 3]], dtype=np.int32)).save(cat / name)
+    elif case == "two classes":
+        (cat / "x.png").symlink_to(root / "train" / "dog" / "0.png")
+    elif case == "links only":
+        for split in ("train", "val"):
+            (root / split / "cow").mkdir()
+            (root / split / "cow" / "imgs").symlink_to(root / split / "cat")
+    else:
+        raise ValueError(case)
+    return ["data.name=imagefolder", f"data.root={root}", "data.val_per_class=1", "data.image_size=32"]
