@@ -69,6 +69,10 @@ CASES = [
                                                *__import__(__package__ + ".data.test_imagefolder_reliability",
                                                            fromlist=["_"]).bad_folder(t, "two classes")],
      "train/dog/0.png are the same file, in classes 'cat' and 'dog'; an image has one label", False),
+    ("test image also in train", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir", t / "new",
+                                               *__import__(__package__ + ".data.test_imagefolder_reliability",
+                                                           fromlist=["_"]).bad_folder(t, "val in train")],
+     "val/dog/seen.png is the same file as", False),
     ("class folder of linked folders only", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir",
                                                           t / "new", *__import__(
                                                               __package__ + ".data.test_imagefolder_reliability",

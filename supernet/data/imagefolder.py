@@ -13,10 +13,10 @@ class, so a wrong count shows at a glance):
   entered (a link to ``..`` or to another class would loop or pull in other classes' images); the
   note names them. Linked *files* are read wherever they point. Each file is read once per split:
   a second link to it in the same class is dropped; the same file in two classes is an error
-  (one image, two labels).
+  (one image, two labels), and so is one in both ``train/`` and ``val/`` (a test image trained on).
 
 Pixels: 8-bit modes (L, P, RGB, RGBA, CMYK, ...) are converted by Pillow. 16-bit images (modes
-``I;16*``, and mode ``I`` with values in 0..65535, as Pillow < 10 reads 16-bit PNGs) are scaled
+``I;16*``, and mode ``I`` with values in 0..65535: older Pillows read 16-bit PNGs so) are scaled
 to 0..255 by rounding ``v / 257``, i.e. taken as full-range 16-bit as PNG and TIFF define it
 (12-bit data stored unscaled in a 16-bit file looks dark: rescale it first). Float images (mode
 ``F``) and mode ``I`` values outside 0..65535 have no agreed scale and are refused by name.
@@ -60,12 +60,14 @@ class Scan:
         samples: ``(path, class_index)`` per image, in a fixed order.
         unfollowed: linked folders found below class folders and not entered.
         duplicates: paths dropped as a second link to a file already read in the same class.
+        files: real path -> the path it was read from, for every sample.
     """
     folder: Path
     classes: list[str]
     samples: list
     unfollowed: list[str]
     duplicates: list[str]
+    files: dict[str, str]
 
     def note(self) -> str:
         """One line: images per class (min / median / max for many classes), and links not followed."""
@@ -89,21 +91,22 @@ class Scan:
         return line
 
 
-def _walk(top: str, unfollowed: list) -> Iterator[str]:
-    """Image paths below ``top``: a folder's files (sorted) before its subfolders (sorted), as
-    ``os.walk`` lists them. Linked folders are appended to ``unfollowed``, not entered."""
+def _walk(top: str, real_top: str, unfollowed: list) -> Iterator[tuple[str, str]]:
+    """``(path, real path)`` of the images below ``top``: a folder's files (sorted) before its
+    subfolders (sorted), as ``os.walk`` lists them. Linked folders go to ``unfollowed``, unentered."""
     with os.scandir(top) as it:
         entries = sorted(it, key=lambda e: e.name)
     subdirs = []
-    for e in entries:  # is_dir/is_symlink come from the directory listing: no stat per file
+    for e in entries:  # is_dir/is_symlink come from the directory listing: no stat per plain file
         if e.is_dir(follow_symlinks=False):
-            subdirs.append(e.path)
+            subdirs.append(e)
         elif e.is_symlink() and e.is_dir():
             unfollowed.append(e.path)
         elif e.name.lower().endswith(IMG_EXTENSIONS):  # a file, a link to one, or a broken link
-            yield e.path
+            # A plain file's real path follows from its folder's; only a link needs resolving.
+            yield e.path, os.path.realpath(e.path) if e.is_symlink() else os.path.join(real_top, e.name)
     for d in subdirs:
-        yield from _walk(d, unfollowed)
+        yield from _walk(d.path, os.path.join(real_top, d.name), unfollowed)
 
 
 def scan_folder(folder: Path, classes: Optional[Sequence[str]] = None) -> Scan:
@@ -132,12 +135,8 @@ def scan_folder(folder: Path, classes: Optional[Sequence[str]] = None) -> Scan:
     owner = {}  # real path -> (path, class index) of the first sample read from it
     for idx, name in enumerate(found):
         top = str(folder / name)
-        real_top = os.path.realpath(top)  # the class folder may be a link; nothing below it is followed
-        n = 0
-        for path in _walk(top, unfollowed):
-            # A plain file's real path follows from its folder's; only a linked file needs resolving.
-            real = (os.path.realpath(path) if os.path.islink(path)
-                    else os.path.join(real_top, os.path.relpath(path, top)))
+        n = 0  # the class folder may be a link; nothing below it is followed
+        for path, real in _walk(top, os.path.realpath(top), unfollowed):
             if real in owner:
                 first, first_idx = owner[real]
                 if first_idx != idx:
@@ -152,7 +151,7 @@ def scan_folder(folder: Path, classes: Optional[Sequence[str]] = None) -> Scan:
             raise DataError(f"class folder {folder / name} has no images "
                             f"(looked for {', '.join(IMG_EXTENSIONS)}; linked folders are not followed); "
                             f"add images or remove it")
-    return Scan(folder, found, samples, unfollowed, duplicates)
+    return Scan(folder, found, samples, unfollowed, duplicates, {real: p for real, (p, _) in owner.items()})
 
 
 def to_rgb(img: Image.Image, path: str) -> Image.Image:
@@ -274,6 +273,10 @@ def load_imagefolder(cfg):
     train_scan = scan_folder(root / "train")
     test_scan = scan_folder(root / "val", train_scan.classes)
     classes = train_scan.classes
+    shared = [(train_scan.files[real], p) for real, p in test_scan.files.items() if real in train_scan.files]
+    if shared:  # a test image seen in training makes the test score a training score
+        raise DataError(f"{shared[0][1]} is the same file as {shared[0][0]} ({len(shared)} of val/'s images "
+                        f"are in train/); val/ is the test split and must not share images with train/")
     train_bad, test_bad = [], []
     if cfg.skip_corrupt:
         train_scan.samples, train_bad = verify_images(train_scan.samples)

@@ -154,6 +154,18 @@ def test_a_class_folder_linked_twice_is_refused(tmp_path):
         build_data(_cfg(tmp_path))
 
 
+def test_val_sharing_a_file_with_train_is_refused(tmp_path):
+    _write_folder(tmp_path / "data")
+    (tmp_path / "data" / "val" / "dog" / "seen.png").symlink_to(tmp_path / "data" / "train" / "dog" / "2.png")
+    with pytest.raises(DataError, match=r"val/dog/seen\.png is the same file as .*train/dog/2\.png \(1 of val/"):
+        build_data(_cfg(tmp_path / "data"))
+    (tmp_path / "data" / "val" / "dog" / "seen.png").unlink()
+    (tmp_path / "data" / "val").rename(tmp_path / "data" / "val_copy")
+    (tmp_path / "data" / "val").symlink_to("train")  # a quick way to "have" a test split
+    with pytest.raises(DataError, match=r"\(8 of val/'s images are in train/\); val/ is the test split"):
+        build_data(_cfg(tmp_path / "data"))
+
+
 # ---- the per-class report ----
 
 def test_what_was_read_is_reported_per_class(tmp_path, capsys):
@@ -172,8 +184,9 @@ def test_many_classes_are_summarised_on_one_line(tmp_path):
         d.mkdir(parents=True)
         for j in range(2 + (i == 7) * 3 + (i == 3)):
             Image.new("L", (4, 4), j).save(d / f"{j}.png")
-    assert scan_folder(tmp_path / "train").note() == (f"note: imagefolder {tmp_path}/train: 28 images in 12 classes; per class min 2 (c00), "
-                    f"median 2, max 5 (c07); c00 2, c01 2, c02 2, c03 3, c04 2, ...")
+    assert scan_folder(tmp_path / "train").note() == (
+        f"note: imagefolder {tmp_path}/train: 28 images in 12 classes; per class min 2 (c00), median 2, "
+        f"max 5 (c07); c00 2, c01 2, c02 2, c03 3, c04 2, ...")
 
 
 # ---- folders for the bad-input table (tests/test_bad_input.py) ----
@@ -191,6 +204,8 @@ def bad_folder(tmp, case):
             Image.fromarray(np.array([[-5, 0], [70000, 3]], dtype=np.int32)).save(cat / name)
     elif case == "two classes":
         (cat / "x.png").symlink_to(root / "train" / "dog" / "0.png")
+    elif case == "val in train":
+        (root / "val" / "dog" / "seen.png").symlink_to(root / "train" / "dog" / "2.png")
     elif case == "links only":
         for split in ("train", "val"):
             (root / split / "cow").mkdir()
