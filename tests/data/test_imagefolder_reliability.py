@@ -5,6 +5,8 @@
 * what was read is reported per class, so a wrong count shows at a glance.
 """
 import os
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -62,6 +64,22 @@ def test_16bit_pgm_with_small_maxval_is_scaled(tmp_path):
     path = tmp_path / "g.pgm"  # a 12-bit PGM: Pillow stretches maxval 4095 to 65535 itself
     path.write_bytes(b"P5 4 1 4095\n" + np.array([0, 1000, 4095, 2048], ">u2").tobytes())
     assert np.asarray(decode(str(path)))[0, :, 0].tolist() == [0, 62, 255, 128]
+
+
+@pytest.mark.parametrize("channels, color_type", [(3, 2), (2, 4)])  # 48-bit RGB, 16-bit grey + alpha
+def test_16bit_colour_pngs_keep_their_scale(tmp_path, channels, color_type):
+    """Pillow reads these as 8-bit RGB / RGBA itself (the high byte): guard that it stays so."""
+    a = np.linspace(0, 65535, 16 * channels).round().astype(np.uint16).reshape(4, 4, channels)
+    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in a)  # filter byte 0 per row
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path = tmp_path / "wide.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 16, color_type, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    rgb = np.asarray(decode(str(path))).astype(float)  # (4, 4, 3)
+    colour = a[..., :1] if channels == 2 else a  # the grey of grey + alpha is each of R, G, B
+    assert np.abs(rgb - colour / 257).max() < 1
 
 
 def test_float_image_is_refused_by_name(tmp_path):
