@@ -6,21 +6,33 @@ population of 50. Each operator stops after 10x its count in tries. A candidate 
 was never seen and meets the constraints; the constraints are checked before any evaluation and a
 seen architecture is never evaluated again. Ranking is by (top-1 error, top-5 error).
 
-The whole state (generation, RNG, every result) is plain JSON, saved after each generation, so a
-search killed mid-generation resumes by redoing that generation identically.
+The whole state (generation, RNG, every result, the settings) is plain JSON, saved after each
+generation, so a search killed mid-generation resumes by redoing that generation identically. A
+resume keeps the settings that decide which candidates are legal and how they are scored: only
+``RESUMABLE`` ones may change (``generations`` may grow, which is the usual reason to resume).
 """
 from __future__ import annotations
 
 import json
 import random
+import sys
 from typing import Callable, Optional
 
 from ..arch import Arch, SearchSpace
-from ..cost import Constraints, CostModel
+from ..cost import Constraint, Constraints, CostModel
 from ..train import dist
 from ..train.metrics import progress_bar
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+# Settings a resume may change: how long the search runs, and how (not what) it computes.
+RESUMABLE = ("generations", "random_candidates", "val_batch_size", "device", "progress")
+# Everything else in the search section decides which candidates are legal, or how they are scored.
+FIXED = ("algorithm", "population", "topk", "mutations", "crossovers", "mutation_prob", "recal_batches",
+         "recal_batch_size", "val_images", "seed")
+
+
+class SearchStateError(ValueError):
+    """A saved search state that this search cannot continue."""
 
 
 class EvolutionSearch:
@@ -45,6 +57,8 @@ class EvolutionSearch:
         self.generation = 0            # the next generation to run
         self.results: list[dict] = []  # every evaluated candidate, in order
         self.topk: list[dict] = []
+        self.tried = {"mutation": 0, "crossover": 0, "random": 0}  # this generation's proposals, for its warning
+        self.rejected = {"seen": 0, "constraints": 0}
         if state is not None:
             self.load_state_dict(state)
         self.visited = {self._key(r["arch"]) for r in self.results}
@@ -60,16 +74,34 @@ class EvolutionSearch:
     def done(self) -> bool:
         return self.generation >= self.generations
 
+    def settings(self) -> dict:
+        """The settings a resumed search must share with the saved one (constraints as exact bounds)."""
+        out = {k: getattr(self.cfg, k) for k in FIXED}
+        items = self.constraints.items if self.constraints else []
+        out["constraints"] = sorted(([c.metric, c.min, c.max] for c in items), key=json.dumps)
+        return out
+
     def state_dict(self) -> dict:
         version, internal, gauss = self.rng.getstate()
         return {"version": STATE_VERSION, "algorithm": self.cfg.algorithm, "generation": self.generation,
-                "rng": [version, list(internal), gauss], "results": self.results,
+                "settings": self.settings(), "rng": [version, list(internal), gauss], "results": self.results,
                 "topk": [self._key_str(r["arch"]) for r in self.topk]}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("version") != STATE_VERSION or state.get("algorithm") != self.cfg.algorithm:
-            raise ValueError(f"search state is for {state.get('algorithm')!r} (version {state.get('version')}), "
-                             f"not {self.cfg.algorithm!r} (version {STATE_VERSION}); start a new search with --force")
+        if state.get("version") != STATE_VERSION:
+            raise SearchStateError(f"the saved search has state version {state.get('version')!r} and this supernet "
+                                   f"resumes version {STATE_VERSION}, which records the search settings; "
+                                   f"start over with --force")
+        changed = _diff_settings(state.get("settings") or {}, self.settings())
+        if changed:
+            raise SearchStateError(f"the saved search used other settings ({'; '.join(changed)}); resume with "
+                                   f"the saved ones (only {', '.join(RESUMABLE)} may change) or start over with --force")
+        done = state["generation"] if self.cfg.algorithm == "evolution" else len(state["results"])
+        asked = self.generations if self.cfg.algorithm == "evolution" else self.cfg.random_candidates
+        if asked < done:
+            key = "generations" if self.cfg.algorithm == "evolution" else "random_candidates"
+            raise SearchStateError(f"search.{key}={asked} is fewer than the {done} already done; a resume can only "
+                                   f"extend a search (search.{key}>={done}), or start over with --force")
         version, internal, gauss = state["rng"]
         self.rng.setstate((version, tuple(internal), gauss))
         self.generation = state["generation"]
@@ -87,8 +119,12 @@ class EvolutionSearch:
     def _legal(self, arch: Arch, pending: set) -> bool:
         key = self._key(arch)
         if key in self.visited or key in pending:
+            self.rejected["seen"] += 1
             return False
-        return self.constraints is None or self.constraints.ok(arch)
+        if self.constraints is not None and not self.constraints.ok(arch):
+            self.rejected["constraints"] += 1
+            return False
+        return True
 
     def _fill(self, out: list, n: int, make: Callable[[], Arch], origin: str, pending: set, tries: int) -> None:
         """Append up to ``n`` legal candidates made by ``make``, with at most ``tries`` tries."""
@@ -97,6 +133,7 @@ class EvolutionSearch:
             if len(out) >= target:
                 break
             arch = make()
+            self.tried[origin] += 1
             if self._legal(arch, pending):
                 pending.add(self._key(arch))
                 out.append((arch, origin))
@@ -115,6 +152,8 @@ class EvolutionSearch:
         out: list = []
         pending: set = set()
         cfg = self.cfg
+        self.tried = dict.fromkeys(self.tried, 0)
+        self.rejected = dict.fromkeys(self.rejected, 0)
         if cfg.algorithm == "evolution" and self.topk:
             self._fill(out, cfg.mutations, self._mutate, "mutation", pending, tries=10 * cfg.mutations)
             self._fill(out, cfg.crossovers, self._crossover, "crossover", pending, tries=10 * cfg.crossovers)
@@ -132,6 +171,11 @@ class EvolutionSearch:
         """Propose, evaluate and rank one generation; returns its results."""
         new = []
         proposals = self.propose()  # identical on every rank: same RNG, same results so far
+        if not proposals and dist.is_main():
+            t, r = self.tried, self.rejected
+            print(f"warning: generation {self.generation} found no legal new candidate ({t['mutation']} mutations, "
+                  f"{t['crossover']} crossovers, {t['random']} random tried: {r['seen']} seen before, "
+                  f"{r['constraints']} broke the constraints)", file=sys.stderr)
         rank, world = dist.rank(), dist.world()
         # Under torchrun each rank takes a contiguous run of the generation in architecture order,
         # so candidates sharing a prefix stay on one rank (see CandidateEvaluator.evaluate_many).
@@ -182,3 +226,13 @@ class EvolutionSearch:
         finally:
             bar.close()
         return self.topk
+
+
+def _diff_settings(saved: dict, now: dict) -> list[str]:
+    """'seed: the search used 0, now 1' for each differing setting; constraints in words."""
+    def words(key, value):
+        if key == "constraints" and isinstance(value, list):
+            return " and ".join(str(Constraint(*c)) for c in value) or "none"
+        return repr(value)
+    return [f"{k}: the search used {words(k, saved.get(k))}, now {words(k, now.get(k))}"
+            for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
