@@ -9,11 +9,12 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 from torch.utils.data import Subset
@@ -24,14 +25,16 @@ from .cost import Constraints, CostModel
 from .data import build_data
 from .data.loader import Compact, eval_loader, fixed_batches
 from .io import read_json, write_json, write_text
+from .lock import replacing, run_lock
 from .search import CandidateEvaluator, EvolutionSearch, recalibrate_bn
+from .search.evolution import SearchStateError
 from .search.plot import plot_search
 from .spaces import create
 from .strategies import build_strategy
 from .train import CheckpointError, evaluate as evaluate_model, fit, load_latest, save_checkpoint
 from .train import dist
 from .train.checkpoint import remove_stale_temp_files
-from .train.loop import diff_meta
+from .train.loop import TrainingError, diff_meta
 from .train.device import resolve_device
 from .train.metrics import progress_bar
 
@@ -74,6 +77,25 @@ def writable_run_dir(run_dir: Path) -> None:
         raise ConfigError(f"cannot write the run directory {run_dir}: {e.strerror}; choose another --run-dir") from None
 
 
+@contextlib.contextmanager
+def owning(run_dir: Path, stage: str, every_rank: bool = True) -> Iterator[None]:
+    """Hold ``run_dir`` for ``stage`` (``supernet.lock``), once it is known to be writable.
+
+    Taken before the stage reads anything from the run directory: a forced restart that a killed
+    process left half done is finished on entry and may change what is there.
+    """
+    if dist.is_main():
+        writable_run_dir(run_dir)
+    with run_lock(run_dir, stage, every_rank=every_rank):
+        yield
+
+
+def require_run(run_dir: Path) -> None:
+    """A later stage needs a run directory that train-supernet made (checked before it is locked)."""
+    if not (run_dir / "config.yaml").is_file() and not (run_dir / ".replaced").is_dir():
+        raise ConfigError(f"{run_dir} has no config.yaml: run 'supernet train-supernet --run-dir {run_dir}' first")
+
+
 def stage_config(run_dir: Path, overrides: list[str], section: str) -> RunConfig:
     """The run's saved config with this stage's overrides, which may only touch its own section."""
     saved = run_dir / "config.yaml"
@@ -114,6 +136,8 @@ def supernet_meta(cfg: RunConfig, data) -> dict:
 
 
 def _load_supernet(run_dir: Path, cfg: RunConfig, data, device):
+    """The trained supernet, and which checkpoint it is (step and checksum: a resumed search must score
+    with the same weights)."""
     if not (run_dir / "supernet").is_dir():
         raise CheckpointError(f"{run_dir} has no trained supernet: run 'supernet train-supernet --run-dir {run_dir}' first")
     ck, path = load_latest(run_dir / "supernet")
@@ -124,7 +148,25 @@ def _load_supernet(run_dir: Path, cfg: RunConfig, data, device):
         print(f"note: the supernet checkpoint is at step {ck['step']} of {cfg.supernet.steps}")
     model = build_supernet(cfg, data)
     model.load_state_dict(ck["model"])
-    return model.to(device)
+    with path.open("rb") as f:
+        checksum = f.readline().strip().rpartition(b"=")[2].decode()[:16]
+    return model.to(device), {"step": ck["step"], "sha256": checksum}
+
+
+def _fit_stage(run_dir: Path, stage: str, cfg: RunConfig, resume: bool, force: bool, model, train_set, tc,
+               **kw) -> dict:
+    """``fit`` into ``RUN/stage``. A forced restart (``supernet.lock.Replacement``) keeps the old folder
+    and ``config.yaml`` until the new run's first checkpoint, and puts them back if it fails before."""
+    with replacing(run_dir, stage, dump_config(cfg), force and not resume) as rep:
+        try:
+            return fit(model, train_set, tc, run_dir / stage, run_config=to_dict(cfg), resume=resume, force=force,
+                       num_workers=cfg.data.num_workers, **kw,
+                       on_start=(lambda: record_config(run_dir, cfg)) if rep is None else None,
+                       on_log=None if rep is None else lambda record: rep.commit_if_ready())
+        except TrainingError as e:
+            if rep is not None and not rep.commit_if_ready():
+                raise TrainingError(f"{e}; --force changed nothing: the earlier {stage} is still in {run_dir / stage}") from None
+            raise
 
 
 # --- stages ------------------------------------------------------------------------------------------
@@ -132,27 +174,32 @@ def train_supernet(run_dir: Path, config: Optional[str | Path], overrides: list[
                    force: bool = False) -> dict:
     run_dir = Path(run_dir)
     if resume and config is None:
-        if not (run_dir / "config.yaml").is_file():
-            raise CheckpointError(f"nothing to resume: {run_dir} holds no run (no config.yaml); "
+        nothing = CheckpointError(f"nothing to resume: {run_dir} holds no run (no config.yaml); "
                                   f"start one with --config FILE")
-        cfg = load_config(run_dir / "config.yaml", overrides, section="supernet")
-    else:
-        if config is None:
-            raise ConfigError("train-supernet needs --config FILE (or --resume on an existing run)")
-        cfg = load_config(resolve_config_path(config), overrides, section="supernet")
+        if not run_dir.is_dir():
+            raise nothing
+        with owning(run_dir, "train-supernet"):  # first: finishing a killed --force may bring config.yaml back
+            if not (run_dir / "config.yaml").is_file():
+                raise nothing
+            cfg = load_config(run_dir / "config.yaml", overrides, section="supernet")
+            return _train_supernet(run_dir, cfg, resume, force)
+    if config is None:
+        raise ConfigError("train-supernet needs --config FILE (or --resume on an existing run)")
+    cfg = load_config(resolve_config_path(config), overrides, section="supernet")
+    with owning(run_dir, "train-supernet"):
+        return _train_supernet(run_dir, cfg, resume, force)
+
+
+def _train_supernet(run_dir: Path, cfg: RunConfig, resume: bool, force: bool) -> dict:
     if not resume and list((run_dir / "supernet").glob("*.pt")) and not force:
         raise CheckpointError(f"{run_dir} already holds a supernet; pass --resume to continue it or --force to start "
                               f"over (or use a new --run-dir)")
-    if dist.is_main():
-        writable_run_dir(run_dir)
     data = load_data(cfg)
     torch.manual_seed(cfg.supernet.seed)  # the initial weights, so that a run is a function of its config
     model = build_supernet(cfg, data)
     strategy = build_strategy(cfg.strategy, SearchSpace(model), cfg.supernet.seed)
-    summary = fit(model, data.train, cfg.supernet, run_dir / "supernet", strategy=strategy,
-                  meta=supernet_meta(cfg, data), run_config=to_dict(cfg), resume=resume, force=force,
-                  num_workers=cfg.data.num_workers, desc=f"supernet ({strategy.name})",
-                  on_start=lambda: record_config(run_dir, cfg))
+    summary = _fit_stage(run_dir, "supernet", cfg, resume, force, model, data.train, cfg.supernet, strategy=strategy,
+                         meta=supernet_meta(cfg, data), desc=f"supernet ({strategy.name})")
     arch = strategy.export()
     if arch is not None and dist.is_main():  # a strategy that chose: retrain can follow without a search
         (run_dir / "search").mkdir(exist_ok=True)
@@ -163,6 +210,12 @@ def train_supernet(run_dir: Path, config: Optional[str | Path], overrides: list[
 
 def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force: bool = False) -> dict:
     run_dir = Path(run_dir)
+    require_run(run_dir)
+    with owning(run_dir, "search"):
+        return _search(run_dir, overrides, resume, force)
+
+
+def _search(run_dir: Path, overrides: list[str], resume: bool, force: bool) -> dict:
     cfg = stage_config(run_dir, overrides, "search")
     sc = cfg.search
     out = run_dir / "search"
@@ -176,29 +229,40 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
         raise CheckpointError(f"{out} already holds a search; pass --resume to continue it or --force to start over")
     device = resolve_device(sc.device)
     data = load_data(cfg)  # the search reads data.train (recalibration) and data.val (scores) only
-    model = _load_supernet(run_dir, cfg, data, device)
+    model, supernet_id = _load_supernet(run_dir, cfg, data, device)
     cost = CostModel(model)
     constraints = Constraints(cost, sc.constraints)
+    if state is not None and state.get("supernet", supernet_id) != supernet_id:
+        raise SearchStateError(f"cannot resume {state_path}: its candidates were scored with the supernet "
+                               f"checkpoint at step {state['supernet'].get('step')} (sha256 "
+                               f"{state['supernet'].get('sha256')}...), now at step {supernet_id['step']} (sha256 "
+                               f"{supernet_id['sha256']}...); start over with --force")
     recal, val, finish = search_batches(data, sc, cfg.data.num_workers, progress=sc.progress and dist.is_main())
     evaluator = CandidateEvaluator(model, recal, val, device=device, prepare=finish)
     del recal, val  # the evaluator regroups them; these lists would double the memory
-    engine = EvolutionSearch(SearchSpace(model), evaluator, sc, cost, constraints, state=state)
+    try:  # refuses a resume whose settings differ from the saved search's
+        engine = EvolutionSearch(SearchSpace(model), evaluator, sc, cost, constraints, state=state)
+    except SearchStateError as e:
+        raise SearchStateError(f"cannot resume {state_path}: {e}") from None
     main = dist.is_main()  # under torchrun every rank evaluates its share; rank 0 writes
-    if main:
-        record_config(run_dir, cfg)
+    with replacing(run_dir, "search", dump_config(cfg), force and not resume) as rep:
+        if main and rep is None:
+            record_config(run_dir, cfg)
 
-    def save(engine: EvolutionSearch, new: list) -> None:
-        if not main:
-            return
-        write_json(state_path, engine.state_dict())
-        write_text(out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in engine.results))
-        write_json(out / "topk.json", engine.topk)
+        def save(engine: EvolutionSearch, new: list) -> None:
+            if not main:
+                return
+            write_json(state_path, {**engine.state_dict(), "supernet": supernet_id})
+            write_text(out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in engine.results))
+            write_json(out / "topk.json", engine.topk)
+            if rep is not None:
+                rep.commit_if_ready()
 
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        remove_stale_temp_files(out)
-    t0 = time.perf_counter()
-    topk = engine.run(on_generation=save, progress=sc.progress and main)
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(out)
+        t0 = time.perf_counter()
+        topk = engine.run(on_generation=save, progress=sc.progress and main)
     if not topk:
         raise ValueError("the search evaluated no candidate; loosen search.constraints")
     best = topk[0]
@@ -207,6 +271,7 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
                "random_mean_top1": sum(first) / len(first) if first else None}
     if not main:
         return summary
+    assert constraints.ok(best["arch"]), "a resumed search kept a candidate that breaks search.constraints"
     write_json(out / "best_arch.json", {"arch": best["arch"], "space": cfg.space.name, **{
         k: best[k] for k in ("top1", "top5", "flops", "params", "generation")}})
     bounds = constraints.items
@@ -245,6 +310,12 @@ def build_subnet(cfg: RunConfig, data, arch: dict):
 
 def retrain(run_dir: Path, arch_path=None, overrides: list[str] = (), resume: bool = False, force: bool = False) -> dict:
     run_dir = Path(run_dir)
+    require_run(run_dir)
+    with owning(run_dir, "retrain"):
+        return _retrain(run_dir, arch_path, overrides, resume, force)
+
+
+def _retrain(run_dir: Path, arch_path, overrides: list[str], resume: bool, force: bool) -> dict:
     cfg = stage_config(run_dir, overrides, "retrain")
     data = load_data(cfg)
     space = SearchSpace(build_supernet(cfg, data))
@@ -253,9 +324,8 @@ def retrain(run_dir: Path, arch_path=None, overrides: list[str] = (), resume: bo
     model = build_subnet(cfg, data, arch)
     meta = {"kind": "subnet", "space": cfg.space.name, "options": model_options(cfg, data), "arch": arch}
     out = run_dir / "retrain"
-    summary = fit(model, data.train, cfg.retrain, out, meta=meta, run_config=to_dict(cfg), resume=resume,
-                  force=force, num_workers=cfg.data.num_workers, desc="retrain",
-                  on_start=lambda: record_config(run_dir, cfg))
+    summary = _fit_stage(run_dir, "retrain", cfg, resume, force, model, data.train, cfg.retrain, meta=meta,
+                         desc="retrain")
     rc = cfg.retrain
     ck, _ = load_latest(out)
     if rc.bn_recal_batches and not ck.get("bn_recalibrated") and dist.is_main():
@@ -285,6 +355,12 @@ def evaluate(run_dir: Path, force: bool = False) -> dict | None:
     if not dist.is_main():  # one process is plenty; under torchrun the others have nothing to do
         return None
     run_dir = Path(run_dir)
+    require_run(run_dir)
+    with owning(run_dir, "evaluate", every_rank=False):
+        return _evaluate(run_dir, force)
+
+
+def _evaluate(run_dir: Path, force: bool) -> dict:
     cfg = stage_config(run_dir, [], "retrain")
     _refuse_overwrite([run_dir / "eval.json"], force)
     data = load_data(cfg)
@@ -299,10 +375,16 @@ def evaluate(run_dir: Path, force: bool = False) -> dict | None:
 
 
 def export(run_dir: Path, overrides: list[str] = (), force: bool = False) -> dict | None:
-    from .export import check_onnx, export_onnx
     if not dist.is_main():
         return None
     run_dir = Path(run_dir)
+    require_run(run_dir)
+    with owning(run_dir, "export", every_rank=False):
+        return _export(run_dir, overrides, force)
+
+
+def _export(run_dir: Path, overrides: list[str], force: bool) -> dict:
+    from .export import check_onnx, export_onnx
     cfg = stage_config(run_dir, overrides, "export")
     _refuse_overwrite([run_dir / "arch.json", run_dir / "model.onnx"], force)
     data = load_data(cfg)

@@ -1,0 +1,241 @@
+"""Owning a run directory: one process at a time, and a forced restart that cannot lose the old run.
+
+**The lock.** Every stage holds ``RUN/.lock`` with ``fcntl.flock`` for its whole life. The kernel
+drops a flock when its process dies, however it dies (SIGKILL included), so a lock left behind by
+a crash never blocks the next start or a ``--resume``; the file itself only says who holds it
+(pid, host, stage) for the message a second process prints. Under torchrun rank 0 takes the lock
+and every rank learns the outcome, so all of them stop together when the directory is taken.
+
+**A forced restart** (``--force`` over a stage that already has results) moves the old stage
+folder aside to ``RUN/.replaced/STAGE/old`` and leaves ``config.yaml`` alone. The new run is
+committed once its folder holds a checkpoint (or a search state): then the new ``config.yaml`` is
+written and the old folder deleted. A failure before that puts the old folder back, so the run
+directory is as it was. A process killed in between is finished by the next one that takes the
+lock: it commits if the new folder holds a checkpoint and rolls back otherwise.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+
+from .io import write_text
+from .train import dist
+
+LOCK_NAME = ".lock"
+REPLACED = ".replaced"  # RUN/.replaced/STAGE/{old/, config.yaml}: forced restarts not yet committed
+
+_held: dict[Path, int] = {}  # run dirs this process holds -> nesting depth (a demo holding its stages)
+
+
+class RunDirInUse(ValueError):
+    """Another process holds the run directory."""
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | os.PathLike, stage: str, every_rank: bool = True) -> Iterator[None]:
+    """Hold ``run_dir`` exclusively for ``stage``; raise ``RunDirInUse`` naming the holder if taken.
+
+    Re-entrant within a process. Call it once the run directory exists and is writable, before
+    anything is read or written; on entry it finishes any forced restart a killed process left.
+
+    Args:
+        every_rank: under torchrun, whether every rank enters (they then share rank 0's outcome);
+            False for stages that only rank 0 runs.
+    """
+    run_dir = Path(run_dir)
+    key = run_dir.resolve()
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    fd, refusal = None, None
+    if dist.is_main():
+        try:
+            fd = _acquire(run_dir, stage)
+        except RunDirInUse as e:
+            refusal = str(e)
+    if every_rank and dist.world() > 1:  # rank 0's outcome is every rank's
+        refusal = dist.all_gather_objects(refusal)[0]
+    if refusal is not None:
+        raise RunDirInUse(refusal)
+    _held[key] = 1
+    try:
+        if fd is not None:
+            recover(run_dir)
+        yield
+    finally:
+        del _held[key]
+        if fd is not None:
+            _release(run_dir, fd)
+
+
+def _acquire(run_dir: Path, stage: str) -> int:
+    path = run_dir / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise RunDirInUse(_in_use_message(run_dir)) from None
+        # A holder that was releasing may have unlinked the file we opened: lock the one the path names.
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "stage": stage, "since": time.time()}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+    return fd
+
+
+def _release(run_dir: Path, fd: int) -> None:
+    # Unlink while still holding it, so the next process never finds a file that looks held.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(run_dir / LOCK_NAME)
+    os.close(fd)
+
+
+def holder(run_dir: str | os.PathLike) -> Optional[dict]:
+    """What ``RUN/.lock`` says about its holder (pid, host, stage), or None if it says nothing yet."""
+    for _ in range(20):  # the holder writes its pid just after it takes the lock
+        try:
+            info = json.loads(Path(run_dir, LOCK_NAME).read_text())
+            if isinstance(info, dict) and "pid" in info:
+                return info
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.01)
+    return None
+
+
+def _in_use_message(run_dir: Path) -> str:
+    info = holder(run_dir)
+    if info is None:
+        who = "another supernet process"
+    else:
+        host = f" on {info['host']}" if info.get("host") not in (None, socket.gethostname()) else ""
+        who = f"supernet pid {info['pid']}{host} ({info.get('stage', 'a stage')})"
+    return f"{run_dir} is in use by {who}; wait for it or use another --run-dir"
+
+
+# --- forced restarts ---------------------------------------------------------------------------------
+def has_results(stage_dir: Path) -> bool:
+    """Whether a stage folder holds something a resume could continue: a checkpoint or a search state."""
+    return (stage_dir / "last.pt").exists() or (stage_dir / "state.json").exists() or \
+        any(stage_dir.glob("step-*.pt"))
+
+
+class Replacement:
+    """A forced restart of one stage folder (see the module docstring); only rank 0 makes one."""
+
+    def __init__(self, run_dir: Path, stage: str, config_text: str):
+        self.run_dir, self.stage = Path(run_dir), stage
+        self.stage_dir = self.run_dir / stage
+        self.txn = self.run_dir / REPLACED / stage
+        self.done = False
+        if self.txn.exists():  # recover() ran under this lock, so this is an unfinished start: drop it
+            _discard(self.txn)
+        self.txn.mkdir(parents=True)
+        write_text(self.txn / "config.yaml", config_text)
+        # The last step, so a kill before it leaves a restart that never began (recover() drops it).
+        if self.stage_dir.exists():
+            os.rename(self.stage_dir, self.txn / "old")
+        else:
+            (self.txn / "absent").touch()
+
+    def commit_if_ready(self) -> bool:
+        """Commit once the new stage folder holds results; True when committed."""
+        if not self.done and has_results(self.stage_dir):
+            _commit(self.run_dir, self.txn)
+            self.done = True
+        return self.done
+
+    def finish(self) -> None:
+        """At the end of the stage, successful or not: commit if the new run got that far, else roll back."""
+        if not self.commit_if_ready():
+            _roll_back(self.run_dir, self.txn)
+            self.done = True
+
+
+@contextlib.contextmanager
+def replacing(run_dir: Path, stage: str, config_text: str, force: bool) -> Iterator[Optional[Replacement]]:
+    """A ``Replacement`` for a forced restart on rank 0, else None (nothing to protect)."""
+    run_dir = Path(run_dir)
+    if not (force and dist.is_main() and ((run_dir / stage).exists() or (run_dir / "config.yaml").exists())):
+        yield None
+        return
+    rep = Replacement(run_dir, stage, config_text)
+    try:
+        yield rep
+    finally:
+        rep.finish()
+
+
+def _commit(run_dir: Path, txn: Path) -> None:
+    pending = txn / "config.yaml"
+    if pending.exists():
+        text = pending.read_text()
+        config = run_dir / "config.yaml"
+        if not config.is_file() or config.read_text() != text:
+            write_text(config, text)
+    _discard(txn)
+
+
+def _roll_back(run_dir: Path, txn: Path) -> None:
+    stage_dir = run_dir / txn.name
+    if stage_dir.exists():
+        os.rename(stage_dir, txn / "new")  # atomic: a half-deleted new folder is never mistaken for the old
+    if (txn / "old").exists():
+        os.rename(txn / "old", stage_dir)
+    _discard(txn)
+
+
+def _discard(txn: Path) -> None:
+    trash = txn.with_name(f"{txn.name}.discarded")  # atomic, so a kill mid-delete leaves nothing ambiguous
+    if trash.exists():
+        shutil.rmtree(trash)
+    os.rename(txn, trash)
+    shutil.rmtree(trash)
+    with contextlib.suppress(OSError):
+        txn.parent.rmdir()  # RUN/.replaced when empty
+
+
+def recover(run_dir: Path) -> None:
+    """Finish the forced restarts a killed process left in ``run_dir`` (the lock must be held)."""
+    root = Path(run_dir) / REPLACED
+    if not root.is_dir():
+        return
+    for txn in sorted(root.iterdir()):
+        stage_dir = Path(run_dir) / txn.name
+        if txn.name.endswith(".discarded"):
+            shutil.rmtree(txn)
+        elif not ((txn / "old").exists() or (txn / "absent").exists() or (txn / "new").exists()):
+            _discard(txn)  # killed before the old folder was moved aside: nothing had changed
+        elif (txn / "new").exists() or not has_results(stage_dir):
+            _roll_back(Path(run_dir), txn)
+            print(f"note: an interrupted --force of {stage_dir} had written no checkpoint; "
+                  f"the earlier results are back in place", file=sys.stderr)
+        else:
+            _commit(Path(run_dir), txn)
+            print(f"note: an interrupted --force of {stage_dir} had written a checkpoint; "
+                  f"it replaces the earlier results", file=sys.stderr)
+    with contextlib.suppress(OSError):
+        root.rmdir()
