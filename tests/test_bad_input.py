@@ -77,7 +77,7 @@ CASES = [
                                                           t / "new", *__import__(
                                                               __package__ + ".data.test_imagefolder_reliability",
                                                               fromlist=["_"]).bad_folder(t, "links only")],
-     "train/cow has no images (looked for .jpg", False),
+     ".webp; did not follow the linked folder", False),
     ("CIFAR folder missing a batch", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir",
                                                    t / "new", *_cifar_missing(t)], "data_batch_3", False),
     ("unknown config key", lambda t, r: ["search", "--run-dir", r, "populaton=3"],
@@ -123,6 +123,23 @@ CASES = [
      "unknown key 'strategy.max_tries' for strategy 'fairnas'; valid keys: name", False),
     ("resume with another strategy", lambda t, r: ["train-supernet", "--run-dir", r, "--resume", "strategy.name=fairnas"],
      "was made for a different model: strategy: checkpoint has 'spos', now 'fairnas'", True),
+    # issue 17: one owner per run directory; --force and --resume keep the run as it was
+    ("run dir in use", lambda t, r: __import__(__package__ + ".test_lock", fromlist=["_"]).hold_lock(r)
+     + ["search", "--run-dir", r, "--force"],
+     "is in use by supernet pid ", True),
+    ("NaN setting with --force on a trained run", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir",
+                                                                r, "--force", "optim.lr=.nan"],
+     "supernet.optim.lr must be a finite number, got nan", True),
+    ("inf setting", lambda t, r: ["retrain", "--run-dir", r, "optim.lr=inf"],
+     "retrain.optim.lr must be a finite number, got inf", True),
+    ("NaN loss under --force", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir", r, "--force",
+                                             "optim.lr=1e30", "checkpoint_every=100"],
+     "--force changed nothing: the earlier supernet is still in", True),
+    ("search --resume with another constraint", lambda t, r: ["search", "--run-dir", r, "--resume",
+                                                              "constraints=[flops<=2M]"],
+     "the saved search used other settings (constraints: the search used none, now flops <= 2M)", True),
+    ("search --resume with another seed", lambda t, r: ["search", "--run-dir", r, "--resume", "generations=3", "seed=3"],
+     "seed: the search used 0, now 3); resume with the saved ones", True),
 ]
 
 

@@ -135,7 +135,7 @@ def scan_folder(folder: Path, classes: Optional[Sequence[str]] = None) -> Scan:
     owner = {}  # real path -> (path, class index) of the first sample read from it
     for idx, name in enumerate(found):
         top = str(folder / name)
-        n = 0  # the class folder may be a link; nothing below it is followed
+        n, links_before = 0, len(unfollowed)  # the class folder may be a link; nothing below it is followed
         for path, real in _walk(top, os.path.realpath(top), unfollowed):
             if real in owner:
                 first, first_idx = owner[real]
@@ -148,9 +148,10 @@ def scan_folder(folder: Path, classes: Optional[Sequence[str]] = None) -> Scan:
             samples.append((path, idx))
             n += 1
         if not n:
-            raise DataError(f"class folder {folder / name} has no images "
-                            f"(looked for {', '.join(IMG_EXTENSIONS)}; linked folders are not followed); "
-                            f"add images or remove it")
+            links = unfollowed[links_before:]
+            skipped = f"; did not follow the linked folder {links[0]}" if links else ""
+            raise DataError(f"class folder {folder / name} has no images (looked for {', '.join(IMG_EXTENSIONS)}"
+                            f"{skipped}); add images or remove it")
     return Scan(folder, found, samples, unfollowed, duplicates, {real: p for real, (p, _) in owner.items()})
 
 
