@@ -18,6 +18,18 @@ from supernet.train.metrics import read_metrics
 
 from .test_pipeline import TINY
 
+_HELD = []  # lock files this test process holds until it exits (hold_lock)
+
+
+def hold_lock(run_dir, stage="train-supernet") -> list:
+    """Hold ``run_dir``'s lock as another supernet process would (for the bad-input table); returns []."""
+    fd = os.open(os.path.join(run_dir, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, json.dumps({"pid": os.getpid(), "stage": stage}).encode())
+    _HELD.append(fd)
+    return []
+
+
 HOLD = "import sys, time; from supernet.lock import run_lock\nwith run_lock(sys.argv[1], 'test'):\n" \
        "    print('held', flush=True); time.sleep(600)"
 
