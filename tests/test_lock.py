@@ -100,3 +100,20 @@ def test_two_trainings_on_one_run_dir_one_is_refused_and_a_killed_holder_never_b
     ck = load_checkpoint(run / "supernet" / "last.pt")
     assert ck["step"] == step + 2 and ck["config"]["supernet"]["seed"] == 0
     assert not (run / ".lock").exists()
+
+
+def test_under_torchrun_every_rank_stops_when_the_run_dir_is_held(tmp_path):
+    """Rank 0 takes the lock and every rank shares its outcome: a refusal stops both, none waits forever
+    in a collective."""
+    config, run = tmp_path / "tiny.yaml", tmp_path / "run"
+    config.write_text(yaml.safe_dump(TINY))
+    run.mkdir()
+    hold_lock(run, "search")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "supernet", "train-supernet", "--config", str(config), "--run-dir", str(run)],
+                       env=env, capture_output=True, text=True, timeout=180)
+    assert p.returncode != 0
+    refusal = f"supernet train-supernet: error: {run} is in use by supernet pid {os.getpid()} (search)"
+    assert p.stderr.count(refusal) == 2, p.stderr[-3000:]  # rank 0 and rank 1
+    assert sorted(x.name for x in run.iterdir()) == [".lock"]
