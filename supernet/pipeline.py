@@ -237,13 +237,13 @@ def _search(run_dir: Path, overrides: list[str], resume: bool, force: bool) -> d
                                f"checkpoint at step {state['supernet'].get('step')} (sha256 "
                                f"{state['supernet'].get('sha256')}...), now at step {supernet_id['step']} (sha256 "
                                f"{supernet_id['sha256']}...); start over with --force")
-    recal, val, finish = search_batches(data, sc, cfg.data.num_workers, progress=sc.progress and dist.is_main())
-    evaluator = CandidateEvaluator(model, recal, val, device=device, prepare=finish)
-    del recal, val  # the evaluator regroups them; these lists would double the memory
-    try:  # refuses a resume whose settings differ from the saved search's
-        engine = EvolutionSearch(SearchSpace(model), evaluator, sc, cost, constraints, state=state)
+    try:  # refuses a resume whose settings differ from the saved search's, before the images are loaded
+        engine = EvolutionSearch(SearchSpace(model), None, sc, cost, constraints, state=state)
     except SearchStateError as e:
         raise SearchStateError(f"cannot resume {state_path}: {e}") from None
+    recal, val, finish = search_batches(data, sc, cfg.data.num_workers, progress=sc.progress and dist.is_main())
+    engine.evaluate = CandidateEvaluator(model, recal, val, device=device, prepare=finish)
+    del recal, val  # the evaluator regroups them; these lists would double the memory
     main = dist.is_main()  # under torchrun every rank evaluates its share; rank 0 writes
     with replacing(run_dir, "search", dump_config(cfg), force and not resume) as rep:
         if main and rep is None:
