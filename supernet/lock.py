@@ -138,9 +138,14 @@ def _in_use_message(run_dir: Path) -> str:
 
 # --- forced restarts ---------------------------------------------------------------------------------
 def has_results(stage_dir: Path) -> bool:
-    """Whether a stage folder holds something a resume could continue: a checkpoint or a search state."""
-    return (stage_dir / "last.pt").exists() or (stage_dir / "state.json").exists() or \
-        any(stage_dir.glob("step-*.pt"))
+    """Whether a stage folder holds something worth keeping: a checkpoint, or a search state with at
+    least one scored candidate (a forced search that found nothing legal replaces nothing)."""
+    if (stage_dir / "last.pt").exists() or any(stage_dir.glob("step-*.pt")):
+        return True
+    try:
+        return bool(json.loads((stage_dir / "state.json").read_text()).get("results"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 class Replacement:

@@ -263,8 +263,9 @@ def _search(run_dir: Path, overrides: list[str], resume: bool, force: bool) -> d
             remove_stale_temp_files(out)
         t0 = time.perf_counter()
         topk = engine.run(on_generation=save, progress=sc.progress and main)
-    if not topk:
-        raise ValueError("the search evaluated no candidate; loosen search.constraints")
+        if not topk:  # inside: a forced search that found nothing puts the earlier one back
+            kept = "" if rep is None else f"; --force changed nothing: the earlier search is still in {out}"
+            raise ValueError(f"the search evaluated no candidate; loosen search.constraints{kept}")
     best = topk[0]
     first = [r["top1"] for r in engine.results if r["generation"] == 0]
     summary = {"best": best, "evaluated": len(engine.results), "seconds": time.perf_counter() - t0,

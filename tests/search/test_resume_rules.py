@@ -151,3 +151,17 @@ def test_an_interrupted_forced_search_resumes_what_it_committed_and_obeys_its_co
     assert best["flops"] <= 1.2e6
     history = [json.loads(l) for l in (run / "search" / "history.jsonl").read_text().splitlines()]
     assert history and all(h["flops"] <= 1.2e6 for h in history)
+
+
+def test_a_forced_search_that_finds_nothing_legal_keeps_the_earlier_search(searched, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(searched, run)
+    before = {p.name: p.read_bytes() for p in (run / "search").iterdir()}, (run / "config.yaml").read_text()
+    capsys.readouterr()
+    # Only the smallest architecture is legal, and random sampling does not find it.
+    assert main(["search", "--run-dir", str(run), "--force", "generations=1", "constraints=[flops<=1.0112M]"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("warning: generation 0 found no legal new candidate (0 mutations, 0 crossovers, ")
+    assert err[-1].endswith(f"the search evaluated no candidate; loosen search.constraints; --force changed "
+                            f"nothing: the earlier search is still in {run / 'search'}")
+    assert ({p.name: p.read_bytes() for p in (run / "search").iterdir()}, (run / "config.yaml").read_text()) == before
