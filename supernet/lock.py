@@ -7,11 +7,13 @@ a crash never blocks the next start or a ``--resume``; the file itself only says
 and every rank learns the outcome, so all of them stop together when the directory is taken.
 
 **A forced restart** (``--force`` over a stage that already has results) moves the old stage
-folder aside to ``RUN/.replaced/STAGE/old`` and leaves ``config.yaml`` alone. The new run is
-committed once its folder holds a checkpoint (or a search state): then the new ``config.yaml`` is
-written and the old folder deleted. A failure before that puts the old folder back, so the run
-directory is as it was. A process killed in between is finished by the next one that takes the
-lock: it commits if the new folder holds a checkpoint and rolls back otherwise.
+folder aside to ``RUN/.replaced/STAGE/old`` and leaves ``config.yaml`` alone; the new config waits
+in ``RUN/.replaced/STAGE/config.yaml``. The new run is committed once its folder holds a
+checkpoint (or a search state with a scored candidate): then the new ``config.yaml`` is written
+and the old folder deleted. A failure before that puts the old folder back, so the run directory
+is as it was. A process killed in between is finished by the next one that takes the lock: it
+commits if the new folder holds a checkpoint and rolls back otherwise. Every step is a rename or
+an atomic write, so a kill at any moment leaves a state that the next start can finish.
 """
 from __future__ import annotations
 
@@ -66,14 +68,18 @@ def run_lock(run_dir: str | os.PathLike, stage: str, every_rank: bool = True) ->
             fd = _acquire(run_dir, stage)
         except RunDirInUse as e:
             refusal = str(e)
+        else:
+            try:  # before the other ranks go on: they read what a roll-back puts back
+                recover(run_dir)
+            except BaseException:
+                _release(run_dir, fd)
+                raise
     if every_rank and dist.world() > 1:  # rank 0's outcome is every rank's
         refusal = dist.all_gather_objects(refusal)[0]
     if refusal is not None:
         raise RunDirInUse(refusal)
     _held[key] = 1
     try:
-        if fd is not None:
-            recover(run_dir)
         yield
     finally:
         del _held[key]
