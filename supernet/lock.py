@@ -95,8 +95,9 @@ def _acquire(run_dir: Path, stage: str) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             os.close(fd)
-            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):  # e.g. ENOLCK on some NFS mounts
+                raise ValueError(f"cannot lock the run directory {run_dir}: {e.strerror}; its file system does "
+                                 f"not support flock, so use a --run-dir on one that does") from None
             raise RunDirInUse(_in_use_message(run_dir)) from None
         # A holder that was releasing may have unlinked the file we opened: lock the one the path names.
         try:
