@@ -8,7 +8,7 @@ from typing import Literal, Optional, get_type_hints
 
 import yaml
 
-from .data import DataConfig
+from .data import DataConfig, check_seed
 from .strategies import check_settings, strategy_class
 from .typed import ConfigError, from_dict, merge, parse_overrides, to_dict
 
@@ -64,6 +64,7 @@ class TrainConfig:
                 raise ValueError(f"{k} must be positive, got {getattr(self, k)}")
         if self.keep_checkpoints < 0:
             raise ValueError(f"keep_checkpoints must be >= 0, got {self.keep_checkpoints}")
+        check_seed("seed", self.seed)
 
 
 @dataclass
@@ -106,6 +107,7 @@ class SearchConfig:
             raise ValueError(f"mutation_prob must be in [0, 1], got {self.mutation_prob}")
         if self.val_images is not None and self.val_images <= 0:
             raise ValueError(f"val_images must be positive, got {self.val_images}")
+        check_seed("seed", self.seed)
 
 
 @dataclass
@@ -142,12 +144,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict = ()
     data: dict = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path} is not valid YAML: {e}") from None
+        data = read_yaml(path)
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a mapping of sections ({', '.join(SECTIONS)})")
     extra = parse_overrides(list(overrides)) if not isinstance(overrides, dict) else overrides
@@ -156,6 +153,33 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict = ()
     merged = merge(_drop_other_strategy_defaults(data, extra), extra)
     check_placement(merged)
     return from_dict(RunConfig, merged)
+
+
+def read_yaml(path: Path):
+    """A config file's YAML data; every problem is one line naming the file (and the line and column)."""
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory; give a YAML file")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(getattr(e, "problem", None) or "cannot parse it").split())
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply to parse") from None
+    if data is None:  # an empty file would silently mean "all defaults"
+        raise ConfigError(f"config file {path} is empty; give at least one section ({', '.join(SECTIONS)}), "
+                          f"or a packaged config: --config digits")
+    return data
 
 
 def _drop_other_strategy_defaults(data: dict, extra: dict) -> dict:

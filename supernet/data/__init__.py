@@ -18,6 +18,13 @@ from .common import DataError
 from .loader import StepBatchSampler, eval_loader, fixed_batches, train_loader
 
 NAMES = ("digits", "cifar10", "imagefolder", "synthetic")
+SEED_LIMIT = 2**63  # torch.manual_seed and the loaders' seed arithmetic take a signed 64-bit seed
+
+
+def check_seed(key: str, seed: int) -> None:
+    """Refuse a seed outside ``0 .. 2**63 - 1``, naming its key (torch would say only "overflow")."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"{key}={seed!r} is invalid: a seed must be an integer in 0..2**63-1")
 
 
 @dataclass
@@ -57,6 +64,7 @@ class DataConfig:
             bad("test_fraction", self.test_fraction, "use a fraction strictly between 0 and 1, e.g. 0.2")
         if self.val_per_class < 1:
             bad("val_per_class", self.val_per_class, "hold out at least 1 image per class for the search")
+        check_seed("data.split_seed", self.split_seed)
         if self.num_workers < 0:
             bad("num_workers", self.num_workers, "use 0 (load in the main process) or more")
         if self.name in ("cifar10", "imagefolder") and not self.root:
@@ -97,5 +105,5 @@ def build_data(cfg: DataConfig) -> DataBundle:
                       image_size=cfg.image_size, name=cfg.name)
 
 
-__all__ = ["DataConfig", "DataBundle", "DataError", "build_data", "StepBatchSampler",
+__all__ = ["DataConfig", "DataBundle", "DataError", "build_data", "check_seed", "StepBatchSampler",
            "train_loader", "eval_loader", "fixed_batches"]
