@@ -54,21 +54,35 @@ def _load_obj(obj: Any) -> Any:
     if isinstance(obj, (str, os.PathLike)):
         text = str(obj).strip()
         if text[:1] in "{[":
-            try:
-                return json.loads(text)
-            except json.JSONDecodeError as e:
-                raise ArchError(f"architecture string is not valid JSON: {e}") from None
+            return _parse_json(text, "architecture string")
         path = Path(obj)
         if not path.exists():
             raise ArchError(f"architecture {str(obj)!r} is neither a JSON string nor an existing file")
+        if path.is_dir():
+            raise ArchError(f"architecture {path} is a directory; give a JSON file such as {path / 'best_arch.json'}")
         try:
-            obj = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ArchError(f"{path} is not valid JSON: {e}") from None
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ArchError(f"architecture file {path} is not UTF-8 text (byte {e.start}); "
+                            f"save it as UTF-8 JSON") from None
+        except OSError as e:
+            raise ArchError(f"cannot read architecture file {path}: {e.strerror}") from None
+        obj = _parse_json(text, f"architecture file {path}")
         # Our own result files wrap the architecture with metadata.
         if isinstance(obj, dict) and "arch" in obj and isinstance(obj["arch"], (dict, list)):
             obj = obj["arch"]
     return obj
+
+
+def _parse_json(text: str, what: str) -> Any:
+    """``json.loads``, with every failure (nesting too deep for the parser included) said in one line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ArchError(f"{what} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ArchError(f"{what} is nested too deeply to parse; an architecture is a flat "
+                        f"label -> index object") from None
 
 
 def from_nni_legacy(obj: dict, space: SearchSpace) -> Arch:
