@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import pickle
 import re
 import sys
 from pathlib import Path
@@ -45,18 +46,50 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         raise CheckpointError(f"checkpoint {path} is damaged or truncated (checksum mismatch, {len(data):,} bytes)")
     try:
         state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:  # torch explains weights_only in 16 lines; the first says what
+        raise CheckpointError(f"checkpoint {path} holds objects that safe loading (weights_only=True) refuses: "
+                              f"{_first_line(e)}; it was not written by supernet, so it is not loaded") from None
     except Exception as e:  # not ours, or written by an incompatible torch
-        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {_first_line(e)})") from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         found = state.get("format_version") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"checkpoint {path} has format version {found!r}; this supernet reads {FORMAT_VERSION}")
+    check_contents(state, path)
     return state
+
+
+# What every checkpoint holds (see train.loop.fit), with the type each must have.
+REQUIRED = {"model": dict, "optimizer": dict, "step": int, "rng": dict, "meta": dict}
+
+
+def check_contents(state: dict, path: Path) -> None:
+    """Refuse a checkpoint without the entries a stage reads, naming the file and the entry."""
+    for key, kind in REQUIRED.items():
+        if key not in state:
+            raise CheckpointError(f"checkpoint {path} has no '{key}' entry; it is incomplete or was not written "
+                                  f"by supernet")
+        if not isinstance(state[key], kind) or (kind is int and isinstance(state[key], bool)):
+            raise CheckpointError(f"checkpoint {path}: '{key}' must be a {kind.__name__}, "
+                                  f"got {type(state[key]).__name__}")
+    meta = state["meta"]
+    need = ("kind", "arch") if meta.get("kind") == "subnet" else ("kind",)
+    missing = [k for k in need if k not in meta]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} has no meta['{missing[0]}'] entry; it is incomplete or was not "
+                              f"written by supernet")
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    first = lines[0] if lines else type(e).__name__
+    return first if len(first) <= 200 else first[:197] + "..."
 
 
 def load_latest(folder: str | Path, map_location="cpu") -> tuple[dict, Path]:
     """The newest readable checkpoint in ``folder``: ``last.pt``, else ``step-*.pt`` newest first.
 
-    Each unreadable one is reported on stderr with its path; raises if none can be used.
+    When some had to be skipped, one warning line on stderr names each with its problem; when
+    none can be used, the error alone says the same (no warnings before it).
     """
     folder = Path(folder)
     candidates = [folder / "last.pt"] + step_checkpoints(folder)[::-1]
@@ -65,13 +98,26 @@ def load_latest(folder: str | Path, map_location="cpu") -> tuple[dict, Path]:
         if not path.exists():
             continue
         try:
-            return load_checkpoint(path, map_location), path
+            state = load_checkpoint(path, map_location)
         except CheckpointError as e:
-            problems.append(str(e))
-            print(f"warning: {e}; trying the previous checkpoint", file=sys.stderr)
+            problems.append(_short(e, path))
+            continue
+        if problems:
+            print(f"warning: {folder}: {'; '.join(problems)}; using {path.name} (step {state['step']}) instead",
+                  file=sys.stderr)
+        return state, path
     if not problems:
         raise CheckpointError(f"no checkpoint in {folder}")
-    raise CheckpointError(f"no usable checkpoint in {folder}: " + "; ".join(problems))
+    raise CheckpointError(f"no usable checkpoint in {folder}: {'; '.join(problems)}")
+
+
+def _short(e: CheckpointError, path: Path) -> str:
+    """``NAME: problem``: the folder is said once, so a fallback stays one readable line."""
+    text = str(e)
+    for prefix, sep in ((f"checkpoint {path}: ", ": "), (f"checkpoint {path} ", " ")):
+        if text.startswith(prefix):
+            return f"{path.name}{sep}{text[len(prefix):]}"
+    return f"{path.name}: {text}"
 
 
 def remove_stale_temp_files(folder: Path) -> None:
