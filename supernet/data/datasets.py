@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .common import DataError, parse_item, stratified_fraction, stratified_holdout
+from .memory import check_fits
 from .transforms import CIFAR10_MEAN, CIFAR10_STD, finish, hflip, pad_crop, resize
 
 
@@ -123,6 +124,10 @@ def load_digits(cfg):
         ``(train, val, test)`` ArrayDatasets.
     """
     data, target = _digits_arrays()
+    s = cfg.image_size
+    # The images (float32) plus the float64 copy that the channel statistics make of the train split.
+    check_fits(len(data) * s * s * (4 + 8), f"data.image_size={s}: {len(data):,} digits images of 1x{s}x{s} "
+               f"held in memory", "lower data.image_size (the digits are 8x8; 8..64 is plenty)")
     x = torch.as_tensor(data, dtype=torch.float32).view(-1, 1, 8, 8) / 16.0  # [0, 1]
     x = F.interpolate(x, size=(cfg.image_size, cfg.image_size), mode="bilinear",
                       align_corners=False).clamp_(0, 1)  # (1797, 1, S, S)
@@ -147,6 +152,11 @@ def load_synthetic(cfg):
     """
     gen = torch.Generator().manual_seed(cfg.split_seed)
     c, s = cfg.synthetic_classes, cfg.image_size
+    n = cfg.synthetic_train + cfg.synthetic_test
+    # The images (float32), the noise drawn for them and the float64 copy the statistics make.
+    check_fits(n * 3 * s * s * (4 + 4 + 4 + 8), f"data.image_size={s} with {n:,} synthetic images of 3x{s}x{s} "
+               f"(data.synthetic_train + data.synthetic_test) held in memory",
+               "lower data.image_size or the synthetic image counts")
     # Low-resolution noise upsampled: smooth blobs a small convnet separates quickly.
     protos = F.interpolate(torch.rand(c, 3, 4, 4, generator=gen), size=(s, s), mode="bilinear",
                            align_corners=False)

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from .common import DataError, mix_seed
+from .memory import check_fits
 
 
 def _aug_seed(seed: int, step: int, k: int) -> int:
@@ -134,6 +135,10 @@ class Compact(Dataset):
         return self.dataset.finish(x)
 
 
+# Per image besides its pixels: its label, its index and seed in the batch plan (Python objects).
+_PER_IMAGE_OVERHEAD = 160
+
+
 def fixed_batches(dataset: Dataset, batch_size: int, num_batches: int, seed: int, num_workers: int = 0,
                   wrap: Optional[Callable[[Iterable], Iterable]] = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``num_batches`` augmented training batches, materialised in memory.
@@ -153,6 +158,11 @@ def fixed_batches(dataset: Dataset, batch_size: int, num_batches: int, seed: int
     n, need = len(dataset), batch_size * num_batches
     if n == 0 and need:
         raise DataError("fixed_batches: the dataset is empty")
+    if need:  # all of them stay in memory: estimate from one image before building anything
+        x = dataset[(0, 0)][0]
+        per_image = x.numel() * x.element_size() + _PER_IMAGE_OVERHEAD
+        check_fits(need * per_image, f"{num_batches:,} batches of {batch_size} images of {'x'.join(map(str, x.shape))} "
+                   f"for BN recalibration", "lower search.recal_batches (or retrain.bn_recal_batches)")
     perms, have, cycle = [], 0, 0
     while have < need:  # bounded: ceil(need / n) permutations
         gen = torch.Generator().manual_seed(mix_seed(seed, 7919, cycle))  # 7919: apart from epochs
