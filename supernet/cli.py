@@ -7,17 +7,49 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
+import re
+import shutil
 import sys
+from pathlib import Path
 
 from .arch import ArchError
 from .config import ConfigError, parse_overrides, to_dict
 from .train.loop import TrainingError
 
-# ValueError covers ConfigError, ArchError, CheckpointError, DataError and bad constraints.
-USER_ERRORS = (ConfigError, ArchError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError,
-               TrainingError)
+# ValueError covers ConfigError, ArchError, CheckpointError, DataError and bad constraints. A file a
+# user hands in that is the wrong kind of thing (a folder, an existing path) is theirs to fix too;
+# each reader also checks its files and names them, so these are the net, not the message.
+USER_ERRORS = (ConfigError, ArchError, FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError,
+               PermissionError, ValueError, TrainingError)
+# A full disk or an exceeded quota: nothing is lost (writes are atomic), the user must make room.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_message(e: OSError, run_dir) -> str:
+    """One line naming the file being written and the free space left where it lives."""
+    target = e.filename or run_dir or "."
+    path = Path(os.fsdecode(target))
+    m = re.fullmatch(r"\.(.+)\.[^.]+\.tmp", path.name)  # atomic_write's temp file: name its target
+    if m:
+        path = path.with_name(m[1])
+    where = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    try:
+        free = f"{_bytes(shutil.disk_usage(where).free)} free"
+    except OSError:
+        free = "free space unknown"
+    what = "disk quota exceeded" if e.errno == errno.EDQUOT else "no space left on the device"
+    return (f"{what} while writing {path} ({free} on {where}); free some space or choose another --run-dir, "
+            f"then rerun with --resume (what was saved before is intact)")
+
+
+def _bytes(n: float) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
 
 
 def _human(n: float) -> str:
@@ -107,6 +139,9 @@ def cmd_evaluate(args) -> int:
 
 def cmd_export(args) -> int:
     from . import pipeline
+    from .export import check_export
+    cfg = pipeline.stage_config(args.run_dir, args.options, "export")
+    check_export(cfg.export.opset)  # the extra and the opset, before any work
     r = pipeline.export(args.run_dir, args.options, force=args.force)
     if r is None:
         return 0
@@ -127,8 +162,15 @@ def cmd_bench(args) -> int:
     return bench_main(args.quick, args.json, args.nni, args.threads)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in the CLI's one-line form (the usage is one --help away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="supernet", description="One-shot neural architecture search (SPOS, FairNAS).")
+    p = _Parser(prog="supernet", description="One-shot neural architecture search (SPOS, FairNAS).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     info = sub.add_parser("info", help="summarise a search space, or cost one architecture",
@@ -150,10 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
         if arch:
             sp.add_argument("--arch", help="architecture to retrain (default: RUN_DIR/search/best_arch.json); "
                                            "JSON string, JSON file or NNI file")
+        again = sp.add_mutually_exclusive_group()  # continue or start over, not both
         if resume:
-            sp.add_argument("--resume", action="store_true", help="continue this stage where it stopped")
+            again.add_argument("--resume", action="store_true", help="continue this stage where it stopped")
         if name != "demo":
-            sp.add_argument("--force", action="store_true", help="start this stage over, replacing its results")
+            again.add_argument("--force", action="store_true", help="start this stage over, replacing its results")
         if options:
             sp.add_argument("options", nargs="*", metavar="key=value",
                             help="dotted config overrides, e.g. supernet.steps=100 (a stage's own keys need no prefix)")
@@ -184,14 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _path(text: str):
-    from pathlib import Path
     return Path(text)
 
 
 def main(argv: list[str] | None = None) -> int:
     from .train import dist
     from .train.device import keep_freed_memory
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error already printed: a status, as every other return
+        return e.code if isinstance(e.code, int) else 2
     keep_freed_memory()  # CPU steps stop page-faulting their activations back in (up to 5% of a step)
     dist.init_from_env()  # torchrun: join the process group; only rank 0 prints and writes
     quiet = contextlib.nullcontext() if dist.is_main() else contextlib.redirect_stdout(open(os.devnull, "w"))
@@ -202,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("SUPERNET_DEBUG"):
             raise
         print(f"supernet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in DISK_FULL or os.environ.get("SUPERNET_DEBUG"):
+            raise
+        print(f"supernet {args.command}: error: {disk_full_message(e, getattr(args, 'run_dir', None))}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"supernet {args.command}: interrupted", file=sys.stderr)
