@@ -17,6 +17,7 @@ of percent.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -44,7 +45,7 @@ from .search.evaluator import CandidateEvaluator, recalibrate_bn
 from .search.evolution import EvolutionSearch
 from .pipeline import search_batches
 from .spaces import create
-from .strategies.spos import PathSampler
+from .strategies import SPOS, PathSampler, StepContext
 from .train.metrics import accuracy, progress_bar
 from .train import device
 from .train.optim import SGD, step_on_path
@@ -113,10 +114,24 @@ def _train_step(model, opt, x, y) -> None:
     opt.step()
 
 
-def _supernet_step(model, opt, x, y) -> None:
-    """The supernet step of ``supernet.train.fit``: the optimizer works on the path's parameters."""
-    F.cross_entropy(model(x), y).backward()
-    step_on_path(opt)
+def _context(model, opt) -> StepContext:
+    return StepContext(net=model, criterion=F.cross_entropy, optimizer=opt, device=torch.device("cpu"),
+                       autocast=contextlib.nullcontext)
+
+
+def _supernet_step(strategy: SPOS, step: int, ctx: StepContext, x, y) -> None:
+    """The supernet step of ``supernet.train.fit`` under ``spos``: the strategy draws and activates
+    the path and runs forward and backward; the optimizer works on the path's parameters."""
+    strategy.train_step(step, x, y, ctx)
+    step_on_path(ctx.optimizer)
+
+
+class _Pinned(SPOS):
+    """SPOS with every step's path the same one: the same code path as ``spos``."""
+
+    def __init__(self, space, arch):
+        super().__init__(space)
+        self.sampler = lambda step: arch
 
 
 def bench_step(name: str, seconds: float, min_rounds: int, seed: int = 0, progress: bool = True) -> dict:
@@ -132,6 +147,8 @@ def bench_step(name: str, seconds: float, min_rounds: int, seed: int = 0, progre
     pinned = space.sample(random.Random(seed))
     fixed_pinned = fix(model, pinned)
     opt, opt_pinned = _sgd(model), _sgd(fixed_pinned)
+    strategy, ctx = SPOS(space, seed=seed), _context(model, opt)
+    pinned_strategy = _Pinned(space, pinned)
     _check_same_function(model, space, pinned, fixed_pinned, x)
 
     times: dict[str, list[float]] = {"random": [], "fixed_random": [], "pinned": [], "fixed_pinned": []}
@@ -145,18 +162,16 @@ def bench_step(name: str, seconds: float, min_rounds: int, seed: int = 0, progre
         opt_random = [_sgd(f) for f in fixed_random]
 
         def random_path():
-            for t in steps:
-                space.activate(sampler(t), check=False)  # drawing the path is part of the step
-                _supernet_step(model, opt, x, y)
+            for t in steps:  # drawing the path is part of the step
+                _supernet_step(strategy, t, ctx, x, y)
 
         def fixed_random_path():
             for f, o in zip(fixed_random, opt_random):
                 _train_step(f, o, x, y)
 
         def pinned_path():
-            for _ in steps:
-                space.activate(pinned, check=False)
-                _supernet_step(model, opt, x, y)
+            for t in steps:
+                _supernet_step(pinned_strategy, t, ctx, x, y)
 
         def fixed_pinned_path():
             for _ in steps:
@@ -181,8 +196,7 @@ def bench_step(name: str, seconds: float, min_rounds: int, seed: int = 0, progre
     bar.close()
     ratio_pinned = [a / b for a, b in zip(times["pinned"], times["fixed_pinned"])]
     ratio_random = [a / b for a, b in zip(times["random"], times["fixed_random"])]
-    space.activate(sampler(step))
-    memory = {"supernet": peak_step_bytes(_supernet_step, model, opt, x, y),
+    memory = {"supernet": peak_step_bytes(lambda m, o, x, y: _supernet_step(strategy, step, ctx, x, y), model, opt, x, y),
               "fixed": peak_step_bytes(_train_step, fixed_pinned, opt_pinned, x, y)}
     return {"shape": name, "steps_per_sample": k, "times_s": {f: summary(v) for f, v in times.items()},
             "ratio_pinned": summary(ratio_pinned), "ratio_random": summary(ratio_random), "memory": memory}

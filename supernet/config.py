@@ -57,6 +57,7 @@ class TrainConfig:
     channels_last: bool = True       # on CUDA (ignored on CPU)
     sync_bn: bool = False            # under torchrun on CUDA: BatchNorm statistics over the global batch
     progress: bool = True            # tqdm progress bar
+    diverged_at: float = 10.0        # stop when a log window's mean loss exceeds this x log(classes), 10x chance (0: off)
 
     def __post_init__(self):
         for k in ("steps", "batch_size", "checkpoint_every", "log_every"):
@@ -65,6 +66,8 @@ class TrainConfig:
         if self.keep_checkpoints < 0:
             raise ValueError(f"keep_checkpoints must be >= 0, got {self.keep_checkpoints}")
         check_seed("seed", self.seed)
+        if self.diverged_at < 0:
+            raise ValueError(f"diverged_at must be >= 0 (0 turns the check off), got {self.diverged_at}")
 
 
 @dataclass

@@ -249,9 +249,19 @@ def _search(run_dir: Path, overrides: list[str], resume: bool, force: bool) -> d
         if main and rep is None:
             record_config(run_dir, cfg)
 
+        chance = at_chance(data.num_classes, len(engine.evaluate.val_y))
+        warned = []
+
         def save(engine: EvolutionSearch, new: list) -> None:
             if not main:
                 return
+            if new and not warned and max(r["top1"] for r in new) <= chance:
+                warned.append(True)
+                print(f"warning: all {len(new)} candidates of generation {new[0]['generation']} scored at chance "
+                      f"(best held-out top-1 {max(r['top1'] for r in new):.3f}, at or below {chance:.3f} for "
+                      f"{data.num_classes} classes on {len(engine.evaluate.val_y)} images): the supernet has not "
+                      f"learned, so this search ranks noise; check {run_dir / 'supernet' / 'metrics.jsonl'} "
+                      f"(e.g. lower supernet.optim.lr) before trusting best_arch.json", file=sys.stderr)
             write_json(state_path, {**engine.state_dict(), "supernet": supernet_id})
             write_text(out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in engine.results))
             write_json(out / "topk.json", engine.topk)
@@ -281,6 +291,12 @@ def _search(run_dir: Path, overrides: list[str], resume: bool, force: bool) -> d
     plot_search(engine.results, out / "search.png", flops_max, flops_min,
                 title=f"{sc.algorithm} search on {cfg.space.name}: best top-1 {100 * best['top1']:.2f}%")
     return summary
+
+
+def at_chance(classes: int, n: int) -> float:
+    """The highest top-1 that guessing reaches by luck: chance plus three binomial standard errors."""
+    p = 1 / classes
+    return p + 3 * (p * (1 - p) / max(n, 1)) ** 0.5
 
 
 def search_batches(data, sc: SearchConfig, num_workers: int = 0, progress: bool = False) -> tuple[list, list, Callable]:

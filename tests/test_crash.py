@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -17,21 +18,32 @@ import yaml
 from supernet.train import load_checkpoint
 from supernet.train.metrics import read_metrics
 
+from .strategies.test_seam import assert_equal_nested
 from .test_pipeline import TINY
 
 CONFIG = {**TINY, "supernet": {**TINY["supernet"], "steps": 12, "checkpoint_every": 2, "log_every": 1}}
 
 
-def supernet(*args, kill_at_write=0, kill_after=None) -> int:
+def supernet(*args, kill_at_write=0, kill_after=None, kill_when=None) -> int:
+    """Run the CLI; SIGKILL it after ``kill_after`` seconds, or as soon as ``kill_when()`` holds
+    (polled every 10 ms: a moment defined by the run's progress, not by this machine's speed)."""
     env = {**os.environ, "SUPERNET_KILL_AT_WRITE": str(kill_at_write)}
     p = subprocess.Popen([sys.executable, "-m", "supernet", *map(str, args)], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if kill_when is not None:
+        while p.poll() is None and not kill_when():
+            time.sleep(0.01)
+        kill_after = 0
     try:
         p.wait(timeout=kill_after)
     except subprocess.TimeoutExpired:
         p.send_signal(signal.SIGKILL)
         p.wait()
     return p.returncode
+
+
+def lines(path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
 
 
 def finish(stage_args, out_dir):
@@ -83,9 +95,12 @@ def test_training_killed_at_arbitrary_moments_resumes_exactly(reference, tmp_pat
     config, ref = reference
     run = tmp_path / "run"
     args = ["train-supernet", "--config", config, "--run-dir", run]
-    for delay in (4.0, 5.5):  # a few seconds in: import, data, and somewhere in the steps
+    metrics = run / "supernet" / "metrics.jsonl"
+    for rows in (3, 8):  # mid-run by construction: after that many logged steps of 12, between checkpoints
         started = (run / "supernet").is_dir() and list((run / "supernet").glob("*.pt"))
-        supernet(*args, *(["--resume"] if started else []), kill_after=delay)
+        code = supernet(*args, *(["--resume"] if started else []), kill_when=lambda: lines(metrics) >= rows)
+        assert code == -signal.SIGKILL, "the run ended before the kill: this test would prove nothing"
+        assert load_checkpoint(run / "supernet" / "last.pt")["step"] < 12
     finish(args, run / "supernet")
     same_training(ref, run)
 
@@ -124,9 +139,38 @@ def test_search_killed_at_arbitrary_moments_resumes_to_the_same_result(reference
     run = tmp_path / "run"
     shutil.copytree(ref, run)
     shutil.rmtree(run / "search")
-    for delay in (4.0, 4.6, 5.2):  # startup takes ~3-4 s; then inside candidate evaluations
+    history = run / "search" / "history.jsonl"
+    for done in (0, 6, 12):  # at its start, then inside generations 1 and 2 (6 candidates each, of 3)
         started = (run / "search" / "state.json").exists()
-        supernet("search", "--run-dir", run, *(["--resume"] if started else []), kill_after=delay)
+        code = supernet("search", "--run-dir", run, *(["--resume"] if started else []),
+                        kill_when=lambda: (run / "search").is_dir() and lines(history) >= done)
+        assert code == -signal.SIGKILL, "the search ended before the kill: this test would prove nothing"
+        assert not (run / "search" / "best_arch.json").exists()
     finish(["search", "--run-dir", run], run / "search")
     assert (run / "search" / "history.jsonl").read_text() == (ref / "search" / "history.jsonl").read_text()
     assert json.loads((run / "search" / "best_arch.json").read_text()) == json.loads((ref / "search" / "best_arch.json").read_text())
+
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+
+
+@pytest.mark.parametrize("strategy", ["fairnas", "custom_strategy:LearnedSampling"])
+def test_every_strategy_killed_during_a_checkpoint_write_resumes_exactly(tmp_path, monkeypatch, strategy):
+    """The harness above for the other strategies: FairNAS (m paths a step) and the example's
+    learned sampler (architecture parameters, Adam, a baseline and a held-out stream, all in the
+    checkpoint's strategy state)."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [EXAMPLES, os.environ.get("PYTHONPATH")])))
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**CONFIG, "strategy": {"name": strategy}}))
+    ref, run = tmp_path / "reference", tmp_path / "run"
+    assert supernet("train-supernet", "--config", config, "--run-dir", ref) == 0
+    args = ["train-supernet", "--config", config, "--run-dir", run]
+    assert supernet(*args, kill_at_write=5) == -signal.SIGKILL  # inside last.pt's write at step 4
+    assert load_checkpoint(run / "supernet" / "step-4.pt")["step"] == 4
+    finish(args, run / "supernet")
+    same_training(ref, run)
+    a, b = load_checkpoint(ref / "supernet" / "last.pt"), load_checkpoint(run / "supernet" / "last.pt")
+    assert_equal_nested(a["strategy"], b["strategy"])  # θ, Adam's moments and step, the baseline
+    if "Learned" in strategy:
+        assert a["strategy"]["baseline"] != 0
+        assert (ref / "search" / "best_arch.json").read_text() == (run / "search" / "best_arch.json").read_text()

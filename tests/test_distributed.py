@@ -4,6 +4,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -55,7 +56,35 @@ def test_two_process_training_resumes_exactly_and_across_world_sizes(two_process
     shutil.copytree(run, single)
     shutil.copy(run / "supernet" / "step-3.pt", single / "supernet" / "last.pt")
     launch(1, "train-supernet", "--run-dir", single, "--resume")
-    assert load_checkpoint(single / "supernet" / "last.pt")["step"] == 6
+    assert load_checkpoint(single / "supernet" / "last.pt")["step"] == 6  # weights: see the BN-free test below
+
+
+def worker(nproc, out, kind, resume=False):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH")]))}
+    script = ["-m", "tests.train.ddp_worker", str(out), kind, "resume" if resume else "start"]
+    cmd = [sys.executable, *script] if nproc == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *script]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return load_checkpoint(Path(out) / "last.pt")
+
+
+@pytest.mark.parametrize("kind", ["supernet", "subnet"])
+def test_two_processes_and_a_resume_across_world_sizes_give_the_one_process_weights(tmp_path, kind):
+    """Without BatchNorm, 2 ranks on half batches (averaged gradients; DDP for the fixed subnet)
+    compute one process's update on the whole batch, up to float summation order. A 2-process
+    run, and a 2-process checkpoint resumed in 1 process, end at the 1-process weights."""
+    one = worker(1, tmp_path / "one", kind)
+    two = worker(2, tmp_path / "two", kind)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(tmp_path / "two" / "step-3.pt", mixed / "last.pt")
+    resumed = worker(1, mixed, kind, resume=True)
+    for k, v in one["model"].items():
+        assert not torch.equal(v, load_checkpoint(tmp_path / "one" / "step-3.pt")["model"][k]) or "layer" in k
+        assert torch.allclose(two["model"][k], v, rtol=1e-5, atol=1e-6), k
+        assert torch.allclose(resumed["model"][k], v, rtol=1e-5, atol=1e-6), k
 
 
 def test_a_search_split_across_two_processes_equals_one_process(two_process_run, tmp_path):
@@ -70,7 +99,7 @@ def test_a_search_split_across_two_processes_equals_one_process(two_process_run,
     assert (one / "search" / "best_arch.json").read_text() == (two / "search" / "best_arch.json").read_text()
 
 
-def test_retrain_runs_with_ddp(two_process_run, tmp_path):
+def test_retrain_runs_with_ddp(two_process_run, tmp_path):  # the weights: the BN-free test above
     root, run, _ = two_process_run
     work = tmp_path / "work"
     shutil.copytree(run, work)

@@ -179,3 +179,12 @@ def test_a_run_is_a_function_of_its_config_not_of_global_rng_state(tmp_path, con
         weights.append([load_checkpoint(run / s / "last.pt")["model"] for s in ("supernet", "retrain")])
     for a, b in zip(*weights):
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_search_warns_loudly_when_every_candidate_scores_at_chance(tmp_path, config, capsys):
+    run = tmp_path / "run"
+    cli(capsys, "train-supernet", "--config", config, "--run-dir", run, "steps=2", "optim.lr=0")  # learns nothing
+    assert main(["search", "--run-dir", str(run), "generations=2"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: all 6 candidates of generation 0 scored at chance") == 1  # once, not per generation
+    assert "the supernet has not learned" in err and "lower supernet.optim.lr" in err

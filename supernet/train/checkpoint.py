@@ -71,9 +71,8 @@ def check_contents(state: dict, path: Path) -> None:
         if not isinstance(state[key], kind) or (kind is int and isinstance(state[key], bool)):
             raise CheckpointError(f"checkpoint {path}: '{key}' must be a {kind.__name__}, "
                                   f"got {type(state[key]).__name__}")
-    meta = state["meta"]
-    need = ("kind", "arch") if meta.get("kind") == "subnet" else ("kind",)
-    missing = [k for k in need if k not in meta]
+    meta = state["meta"]  # what it holds is the writer's (fit takes any dict); a retrained subnet names its arch
+    missing = [k for k in ("arch",) if meta.get("kind") == "subnet" and k not in meta]
     if missing:
         raise CheckpointError(f"checkpoint {path} has no meta['{missing[0]}'] entry; it is incomplete or was not "
                               f"written by supernet")

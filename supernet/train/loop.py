@@ -106,6 +106,7 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Optional[Path], *, meta: dict
                           num_workers=num_workers, device=device, rank=dist.rank(), world_size=dist.world())
     held_out_batch = None if held_out is None else StepBatches(
         held_out, cfg.batch_size, mix_seed(cfg.seed, 1), device, dist.rank(), dist.world(), fmt)
+    guard_divergence = criterion is None and cfg.diverged_at > 0  # the rule knows cross-entropy's chance level
     if criterion is None:
         criterion = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
     ctx = StepContext(net=net, criterion=criterion, optimizer=optimizer, device=device,
@@ -128,9 +129,10 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Optional[Path], *, meta: dict
             if dist.world() > 1:  # every rank stops at the same step if any rank's loss is bad
                 loss_value = dist.all_reduce_sum([local_loss], device)[0] / dist.world()
             if not math.isfinite(loss_value):
+                good = f"The last good checkpoint is {last}" if last is not None and last.exists() else \
+                    "No checkpoint was saved yet"
                 raise TrainingError(f"loss became {loss_value} at step {step}; stopped before updating the weights. "
-                                    f"The last good checkpoint is {last if last is not None and last.exists() else 'none (none saved yet)'}; "
-                                    f"lower optim.lr or check the data")
+                                    f"{good}; lower optim.lr or check the data")
             if strategy.path_only:
                 # A choice that was not sampled keeps grad None, so SGD's momentum and weight decay
                 # leave it untouched (the official code sets those grads to None by hand);
@@ -153,6 +155,8 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Optional[Path], *, meta: dict
                 record = {"step": done, "loss": loss_sum / seen, "acc": correct / seen,
                           "lr": lr, "img_s": images / max(elapsed, 1e-9)}
                 record.update({k: total / max(n, 1) for k, (total, n) in ctx.logs.items()})
+                if guard_divergence:
+                    _check_divergence(record["loss"], logits.shape[-1], cfg.diverged_at, done - cfg.log_every, done, last)
                 ctx.logs.clear()
                 log.log(record)
                 if on_log is not None and main:
@@ -173,6 +177,18 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Optional[Path], *, meta: dict
         log.close()
     dist.barrier()  # the last checkpoint is on disk before any rank moves on
     return {**summary, **strategy.summary()}
+
+
+def _check_divergence(loss: float, classes: int, factor: float, first: int, end: int, last: Optional[Path]) -> None:
+    """A finite loss that stays far above chance: cross-entropy at chance is log(classes), so a log
+    window whose mean exceeds ``factor`` times that has diverged (the NaN check never sees it)."""
+    limit = factor * math.log(max(classes, 2))
+    if loss > limit:
+        good = last if last is not None and last.exists() else None
+        raise TrainingError(f"the loss diverged: {loss:.4g} on average over steps {max(first, 0)}..{end - 1}, above "
+                            f"{factor:g} x log({classes} classes) = {limit:.3g}; stopped. "
+                            f"{f'The last checkpoint is {good}' if good else 'No checkpoint was saved'}; lower optim.lr "
+                            f"(or raise diverged_at, 0 turns the check off)")
 
 
 def _restore(out_dir: Optional[Path], model, optimizer, strategy: Strategy, meta: dict, device, resume: bool,

@@ -1,3 +1,4 @@
+import math
 import random
 import shutil
 
@@ -172,3 +173,39 @@ def test_refuses_to_overwrite_or_resume_the_wrong_thing(tmp_path):
         fit(model, data.train, cfg, tmp_path, meta={"space": "a"}, run_config={})
     with pytest.raises(CheckpointError, match="space: checkpoint has 'a', now 'b'"):
         fit(model, data.train, cfg, tmp_path, meta={"space": "b"}, run_config={}, resume=True)
+
+
+class Diverging(torch.nn.Module):
+    """A user's 1-D space with parameter-free candidates (skip, pooling) and no normalisation."""
+
+    def __init__(self, classes=5, width=64):
+        super().__init__()
+        from supernet import LayerChoice
+        self.stem = torch.nn.Linear(3 * 16 * 16, width)
+        self.layers = torch.nn.Sequential(*[LayerChoice(
+            {"linear": torch.nn.Linear(width, width), "skip": torch.nn.Identity(),
+             "pool": torch.nn.AvgPool1d(3, 1, 1)}, label=f"layer_{i}") for i in range(4)])
+        self.head = torch.nn.Linear(width, classes)
+
+    def forward(self, x):
+        h = self.stem(x.flatten(1)).unsqueeze(1)  # (B, 1, width): pooling runs along the features
+        return self.head(self.layers(h).squeeze(1))
+
+
+def test_a_finite_but_diverging_loss_stops_with_the_step_and_the_fix(tmp_path):
+    """At LR 0.2 this space's loss climbs to ~3e8 (finite) by step 14 and only becomes NaN at step
+    17: the divergence rule stops it at the first log window above 10 x log(classes)."""
+    data, _, cfg = tiny_setup(steps=60, log_every=5, checkpoint_every=5,
+                              optim=OptimConfig(lr=0.2, label_smoothing=0.0, weight_decay=0.0))
+    torch.manual_seed(0)
+    model = Diverging()
+    with pytest.raises(TrainingError, match=r"the loss diverged: \S+ on average over steps 10..14, above "
+                                            r"10 x log\(5 classes\) = 16.1; stopped. The last checkpoint is "
+                                            r".*last.pt; lower optim.lr"):
+        fit(model, data.train, cfg, tmp_path, meta={}, run_config={}, strategy=SPOS(SearchSpace(model)))
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 10  # the one before the diverged window is kept
+    torch.manual_seed(0)
+    model = Diverging()  # with the check off, the same run trains on until the loss is NaN
+    with pytest.raises(TrainingError, match="loss became nan at step 17"):
+        fit(model, data.train, TrainConfig(**{**cfg.__dict__, "diverged_at": 0.0}), None, meta={}, run_config={},
+            strategy=SPOS(SearchSpace(model)))

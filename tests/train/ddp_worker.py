@@ -1,0 +1,46 @@
+"""One rank of the distributed-exactness tests (tests/test_distributed.py), run by torchrun or alone.
+
+The model has no BatchNorm, so two ranks on half batches with averaged gradients compute the same
+update as one process on the whole batch, up to the order of float sums.
+"""
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from supernet import LayerChoice, SearchSpace
+from supernet.config import OptimConfig, TrainConfig
+from supernet.data import DataConfig, build_data
+from supernet.strategies import SPOS
+from supernet.train import dist, fit
+
+
+class NoBN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.layers = nn.Sequential(*[LayerChoice([nn.Sequential(nn.Conv2d(8, 8, k, padding=k // 2), nn.ReLU())
+                                                   for k in (1, 3, 5)], label=f"layer_{i}") for i in range(3)])
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.head(self.layers(torch.relu(self.stem(x))).mean((2, 3)))
+
+
+def main(out: str, kind: str, resume: bool) -> None:
+    dist.init_from_env()
+    data = build_data(DataConfig(name="synthetic", image_size=8, synthetic_train=96, synthetic_classes=4, val_per_class=2))
+    torch.manual_seed(0)
+    model = NoBN()
+    if kind == "subnet":  # a fixed network: the loop wraps it in DistributedDataParallel
+        SearchSpace(model).activate({"layer_0": 1, "layer_1": 2, "layer_2": 0})
+    strategy = SPOS(SearchSpace(model), seed=3) if kind == "supernet" else None
+    cfg = TrainConfig(steps=6, batch_size=16, checkpoint_every=3, keep_checkpoints=5, log_every=1, progress=False,
+                      device="cpu", optim=OptimConfig(lr=0.1, label_smoothing=0.0))
+    fit(model, data.train, cfg, Path(out), meta={"test": kind}, run_config={}, strategy=strategy, resume=resume)
+    dist.shutdown()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3] == "resume")
