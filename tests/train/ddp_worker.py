@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from supernet import LayerChoice, SearchSpace
+from supernet import LayerChoice, SearchSpace, fix
 from supernet.config import OptimConfig, TrainConfig
 from supernet.data import DataConfig, build_data
 from supernet.strategies import SPOS
@@ -34,7 +34,7 @@ def main(out: str, kind: str, resume: bool) -> None:
     torch.manual_seed(0)
     model = NoBN()
     if kind == "subnet":  # a fixed network: the loop wraps it in DistributedDataParallel
-        SearchSpace(model).activate({"layer_0": 1, "layer_1": 2, "layer_2": 0})
+        model = fix(model, {"layer_0": 1, "layer_1": 2, "layer_2": 0})
     strategy = SPOS(SearchSpace(model), seed=3) if kind == "supernet" else None
     cfg = TrainConfig(steps=6, batch_size=16, checkpoint_every=3, keep_checkpoints=5, log_every=1, progress=False,
                       device="cpu", optim=OptimConfig(lr=0.1, label_smoothing=0.0))
