@@ -59,7 +59,9 @@ def _load_obj(obj: Any) -> Any:
         if not path.exists():
             raise ArchError(f"architecture {str(obj)!r} is neither a JSON string nor an existing file")
         if path.is_dir():
-            raise ArchError(f"architecture {path} is a directory; give a JSON file such as {path / 'best_arch.json'}")
+            found = next((p for p in (path / "best_arch.json", path / "search" / "best_arch.json") if p.is_file()), None)
+            hint = f"such as {found}" if found else "(a search writes RUN_DIR/search/best_arch.json)"
+            raise ArchError(f"architecture {path} is a directory; give a JSON file {hint}")
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as e:

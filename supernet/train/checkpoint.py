@@ -46,9 +46,9 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         raise CheckpointError(f"checkpoint {path} is damaged or truncated (checksum mismatch, {len(data):,} bytes)")
     try:
         state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:  # torch explains weights_only in 16 lines; the first says what
-        raise CheckpointError(f"checkpoint {path} holds objects that safe loading (weights_only=True) refuses: "
-                              f"{_first_line(e)}; it was not written by supernet, so it is not loaded") from None
+    except pickle.UnpicklingError as e:  # torch explains weights_only in 16 lines; one of them says what
+        raise CheckpointError(f"checkpoint {path} holds {_refused_object(e)}, which safe loading (weights_only=True) "
+                              f"refuses; it was not written by supernet, so it is not loaded") from None
     except Exception as e:  # not ours, or written by an incompatible torch
         raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {_first_line(e)})") from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
@@ -66,20 +66,26 @@ def check_contents(state: dict, path: Path) -> None:
     """Refuse a checkpoint without the entries a stage reads, naming the file and the entry."""
     for key, kind in REQUIRED.items():
         if key not in state:
-            raise CheckpointError(f"checkpoint {path} has no '{key}' entry; it is incomplete or was not written "
-                                  f"by supernet")
+            raise CheckpointError(f"checkpoint {path} has no '{key}' entry (incomplete, or not written by supernet)")
         if not isinstance(state[key], kind) or (kind is int and isinstance(state[key], bool)):
             raise CheckpointError(f"checkpoint {path}: '{key}' must be a {kind.__name__}, "
                                   f"got {type(state[key]).__name__}")
     meta = state["meta"]  # what it holds is the writer's (fit takes any dict); a retrained subnet names its arch
     missing = [k for k in ("arch",) if meta.get("kind") == "subnet" and k not in meta]
     if missing:
-        raise CheckpointError(f"checkpoint {path} has no meta['{missing[0]}'] entry; it is incomplete or was not "
-                              f"written by supernet")
+        raise CheckpointError(f"checkpoint {path} has no meta['{missing[0]}'] entry (incomplete, or not written "
+                              f"by supernet)")
+
+
+def _refused_object(e: BaseException) -> str:
+    """``the Python object argparse.Namespace`` from torch's refusal ("Unsupported global: GLOBAL x.y ...")."""
+    m = re.search(r"GLOBAL ([\w.]+)", str(e))
+    return f"the Python object {m[1]}" if m else "Python objects"
 
 
 def _first_line(e: BaseException) -> str:
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # torch bolds parts of some messages for terminals
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     first = lines[0] if lines else type(e).__name__
     return first if len(first) <= 200 else first[:197] + "..."
 
