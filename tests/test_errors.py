@@ -229,6 +229,7 @@ def test_state_missing_a_key_names_the_file_and_the_key(state, key):
 
 @pytest.mark.parametrize("edit, words", [
     (lambda s: s.update(generation="2"), "'generation' must be an integer, got str"),
+    (lambda s: s.update(supernet=[1]), "'supernet' must be an object, got list"),
     (lambda s: s.update(rng=[3, [1, 2]]), "'rng' must be [version, [integers], gauss]"),
     (lambda s: s["results"][0].pop("arch"), "results[0] has no 'arch'"),
     (lambda s: s["results"][1].update(top1_err=None), "results[1]['top1_err'] must be a number, got NoneType"),

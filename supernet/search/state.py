@@ -46,8 +46,9 @@ def validate_state(obj: Any, path: str | Path, space: Optional[SearchSpace] = No
             raise bad(f"the key '{key}' is missing")
         if not _is(obj[key], kind):
             raise bad(f"'{key}' must be {_name(kind)}, got {type(obj[key]).__name__}")
-    if "settings" in obj and not isinstance(obj["settings"], dict):
-        raise bad(f"'settings' must be an object, got {type(obj['settings']).__name__}")
+    for key in ("settings", "supernet"):  # recorded by newer versions: the settings, the supernet scored
+        if key in obj and not isinstance(obj[key], dict):
+            raise bad(f"'{key}' must be an object, got {type(obj[key]).__name__}")
     if obj["generation"] < 0:
         raise bad(f"'generation' must be >= 0, got {obj['generation']}")
     rng = obj["rng"]
