@@ -130,7 +130,7 @@ def test_a_damaged_checkpoint_is_reported_and_the_previous_one_used(reference, t
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # truncated, e.g. by a full disk
     assert main(["search", "--run-dir", str(run), "--force", "generations=1"]) == 0
     err = capsys.readouterr().err
-    warning = [line for line in err.splitlines() if line.startswith("warning: ") and "damaged" in line]
+    warning = [line for line in err.splitlines() if "is damaged or truncated" in line]
     assert len(warning) == 1 and f"{last.parent}: last.pt is damaged or truncated (checksum mismatch" in warning[0]
     assert "using step-" in warning[0]  # one line: what was skipped, and what is used instead
 
