@@ -41,8 +41,8 @@ def disk_full_message(e: OSError, run_dir) -> str:
     except OSError:
         free = "free space unknown"
     what = "disk quota exceeded" if e.errno == errno.EDQUOT else "no space left on the device"
-    return (f"{what} while writing {path} ({free} on {where}); free some space or choose another --run-dir, "
-            f"then rerun with --resume (what was saved before is intact)")
+    return (f"{what} while writing {path} ({free} on {where}); free some space or choose another --run-dir "
+            f"and run again (--resume continues from the last checkpoint; what was saved is intact)")
 
 
 def _bytes(n: float) -> str:
