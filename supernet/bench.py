@@ -415,11 +415,19 @@ def format_table(res: dict) -> str:
 
 
 def main(quick: bool, json_path: Optional[str], nni_path: Optional[str], threads: Optional[int]) -> int:
-    from .io import write_json
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {threads}")
+    before = torch.get_num_threads()
     if threads is not None:
-        if threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
+    try:
+        return _main(quick, json_path, nni_path)
+    finally:
+        torch.set_num_threads(before)  # called in-process (tests), the thread count must not leak
+
+
+def _main(quick: bool, json_path: Optional[str], nni_path: Optional[str]) -> int:
+    from .io import write_json
     nni = None
     if nni_path is not None:
         try:

@@ -40,14 +40,15 @@ def run_demo(run_dir: Optional[Path] = None, overrides: list[str] = ()) -> dict:
         rows.append((name, time.perf_counter() - t))
         return result
 
-    sup = timed("train-supernet", lambda: pipeline.train_supernet(run_dir, "digits", list(overrides)))
-    found = timed("search", lambda: pipeline.search(run_dir))
-    timed("retrain", lambda: pipeline.retrain(run_dir))
-    ev = timed("evaluate", lambda: pipeline.evaluate(run_dir))
-    if missing:
-        ex = timed("export", lambda: {"skipped": True, "arch": str(write_json(run_dir / "arch.json", ev["arch"]))})
-    else:
-        ex = timed("export", lambda: pipeline.export(run_dir))
+    with pipeline.owning(run_dir, "demo"):  # one owner between the stages too (each stage's lock nests)
+        sup = timed("train-supernet", lambda: pipeline.train_supernet(run_dir, "digits", list(overrides)))
+        found = timed("search", lambda: pipeline.search(run_dir))
+        timed("retrain", lambda: pipeline.retrain(run_dir))
+        ev = timed("evaluate", lambda: pipeline.evaluate(run_dir))
+        if missing:
+            ex = timed("export", lambda: {"skipped": True, "arch": str(write_json(run_dir / "arch.json", ev["arch"]))})
+        else:
+            ex = timed("export", lambda: pipeline.export(run_dir))
     total = time.perf_counter() - t_all
 
     best = found["best"]

@@ -43,9 +43,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             os.kill(os.getpid(), signal.SIGKILL)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None:  # a failed write() names no file: say which
+            e.filename = str(path)
         raise
     return path
 

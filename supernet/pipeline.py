@@ -29,6 +29,7 @@ from .lock import replacing, run_lock
 from .search import CandidateEvaluator, EvolutionSearch, recalibrate_bn
 from .search.evolution import SearchStateError
 from .search.plot import plot_search
+from .search.state import check_population, validate_state
 from .spaces import create
 from .strategies import build_strategy
 from .train import CheckpointError, evaluate as evaluate_model, fit, load_latest, save_checkpoint
@@ -224,7 +225,7 @@ def _search(run_dir: Path, overrides: list[str], resume: bool, force: bool) -> d
     if resume:
         if not state_path.exists():
             raise CheckpointError(f"nothing to resume: {state_path} does not exist (run without --resume)")
-        state = read_json(state_path)
+        state = validate_state(read_json(state_path), state_path)
     elif state_path.exists() and not force:
         raise CheckpointError(f"{out} already holds a search; pass --resume to continue it or --force to start over")
     device = resolve_device(sc.device)
@@ -232,6 +233,9 @@ def _search(run_dir: Path, overrides: list[str], resume: bool, force: bool) -> d
     model, supernet_id = _load_supernet(run_dir, cfg, data, device)
     cost = CostModel(model)
     constraints = Constraints(cost, sc.constraints)
+    check_population(sc, SearchSpace(model))  # a generation too large for memory, before it is built
+    if state is not None:
+        validate_state(state, state_path, SearchSpace(model))  # each result fits this space; top-k among them
     if state is not None and state.get("supernet", supernet_id) != supernet_id:
         raise SearchStateError(f"cannot resume {state_path}: its candidates were scored with the supernet "
                                f"checkpoint at step {state['supernet'].get('step')} (sha256 "
@@ -401,18 +405,20 @@ def export(run_dir: Path, overrides: list[str] = (), force: bool = False) -> dic
 
 
 def _export(run_dir: Path, overrides: list[str], force: bool) -> dict:
-    from .export import check_onnx, export_onnx
+    from .export import check_export, check_onnx, export_onnx
     cfg = stage_config(run_dir, overrides, "export")
+    check_export(cfg.export.opset)  # the export extra and the opset, before any work
     _refuse_overwrite([run_dir / "arch.json", run_dir / "model.onnx"], force)
     data = load_data(cfg)
     model, arch = load_subnet(run_dir, cfg, data)
     model = model.cpu().eval()
     record_config(run_dir, cfg)
-    write_json(run_dir / "arch.json", arch)
     sample = torch.stack([data.test[i][0] for i in range(min(cfg.export.batch_size, len(data.test)))])
     onnx_path = export_onnx(model, sample, run_dir / "model.onnx", cfg.export.opset)
     check = torch.stack([data.test[i][0] for i in range(min(8, len(data.test)))])
     diff = check_onnx(onnx_path, model, check)
     if diff is not None and diff > 1e-3:
+        onnx_path.unlink()  # a failed export leaves neither file, so a retry is not refused
         raise RuntimeError(f"ONNX output differs from PyTorch by {diff:.3g} on a test batch")
+    write_json(run_dir / "arch.json", arch)  # last: arch.json means the export is complete
     return {"arch": str(run_dir / "arch.json"), "onnx": str(onnx_path), "max_abs_diff": diff}

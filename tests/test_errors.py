@@ -269,8 +269,7 @@ def test_memory_check_uses_what_is_available(monkeypatch):
     memory.check_fits(10**30, "x", "y")
 
 
-# --- wired by pipeline.search (issue 17): strict xfail until the calls are in -------------------------
-@pytest.mark.xfail(strict=True, reason="needs pipeline.search to call supernet.search.state.validate_state")
+# --- checked by pipeline.search (issue 17) -------------------------------------------------------------
 def test_cli_state_without_a_key(searched, tmp_path, capsys):
     from .bad_scenes import state_without_key
     _, trained = searched
@@ -282,7 +281,6 @@ def test_cli_state_without_a_key(searched, tmp_path, capsys):
     assert snapshot(run) == before
 
 
-@pytest.mark.xfail(strict=True, reason="needs the search to call supernet.search.state.check_population")
 def test_cli_population_beyond_memory(searched, tmp_path, capsys, monkeypatch):
     from supernet.search import evolution
     # Unchecked, the search would build 10**9 candidates for hours: fail fast instead.

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from supernet import LayerChoice, SearchSpace
-from supernet.config import TrainConfig
+from supernet.config import OptimConfig, TrainConfig
 from supernet.data import DataConfig, build_data
 from supernet.data.loader import split_held_out
 from supernet.strategies import STRATEGIES, build_strategy, check_settings, fair_paths
@@ -67,7 +67,8 @@ def _setup(name, settings=()):
     torch.manual_seed(0)
     model = tiny_model("shufflenet-cifar", input_size=16, channel_search=True)
     strategy = build_strategy(check_settings({"name": name, **dict(settings)}), SearchSpace(model), seed=3)
-    cfg = TrainConfig(steps=6, batch_size=8, checkpoint_every=3, keep_checkpoints=5, log_every=1, progress=False)
+    cfg = TrainConfig(steps=6, batch_size=8, checkpoint_every=3, keep_checkpoints=5, log_every=1, progress=False,
+                      optim=OptimConfig(lr=0.05))  # FairNAS sums 8 paths' gradients: LR 0.5 diverges here
     return data, model, strategy, cfg
 
 
