@@ -10,6 +10,8 @@
   re-reads and re-augments the data for every candidate; the scores must be identical.
 - **cost**: microseconds per FLOPs/params query and per constrained sample (official space, 224²).
 - **memory**: peak bytes of one supernet training step against one fixed-subnet step.
+- **darts**: a DARTS search step against the same arithmetic written by hand, second order over
+  first, and its memory (``supernet/bench_family.py``).
 
 Times are medians over rounds with a 95% confidence interval of the median, min-max and n.
 Compare ratios, not absolute times, across machines: CPU speed on shared machines drifts by tens
@@ -61,8 +63,9 @@ EVAL = dict(space="shufflenet", size=32, classes=10, batch=16, recal_batches=4, 
 COST = dict(space="shufflenet", options={}, constraint="flops<=330M")  # the official space and budget
 # How long each part runs: seconds of step rounds per shape (at least step_rounds rounds), repetitions
 # of the candidate evaluation, rounds of cost queries.
-EFFORT = {"quick": dict(step_s=20, step_rounds=6, eval_reps=2, cost_rounds=5),
-          "full": dict(step_s=90, step_rounds=20, eval_reps=5, cost_rounds=20)}
+EFFORT = {"quick": dict(step_s=20, step_rounds=6, eval_reps=2, cost_rounds=5, darts_s=30, darts_rounds=3),
+          "full": dict(step_s=90, step_rounds=20, eval_reps=5, cost_rounds=20, darts_s=300, darts_rounds=10)}
+PARTS = ("spos", "darts")  # --only: the SPOS figures (step, eval, cost, memory) or the DARTS rows
 
 
 def summary(xs: list[float]) -> dict:
@@ -339,24 +342,35 @@ def bench_cost(rounds: int, seed: int = 0) -> dict:
 
 
 # --- the whole suite --------------------------------------------------------------------------------
-def run(quick: bool = False, progress: bool = True, nni: Optional[dict] = None) -> dict:
+def run(quick: bool = False, progress: bool = True, nni: Optional[dict] = None, only: Optional[str] = None,
+        nni_family: Optional[dict] = None) -> dict:
+    from .bench_family import bench_darts, nni_darts
     e = EFFORT["quick" if quick else "full"]
     t0 = time.perf_counter()
     result: dict = {"machine": machine(), "quick": quick}
-    steps = {name: bench_step(name, e["step_s"], e["step_rounds"], progress=progress) for name in SHAPES}
-    result["step"] = steps
-    result["step_ratio_pinned"] = {k: v["ratio_pinned"]["median"] for k, v in steps.items()}
-    result["step_ratio_random"] = {k: v["ratio_random"]["median"] for k, v in steps.items()}
-    result["memory"] = {k: v.pop("memory") for k, v in steps.items()}
-    ev = bench_eval(e["eval_reps"], progress=progress)
-    result["eval"] = ev
-    result["eval_speedup"] = ev["speedup"]["median"]
-    result["cost"] = bench_cost(e["cost_rounds"])
-    if nni is not None:
-        try:
-            result["nni"] = nni_summary(nni, ev)
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"the NNI results lack {err}; pass the file written by spos_cpu.py --json") from None
+    if only in (None, "darts"):  # first: its RSS growth is only meaningful in a fresh process
+        result["darts"] = bench_darts(e["darts_s"], e["darts_rounds"], progress=progress)
+        if nni_family is not None:
+            try:
+                result["darts"]["nni"] = nni_darts(nni_family)
+            except (KeyError, TypeError) as err:
+                raise ValueError(f"the NNI family results lack {err}; pass the file written by "
+                                 f"family_cpu.py --json") from None
+    if only in (None, "spos"):
+        steps = {name: bench_step(name, e["step_s"], e["step_rounds"], progress=progress) for name in SHAPES}
+        result["step"] = steps
+        result["step_ratio_pinned"] = {k: v["ratio_pinned"]["median"] for k, v in steps.items()}
+        result["step_ratio_random"] = {k: v["ratio_random"]["median"] for k, v in steps.items()}
+        result["memory"] = {k: v.pop("memory") for k, v in steps.items()}
+        ev = bench_eval(e["eval_reps"], progress=progress)
+        result["eval"] = ev
+        result["eval_speedup"] = ev["speedup"]["median"]
+        result["cost"] = bench_cost(e["cost_rounds"])
+        if nni is not None:
+            try:
+                result["nni"] = nni_summary(nni, ev)
+            except (KeyError, TypeError) as err:
+                raise ValueError(f"the NNI results lack {err}; pass the file written by spos_cpu.py --json") from None
     result["seconds"] = time.perf_counter() - t0
     return result
 
@@ -385,6 +399,15 @@ def format_table(res: dict) -> str:
         lines.append(f"| {label:<66} | {fmt.format(s['median'] * scale):>10} | {clo + ' - ' + chi:>19} | "
                      f"{lo + ' - ' + hi:>19} | {s['n']:>3} |")
 
+    if "darts" in res:
+        _darts_rows(res["darts"], row, lines)
+    if "step" in res:
+        _spos_rows(res, row, lines)
+    lines.append(f"total {res['seconds']:.0f} s")
+    return "\n".join(lines)
+
+
+def _spos_rows(res: dict, row, lines: list) -> None:
     for name, st in res["step"].items():
         row(f"step {name}: supernet pinned / fixed subnet", st["ratio_pinned"])
         row(f"step {name}: supernet random path / fixed subnet", st["ratio_random"])
@@ -410,33 +433,59 @@ def format_table(res: dict) -> str:
         lines.append(f"NNI 3.0 (same session): step pinned/fixed {n['step_ratio_pinned']:.3f}, random/fixed "
                      f"{n['step_ratio_random']:.3f}; {n['s_per_candidate'] * 1e3:.0f} ms/candidate "
                      f"= {n['ours_over_nni']:.1f}x ours")
-    lines.append(f"total {res['seconds']:.0f} s")
-    return "\n".join(lines)
 
 
-def main(quick: bool, json_path: Optional[str], nni_path: Optional[str], threads: Optional[int]) -> int:
+def _darts_rows(d: dict, row, lines: list) -> None:
+    s = d["setting"]
+    where = f"C={s['options']['channels']}, {s['options']['layers']} cells, {s['size']}px, b{s['batch']}"
+    row(f"darts step ({where}): ours 1st order / hand-written", d["ratio_over_plain"])
+    row("darts step: ours 2nd order / ours 1st order", d["unrolled_over_first"])
+    for k, what in (("ours", "ours 1st order"), ("plain", "hand-written 1st order"), ("unrolled", "ours 2nd order")):
+        row(f"darts step: {what} (ms)", d["ms"][k], "{:.0f}")
+    m = d["memory"]
+    a, b = m["search_step"]["peak_bytes"], m["fixed_darts_v2"]["peak_bytes"]
+    lines.append(f"| {'memory darts: search step / fixed DARTS-V2 step peak (MB)':<66} | {a / b:>10.2f} | {'':>19} | "
+                 f"{f'{a / 2**20:.0f} / {b / 2**20:.0f}':>19} | {1:>3} |")
+    if m.get("rss_growth_bytes") is not None:
+        lines.append(f"| {'memory darts: peak RSS growth over the timed steps (MB)':<66} | "
+                     f"{m['rss_growth_bytes'] / 2**20:>10.0f} | {'':>19} | {'':>19} | {1:>3} |")
+    if "nni" in d:
+        n = d["nni"]
+        lines.append(f"NNI 3.0 DARTS (family_cpu.py): {n['step_ms']:.0f} ms/step = {n['step_ms'] / d['ms']['ours']['median']:.1f}x "
+                     f"ours 1st order; {n['ratio_to_fixed']:.1f}x its fixed DARTS-V2 step; peak RSS growth "
+                     f"{n['rss_growth_mb']:.0f} MB")
+
+
+def main(quick: bool, json_path: Optional[str], nni_path: Optional[str], threads: Optional[int],
+         only: Optional[str] = None, nni_family_path: Optional[str] = None) -> int:
     if threads is not None and threads < 1:
         raise ValueError(f"--threads must be at least 1, got {threads}")
+    if only is not None and only not in PARTS:
+        raise ValueError(f"--only {only!r}: choose one of {', '.join(PARTS)}")
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _main(quick, json_path, nni_path)
+        return _main(quick, json_path, nni_path, only, nni_family_path)
     finally:
         torch.set_num_threads(before)  # called in-process (tests), the thread count must not leak
 
 
-def _main(quick: bool, json_path: Optional[str], nni_path: Optional[str]) -> int:
+def _read_peer(path: Optional[str], script: str) -> Optional[dict]:
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read the NNI results {path}: {err}; write them with {script} --json FILE") from None
+
+
+def _main(quick: bool, json_path: Optional[str], nni_path: Optional[str], only: Optional[str] = None,
+          nni_family_path: Optional[str] = None) -> int:
     from .io import write_json
-    nni = None
-    if nni_path is not None:
-        try:
-            nni = json.loads(Path(nni_path).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"cannot read the NNI results {nni_path}: {err}; write them with "
-                             "spos_cpu.py --json FILE") from None
-    res = run(quick=quick, progress=sys.stderr.isatty(), nni=nni)
+    nni, family = _read_peer(nni_path, "spos_cpu.py"), _read_peer(nni_family_path, "family_cpu.py")
+    res = run(quick=quick, progress=sys.stderr.isatty(), nni=nni, only=only, nni_family=family)
     print(format_table(res))
     if json_path:
         write_json(Path(json_path), res)
-    return 0 if res["eval"]["scores_identical"] else 1
+    return 0 if "eval" not in res or res["eval"]["scores_identical"] else 1

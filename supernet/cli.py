@@ -153,13 +153,13 @@ def cmd_export(args) -> int:
 
 def cmd_demo(args) -> int:
     from .demo import run_demo
-    run_demo(args.run_dir, args.options)
+    run_demo(args.run_dir, args.options, method=args.method)
     return 0
 
 
 def cmd_bench(args) -> int:
     from .bench import main as bench_main
-    return bench_main(args.quick, args.json, args.nni, args.threads)
+    return bench_main(args.quick, args.json, args.nni, args.threads, args.only, args.nni_family)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -212,7 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
           resume=False, options=False)
     stage("export", cmd_export, "write RUN_DIR/arch.json and RUN_DIR/model.onnx (checked against PyTorch)",
           resume=False)
-    stage("demo", cmd_demo, "the whole pipeline on the embedded digits data, then a summary table", resume=False)
+    demo = stage("demo", cmd_demo, "the whole pipeline on the embedded digits data, then a summary table",
+                 resume=False)
+    demo.add_argument("--method", choices=["spos", "darts"], default="spos",
+                      help="spos: supernet, evolution search, retrain (configs/digits.yaml); darts: "
+                           "differentiable search, the architecture derived from α (configs/darts-digits.yaml)")
 
     bench = sub.add_parser("bench", help="benchmark: supernet step overhead, candidate evaluation, cost queries, memory",
                            description="Measure the supernet step against the fixed subnet, the candidate "
@@ -222,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
     bench.add_argument("--nni", metavar="FILE", help="add the NNI 3.0 peer's figures (spos_cpu.py --json FILE)")
     bench.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
+    bench.add_argument("--only", choices=["spos", "darts"], help="only the SPOS figures or only the DARTS rows")
+    bench.add_argument("--nni-family", metavar="FILE",
+                       help="add NNI 3.0's DARTS figures (../shared/peers/nni/family_cpu.py --json FILE)")
     bench.set_defaults(func=cmd_bench)
     return p
 

@@ -58,6 +58,7 @@ class TrainConfig:
     sync_bn: bool = False            # under torchrun on CUDA: BatchNorm statistics over the global batch
     progress: bool = True            # tqdm progress bar
     diverged_at: float = 10.0        # stop when a log window's mean loss exceeds this x log(classes), 10x chance (0: off)
+    grad_clip: float = 0.0           # clip the weights' gradient norm to this before each update (0: off; DARTS: 5)
 
     def __post_init__(self):
         for k in ("steps", "batch_size", "checkpoint_every", "log_every"):
@@ -66,6 +67,8 @@ class TrainConfig:
         if self.keep_checkpoints < 0:
             raise ValueError(f"keep_checkpoints must be >= 0, got {self.keep_checkpoints}")
         check_seed("seed", self.seed)
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip must be >= 0 (0 turns clipping off), got {self.grad_clip}")
         if self.diverged_at < 0:
             raise ValueError(f"diverged_at must be >= 0 (0 turns the check off), got {self.diverged_at}")
 
@@ -74,11 +77,20 @@ class TrainConfig:
 class RetrainConfig(TrainConfig):
     steps: int = 2000
     bn_recal_batches: int = 0        # a final BN-statistics pass over this many batches (official: ~1 epoch)
+    space_options: dict = field(default_factory=dict)  # the retrained network's space options over the search's
+                                     # (DARTS: channels: 36, layers: 20, affine: true, auxiliary: true)
+    aux_weight: float = 0.0          # weight of the auxiliary head's loss (DARTS: 0.4; needs auxiliary: true)
+    drop_path: float = 0.0           # drop-path probability, ramped linearly from 0 over the steps (DARTS: 0.2)
+    cutout: int = 0                  # cutout square side in pixels on the training images (DARTS: 16; 0: off)
 
     def __post_init__(self):
         super().__post_init__()
         if self.bn_recal_batches < 0:
             raise ValueError(f"bn_recal_batches must be >= 0, got {self.bn_recal_batches}")
+        if self.aux_weight < 0 or self.cutout < 0:
+            raise ValueError("aux_weight and cutout must be >= 0")
+        if not 0 <= self.drop_path < 1:
+            raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path}")
 
 
 @dataclass

@@ -73,29 +73,61 @@ class CostModel:
         units = [m for m in model.modules() if isinstance(m, LayerChoice)]
         nested = {id(c) for u in units for c in u.modules() if c is not u}
         units = [u for u in units if id(u) not in nested]  # top-level choices only
+        gates = [self._gate(u) for u in units]
 
-        # Record each unit's input shape under two different architectures: the table is exact
-        # only if a choice's input never depends on another choice.
-        shapes = [self._input_shapes(model, units, arch, x) for arch in self._probe_archs()]
-        if any(s != shapes[0] for s in shapes[1:]):
-            raise NotImplementedError("a choice's input shape depends on other choices; the lookup-table "
-                                      "cost model needs fixed input shapes per choice")
+        # Record each unit's input shape under two different architectures (and, when some unit is
+        # gated, with every edge computed): the table is exact only if a choice's input never
+        # depends on another choice.
+        probes = [self._input_shapes(model, units, arch, x) for arch in self._probe_archs()]
+        if any(g is not None for g in gates):
+            probes.append(self._input_shapes(model, units, None, x))
+        shapes = []
+        for i, unit in enumerate(units):
+            seen = [p[i] for p in probes if p[i] is not None]
+            if not seen:
+                raise NotImplementedError(f"LayerChoice '{unit.label}' is not reached by the forward pass; cannot cost it")
+            if any(s != seen[0] for s in seen[1:]):
+                raise NotImplementedError(f"the input shape of LayerChoice '{unit.label}' depends on other choices "
+                                          f"({' vs '.join(map(str, seen))}); the lookup-table cost model needs fixed "
+                                          f"input shapes per choice")
+            shapes.append(seen[0])
         saved = space.state()
         was_training = model.training
         model.eval()
         try:
-            self.groups = []  # (labels, {key: (flops, params)})
-            for unit, shape in zip(units, shapes[0]):
-                labels = [l for l in _labels_in(unit) if not isinstance(space.choice(l), InputChoice)]
-                self.groups.append((labels, self._measure(unit, labels, [torch.zeros(s, device=device) for s in shape])))
+            merged: dict = {}  # (labels, gate) -> table: units that share labels and gate add up (DARTS cells)
+            measured: dict = {}  # (labels, shapes, repr): identical units at identical shapes cost the same
+            for unit, shape, gate in zip(units, shapes, gates):
+                labels = tuple(l for l in _labels_in(unit) if not isinstance(space.choice(l), InputChoice))
+                same = (labels, tuple(shape), repr(unit))
+                if same not in measured:
+                    measured[same] = self._measure(unit, labels, [torch.zeros(s, device=device) for s in shape])
+                table = measured[same]
+                if (labels, gate) in merged:
+                    old = merged[(labels, gate)]
+                    table = {k: (old[k][0] + f, old[k][1] + p) for k, (f, p) in table.items()}
+                merged[(labels, gate)] = table
+            self.groups = [(list(labels), table, gate) for (labels, gate), table in merged.items()]
             self._check_disjoint()
-            inner = {l for labels, _ in self.groups for l in labels}
+            inner = {l for labels, _, _ in self.groups for l in labels}
             rest = [l for l in space.labels if l not in inner and not isinstance(space.choice(l), InputChoice)]
-            self.groups.append((rest, self._measure_rest(model, rest, x)))
+            self.groups.append((rest, self._measure_rest(model, rest, x), None))
         finally:
             space.restore(saved)
             model.train(was_training)
-        self._lookup = [(tuple(labels), table) for labels, table in self.groups]
+        self._lookup = [(tuple(labels), table, gate) for labels, table, gate in self.groups]
+
+    def _gate(self, unit: LayerChoice):
+        """``(input_label, index)`` when the unit is computed only if that input is chosen (DARTS edges)."""
+        gate = getattr(unit, "gate", None)
+        if gate is None:
+            return None
+        label, index = gate
+        if label not in self.space.labels or not isinstance(self.space.choice(label), InputChoice) or \
+                not 0 <= index < self.space.n_options(label):
+            raise ValueError(f"LayerChoice '{unit.label}' has gate {gate!r}, which is not an (InputChoice label, "
+                             f"input index) of this model")
+        return (label, index)
 
     # --- building -------------------------------------------------------------------------------
     def _probe_archs(self) -> list[Arch]:
@@ -108,6 +140,8 @@ class CostModel:
         return [{l: pick(l, last) for l in self.space.labels} for last in (False, True)]
 
     def _input_shapes(self, model, units, arch, x):
+        """Each unit's input shapes in one forward under ``arch`` (None: with every option mixed and
+        every input summed, so that gated units all run); None for a unit that did not run."""
         shapes = [None] * len(units)
 
         def make_hook(i):
@@ -119,7 +153,12 @@ class CostModel:
         saved = self.space.state()
         was_training = model.training
         try:
-            self.space.activate(arch)
+            if arch is None:
+                self.space.set_weights({l: torch.ones(self.space.n_options(l), device=x.device) / (
+                    1 if isinstance(self.space.choice(l), InputChoice) else self.space.n_options(l))
+                    for l in self.space.labels})
+            else:
+                self.space.activate(arch)
             model.eval()
             with torch.no_grad():
                 model(x)
@@ -128,8 +167,6 @@ class CostModel:
                 h.remove()
             self.space.restore(saved)
             model.train(was_training)
-        if any(s is None for s in shapes):
-            raise NotImplementedError("some LayerChoice is not reached by the forward pass; cannot cost it")
         return shapes
 
     def _combos(self, labels):
@@ -157,15 +194,16 @@ class CostModel:
             arch = {**base, **dict(zip(labels, key))}
             sub = fix(model, arch).eval()
             flops, params = count_macs(sub, x), count_params(sub)
-            for unit_labels, unit_table in self.groups:
-                f, p = unit_table[tuple(arch[l] for l in unit_labels)]
-                flops, params = flops - f, params - p
+            for unit_labels, unit_table, gate in self.groups:
+                if gate is None or gate[1] in arch[gate[0]]:  # a closed gate's unit is not in the fixed model
+                    f, p = unit_table[tuple(arch[l] for l in unit_labels)]
+                    flops, params = flops - f, params - p
             table[key] = (flops, params)
         return table
 
     def _check_disjoint(self):
         seen = set()
-        for labels, _ in self.groups:
+        for labels, _, _ in self.groups:
             if seen & set(labels):
                 raise NotImplementedError(f"labels {sorted(seen & set(labels))} are shared between choices; "
                                           "the min/max range is not separable")
@@ -176,7 +214,9 @@ class CostModel:
         """(flops, params) of a valid architecture; a handful of dict lookups."""
         flops = params = 0
         try:
-            for labels, table in self._lookup:
+            for labels, table, gate in self._lookup:
+                if gate is not None and gate[1] not in arch[gate[0]]:
+                    continue  # an edge whose input is not chosen is not built
                 f, p = table[tuple(arch[l] for l in labels)]
                 flops += f
                 params += p
@@ -192,22 +232,47 @@ class CostModel:
         return self.cost(arch)[1]
 
     def range(self) -> dict:
-        """Exact min/max FLOPs and params over the whole space (the groups are independent)."""
+        """Exact min/max FLOPs and params over the whole space."""
         out = {}
         for i, name in enumerate(("flops", "params")):
-            out[f"{name}_min"] = sum(min(v[i] for v in t.values()) for _, t in self.groups)
-            out[f"{name}_max"] = sum(max(v[i] for v in t.values()) for _, t in self.groups)
+            for pick, end in ((min, "min"), (max, "max")):
+                out[f"{name}_{end}"] = sum(v for v, _ in self._extremes(i, pick))
         return out
 
     def extreme_arch(self, metric: str = "flops", largest: bool = False) -> Arch:
         """The architecture with the smallest (or largest) FLOPs or params."""
-        i = ("flops", "params").index(metric)
         arch = dict(self._probe_archs()[0])
-        pick = max if largest else min
-        for labels, table in self.groups:
-            key = pick(table, key=lambda k: table[k][i])
-            arch.update(zip(labels, key))
+        for _, choices in self._extremes(("flops", "params").index(metric), max if largest else min):
+            arch.update(choices)
         return arch
+
+    def _extremes(self, i: int, pick) -> list[tuple[int, dict]]:
+        """Per independent part of the cost, its extreme value of metric ``i`` and the choices that
+        reach it. Ungated groups are independent; gated groups are coupled through their
+        InputChoice, whose every valid selection is tried."""
+        parts, gated = [], {}
+        for labels, table, gate in self.groups:
+            key = pick(table, key=lambda k: table[k][i])
+            best = (table[key][i], dict(zip(labels, key)))
+            if gate is None:
+                parts.append(best)
+            else:
+                gated.setdefault(gate[0], {}).setdefault(gate[1], []).append(best)
+        for label, by_input in gated.items():
+            def value(selection):
+                return sum(v for k in selection for v, _ in by_input.get(k, []))
+            selection = pick(_selections(self.space.choice(label)), key=value)
+            choices = {label: list(selection)}
+            for k in selection:
+                for _, c in by_input.get(k, []):
+                    choices.update(c)
+            parts.append((value(selection), choices))
+        return parts
+
+
+def _selections(c: InputChoice) -> list[tuple[int, ...]]:
+    sizes = range(c.n_options + 1) if c.n_chosen is None else [c.n_chosen]
+    return [t for k in sizes for t in itertools.combinations(range(c.n_options), k)]
 
 
 def _labels_in(module: nn.Module) -> list[str]:

@@ -13,8 +13,15 @@ from .export import INSTALL, check_export, missing_dependencies
 from .io import write_json
 
 
-def run_demo(run_dir: Optional[Path] = None, overrides: list[str] = ()) -> dict:
-    """Run every stage with ``configs/digits.yaml`` into a new run directory; return the results."""
+DEMOS = {"spos": ("digits", "SPOS"), "darts": ("darts-digits", "DARTS")}  # method -> (packaged config, name)
+
+
+def run_demo(run_dir: Optional[Path] = None, overrides: list[str] = (), method: str = "spos") -> dict:
+    """Run every stage with ``configs/digits.yaml`` (``darts-digits.yaml`` for DARTS, which derives
+    its architecture from α instead of searching) into a new run directory; return the results."""
+    if method not in DEMOS:
+        raise ConfigError(f"unknown demo {method!r}; choose one of {', '.join(DEMOS)}")
+    config, title = DEMOS[method]
     if run_dir is None:  # a new folder each time: a demo never overwrites an earlier run
         run_dir = Path("runs") / datetime.now().strftime("demo-%Y%m%d-%H%M%S")
     run_dir = Path(run_dir)
@@ -23,14 +30,14 @@ def run_demo(run_dir: Optional[Path] = None, overrides: list[str] = ()) -> dict:
     # Checked before minutes of training: the overrides, and whether the last step can write ONNX.
     # Without the export extra the demo still shows the whole search and skips only the ONNX file:
     # a first-time user learns more from a finished run than from a refusal to start.
-    cfg = load_config(pipeline.resolve_config_path("digits"), list(overrides), section="supernet")
+    cfg = load_config(pipeline.resolve_config_path(config), list(overrides), section="supernet")
     missing = missing_dependencies()
     if missing:
         print(f"note: {' and '.join(missing)} not installed: the demo will skip model.onnx and write arch.json "
               f"only ({INSTALL} to include it)", file=sys.stderr)
     else:
         check_export(cfg.export.opset)
-    print(f"supernet demo: SPOS on scikit-learn's handwritten digits -> {run_dir}")
+    print(f"supernet demo: {title} on scikit-learn's handwritten digits -> {run_dir}")
     rows, t_all = [], time.perf_counter()
 
     def timed(name, fn):
@@ -41,8 +48,8 @@ def run_demo(run_dir: Optional[Path] = None, overrides: list[str] = ()) -> dict:
         return result
 
     with pipeline.owning(run_dir, "demo"):  # one owner between the stages too (each stage's lock nests)
-        sup = timed("train-supernet", lambda: pipeline.train_supernet(run_dir, "digits", list(overrides)))
-        found = timed("search", lambda: pipeline.search(run_dir))
+        sup = timed("train-supernet", lambda: pipeline.train_supernet(run_dir, config, list(overrides)))
+        found = timed("search", lambda: pipeline.search(run_dir)) if sup["arch"] is None else None
         timed("retrain", lambda: pipeline.retrain(run_dir))
         ev = timed("evaluate", lambda: pipeline.evaluate(run_dir))
         if missing:
@@ -51,12 +58,14 @@ def run_demo(run_dir: Optional[Path] = None, overrides: list[str] = ()) -> dict:
             ex = timed("export", lambda: pipeline.export(run_dir))
     total = time.perf_counter() - t_all
 
-    best = found["best"]
+    on = "on sampled paths" if found is not None else "of the weighted supernet"
     results = {
-        "train-supernet": f"{sup['steps']} steps, train top-1 {sup.get('acc', float('nan')):.3f} on sampled paths",
-        "search": f"{found['evaluated']} candidates; best held-out top-1 {best['top1']:.4f} "
-                  f"(random architectures: {found['random_mean_top1']:.4f} mean)",
-        "retrain": f"{best['flops'] / 1e6:.2f}M FLOPs, {best['params'] / 1e3:.1f}K params, from scratch",
+        "train-supernet": f"{sup['steps']} steps, train top-1 {sup.get('acc', float('nan')):.3f} {on}"
+                          + ("" if found is not None else ", architecture derived from α"),
+        **({} if found is None else {"search": f"{found['evaluated']} candidates; best held-out top-1 "
+                                                f"{found['best']['top1']:.4f} (random architectures: "
+                                                f"{found['random_mean_top1']:.4f} mean)"}),
+        "retrain": f"{ev['flops'] / 1e6:.2f}M FLOPs, {ev['params'] / 1e3:.1f}K params, from scratch",
         "evaluate": f"test top-1 {ev['top1']:.4f}, top-5 {ev['top5']:.4f} ({ev['n']} images)",
         "export": f"arch.json only: ONNX skipped ({INSTALL})" if ex.get("skipped") else
                   "arch.json, model.onnx" + ("" if ex["max_abs_diff"] is None else

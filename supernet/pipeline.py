@@ -23,15 +23,15 @@ from .arch import SearchSpace, fix, parse_arch
 from .config import ConfigError, RunConfig, SearchConfig, dump_config, load_config, parse_overrides, scope_overrides, to_dict
 from .cost import Constraints, CostModel
 from .data import build_data
-from .data.loader import Compact, eval_loader, fixed_batches
+from .data.loader import Compact, Cutout, eval_loader, fixed_batches
 from .io import read_json, write_json, write_text
 from .lock import replacing, run_lock
 from .search import CandidateEvaluator, EvolutionSearch, recalibrate_bn
 from .search.evolution import SearchStateError
-from .search.plot import plot_search
+from .search.plot import plot_arch_history, plot_search
 from .search.state import check_population, validate_state
 from .spaces import create
-from .strategies import build_strategy
+from .strategies import Plain, build_strategy
 from .train import CheckpointError, evaluate as evaluate_model, fit, load_latest, save_checkpoint
 from .train import dist
 from .train.checkpoint import remove_stale_temp_files
@@ -203,9 +203,15 @@ def _train_supernet(run_dir: Path, cfg: RunConfig, resume: bool, force: bool) ->
                          meta=supernet_meta(cfg, data), desc=f"supernet ({strategy.name})")
     arch = strategy.export()
     if arch is not None and dist.is_main():  # a strategy that chose: retrain can follow without a search
-        (run_dir / "search").mkdir(exist_ok=True)
-        write_json(run_dir / "search" / "best_arch.json", {"arch": arch, "space": cfg.space.name,
-                                                          "strategy": strategy.name, "step": summary.get("step")})
+        out = run_dir / "search"
+        out.mkdir(exist_ok=True)
+        history = strategy.arch_history()
+        if history is not None:
+            write_json(out / "arch_history.json", history)
+            plot_arch_history(history, out / "search.png",
+                              title=f"{strategy.name} on {cfg.space.name}: weights over {summary['steps']} steps")
+        write_json(out / "best_arch.json", {"arch": arch, "space": cfg.space.name, "strategy": strategy.name,
+                                            "step": summary.get("step")})
     return {**summary, "strategy": strategy.name, "arch": arch}
 
 
@@ -323,10 +329,27 @@ def _arch_for_retrain(run_dir: Path, arch_path, space: SearchSpace) -> dict:
     return parse_arch(best, space)
 
 
+def subnet_options(cfg: RunConfig, data) -> dict:
+    """The retrained network's space options: the search's with ``retrain.space_options`` over them."""
+    return {**model_options(cfg, data), **cfg.retrain.space_options}
+
+
 def build_subnet(cfg: RunConfig, data, arch: dict):
     """The stand-alone network of ``arch``: freshly initialised, affine BN (REFERENCE §6)."""
-    supernet = build_supernet(cfg, data)
+    supernet = create(cfg.space.name, **subnet_options(cfg, data))
     return fix(supernet, parse_arch(arch, SearchSpace(supernet)), weights="init")
+
+
+def check_retrain_recipe(cfg: RunConfig, model) -> None:
+    """Refuse a retrain setting that this network cannot use (it would be silently ignored)."""
+    from .nn.layers import DropPath
+    rc = cfg.retrain
+    if rc.aux_weight and not hasattr(model, "auxiliary_head"):
+        raise ConfigError(f"retrain.aux_weight={rc.aux_weight} needs a network with an auxiliary head: set "
+                          f"retrain.space_options.auxiliary=true (darts space) or aux_weight=0")
+    if rc.drop_path and not any(isinstance(m, DropPath) for m in model.modules()):
+        raise ConfigError(f"retrain.drop_path={rc.drop_path} needs a network with drop-path (the darts space's "
+                          f"fixed cells); space {cfg.space.name!r} has none: set drop_path=0")
 
 
 def retrain(run_dir: Path, arch_path=None, overrides: list[str] = (), resume: bool = False, force: bool = False) -> dict:
@@ -343,11 +366,13 @@ def _retrain(run_dir: Path, arch_path, overrides: list[str], resume: bool, force
     arch = _arch_for_retrain(run_dir, arch_path, space)
     torch.manual_seed(cfg.retrain.seed)  # the fresh initialisation
     model = build_subnet(cfg, data, arch)
-    meta = {"kind": "subnet", "space": cfg.space.name, "options": model_options(cfg, data), "arch": arch}
-    out = run_dir / "retrain"
-    summary = _fit_stage(run_dir, "retrain", cfg, resume, force, model, data.train, cfg.retrain, meta=meta,
-                         desc="retrain")
+    check_retrain_recipe(cfg, model)
     rc = cfg.retrain
+    meta = {"kind": "subnet", "space": cfg.space.name, "options": subnet_options(cfg, data), "arch": arch}
+    out = run_dir / "retrain"
+    train_set = Cutout(data.train, rc.cutout) if rc.cutout else data.train
+    summary = _fit_stage(run_dir, "retrain", cfg, resume, force, model, train_set, rc, meta=meta, desc="retrain",
+                         strategy=Plain(rc.aux_weight, rc.drop_path, rc.steps))
     ck, _ = load_latest(out)
     if rc.bn_recal_batches and not ck.get("bn_recalibrated") and dist.is_main():
         # The official final pass: re-estimate BN statistics with LR 0 (weights unchanged).
@@ -388,7 +413,7 @@ def _evaluate(run_dir: Path, force: bool) -> dict:
     model, arch = load_subnet(run_dir, cfg, data)
     device = resolve_device(cfg.retrain.device)
     result = evaluate_model(model.to(device), data.test, batch_size=256, device=device, num_workers=cfg.data.num_workers)
-    flops, params = CostModel(build_supernet(cfg, data)).cost(arch)
+    flops, params = CostModel(create(cfg.space.name, **subnet_options(cfg, data))).cost(arch)
     report = {"top1": result["top1"], "top5": result["top5"], "loss": result["loss"], "n": result["n"],
               "split": "test", "arch": arch, "flops": flops, "params": params}
     write_json(run_dir / "eval.json", report)

@@ -11,12 +11,22 @@ def test_bench_quick_writes_the_table_and_json(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "EVAL", dict(space="shufflenet-cifar", size=16, classes=10, batch=4,
                                             recal_batches=2, val_images=8, options=tiny))
     monkeypatch.setattr(bench, "COST", dict(space="shufflenet-cifar", options=tiny, constraint="flops<=10M"))
-    monkeypatch.setitem(bench.EFFORT, "quick", dict(step_s=1, step_rounds=6, eval_reps=2, cost_rounds=5))
+    monkeypatch.setitem(bench.EFFORT, "quick", dict(step_s=1, step_rounds=6, eval_reps=2, cost_rounds=5, darts_s=0,
+                                                    darts_rounds=2))
+    from supernet import bench_family
+    monkeypatch.setattr(bench_family, "DARTS_SETTING", dict(size=16, batch=4, classes=10, grad_clip=5.0,
+                                                            options=dict(channels=4, layers=3)))
     nni = {"interleaved": {"median_ratio_pinned_over_fixed": 1.13, "median_ratio_random_over_fixed": 1.25},
            "evolution": {"total_s": 24.0, "trials": 20}, "args": {"batch_size": 16}}
     (tmp_path / "nni.json").write_text(json.dumps(nni))
     out = tmp_path / "bench.json"
-    assert main(["bench", "--quick", "--json", str(out), "--nni", str(tmp_path / "nni.json"), "--threads", "1"]) == 0
+    family = {"table": [{"job": "DARTS@darts", "strategy": "DARTS", "status": "ok", "median_ms": 8195.0, "n": 5,
+                         "ratio_to_fixed": 33.3, "growth_mb": 2142.0},
+                        {"job": "fixed@darts", "strategy": "fixed (plain loop)", "status": "ok", "median_ms": 194.5,
+                         "n": 30, "growth_mb": 277.0}]}
+    (tmp_path / "family.json").write_text(json.dumps(family))
+    assert main(["bench", "--quick", "--json", str(out), "--nni", str(tmp_path / "nni.json"), "--threads", "1",
+                 "--nni-family", str(tmp_path / "family.json")]) == 0
     table = capsys.readouterr().out
     assert "supernet pinned / fixed subnet" in table and "eval speedup" in table and "threads" in table
     res = json.loads(out.read_text())
@@ -28,6 +38,11 @@ def test_bench_quick_writes_the_table_and_json(tmp_path, monkeypatch, capsys):
     mem = res["memory"]["tiny@16/b4"]
     assert mem["supernet"]["peak_bytes"] > mem["fixed"]["peak_bytes"] > 0  # the supernet holds every candidate
     assert res["nni"]["ours_over_nni"] > 0 and res["machine"]["threads"] == 1
+    d = res["darts"]
+    assert d["ratio_over_plain"]["n"] == 2 and 0.3 < d["ratio_over_plain"]["median"] < 3
+    assert d["unrolled_over_first"]["median"] > 1 and d["nni"]["step_ms"] == 8195.0
+    assert d["memory"]["search_step"]["peak_bytes"] > d["memory"]["fixed_darts_v2"]["peak_bytes"] > 0
+    assert "darts step" in table and "NNI 3.0 DARTS" in table
     step = res["step"]["tiny@16/b4"]["ratio_pinned"]
     assert step["n"] >= 6 and step["ci95"][0] <= step["median"] <= step["ci95"][1]
 

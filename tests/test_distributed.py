@@ -65,7 +65,7 @@ def worker(nproc, out, kind, resume=False):
     return load_checkpoint(Path(out) / "last.pt")
 
 
-@pytest.mark.parametrize("kind", ["supernet", "subnet"])
+@pytest.mark.parametrize("kind", ["supernet", "subnet", "darts", "darts-unrolled"])
 def test_two_processes_and_a_resume_across_world_sizes_give_the_one_process_weights(tmp_path, kind):
     """Without BatchNorm, 2 ranks on half batches (averaged gradients; DDP for the fixed subnet)
     compute one process's update on the whole batch, up to float summation order. A 2-process
@@ -80,6 +80,11 @@ def test_two_processes_and_a_resume_across_world_sizes_give_the_one_process_weig
         assert not torch.equal(v, load_checkpoint(tmp_path / "one" / "step-3.pt")["model"][k]) or "layer" in k
         assert torch.allclose(two["model"][k], v, rtol=1e-5, atol=1e-6), k
         assert torch.allclose(resumed["model"][k], v, rtol=1e-5, atol=1e-6), k
+    if kind.startswith("darts"):  # α: identical on both ranks, and the 1-process α
+        a0, a1 = (torch.load(tmp_path / "two" / f"alpha-rank{r}.pt") for r in (0, 1))
+        assert all(torch.equal(x, y) for x, y in zip(a0, a1))
+        a = torch.load(tmp_path / "one" / "alpha-rank0.pt")
+        assert all(torch.allclose(x, y, rtol=1e-5, atol=1e-6) and not torch.equal(x, 0 * x) for x, y in zip(a0, a))
 
 
 def test_a_search_split_across_two_processes_equals_one_process(two_process_run, tmp_path):

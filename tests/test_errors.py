@@ -124,11 +124,11 @@ def test_demo_without_the_extra_says_so_first_and_skips_only_onnx(tmp_path, caps
         return fn
 
     best = {"top1": 0.5, "top5": 1.0, "flops": 1e6, "params": 1e4}
-    monkeypatch.setattr(demo.pipeline, "train_supernet", stage("train", {"steps": 1, "acc": 0.5}))
+    monkeypatch.setattr(demo.pipeline, "train_supernet", stage("train", {"steps": 1, "acc": 0.5, "arch": None}))
     monkeypatch.setattr(demo.pipeline, "search", stage("search", {"best": best, "evaluated": 2, "random_mean_top1": 0.2}))
     monkeypatch.setattr(demo.pipeline, "retrain", stage("retrain", {}))
-    monkeypatch.setattr(demo.pipeline, "evaluate", stage("evaluate", {"top1": 0.9, "top5": 1.0, "n": 3,
-                                                                       "arch": {"layer_0": 1}}))
+    monkeypatch.setattr(demo.pipeline, "evaluate", stage("evaluate", {"top1": 0.9, "top5": 1.0, "n": 3, "flops": 1e6,
+                                                                       "params": 1e4, "arch": {"layer_0": 1}}))
     monkeypatch.setattr(demo.pipeline, "export", stage("export", None))
     run = tmp_path / "demo"
     run.mkdir()

@@ -74,7 +74,7 @@ def test_nni_legacy_one_hot_files_import_back(blocks):
 def test_cost_is_additive_over_choices(a, b, label, data):
     """Changing one label changes FLOPs and params by an amount that does not depend on the others
     (within the label's group: a layer and its own width choice change together)."""
-    group = next(labels for labels, _ in COST.groups if label in labels)
+    group = next(labels for labels, _, _ in COST.groups if label in labels)
     new = {l: data.draw(st.integers(0, SPACE.n_options(l) - 1)) for l in group}
     b = {**b, **{l: a[l] for l in group}}  # same group values, different everything else
     da = [x - y for x, y in zip(COST.cost({**a, **new}), COST.cost(a))]

@@ -63,8 +63,8 @@ def fix_module(m: nn.Module) -> nn.Module | None:
         return FixedInput(m.active, m.reduction)
     if isinstance(m, ChannelChoice):
         return None  # decided; the sliced layers below become plain layers of that width
-    if isinstance(m, (SlicedConv2d, SlicedBatchNorm2d)):
-        return m.fixed()
+    if isinstance(m, (SlicedConv2d, SlicedBatchNorm2d)) or callable(getattr(m, "fixed", None)):
+        return m.fixed()  # a module that knows its fixed form (sliced layers, a DARTS node's chosen edges)
     if isinstance(m, nn.BatchNorm2d) and not m.affine:
         return fixed_batchnorm(m, m.num_features)
     new = copy.copy(m)  # same class and attributes; fresh containers below, nothing shared

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from .common import DataError, mix_seed
 from .memory import check_fits
+from .transforms import cutout
 
 
 def _aug_seed(seed: int, step: int, k: int) -> int:
@@ -226,3 +227,21 @@ class StepBatches:
         x, y = default_collate([self.dataset[item] for item in self.sampler.batch(i)])
         return (x.to(self.device, non_blocking=True, memory_format=self.memory_format),
                 y.to(self.device, non_blocking=True))
+
+
+class Cutout(Dataset):
+    """``dataset`` with cutout on its augmented items (``(index, aug_seed)``); plain indices are
+    left alone. The square's position comes from its own stream of the item's seed, so the
+    dataset's augmentation is unchanged and a batch stays a function of (seed, step)."""
+
+    def __init__(self, dataset: Dataset, length: int):
+        self.dataset, self.length = dataset, length
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        x, y = self.dataset[item]
+        if isinstance(item, (tuple, list)):
+            x = cutout(x, self.length, torch.Generator().manual_seed(mix_seed(int(item[1]), 16)))
+        return x, y

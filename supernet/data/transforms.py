@@ -53,6 +53,16 @@ def pad_crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
+def cutout(x: torch.Tensor, length: int, gen: torch.Generator) -> torch.Tensor:
+    """Zero a ``length`` x ``length`` square centred on a uniform pixel, clipped at the borders
+    (DeVries & Taylor 2017, as DARTS' retraining applies it to the normalised image)."""
+    _, h, w = x.shape
+    cy, cx = _randint(gen, h), _randint(gen, w)
+    out = x.clone()
+    out[:, max(0, cy - length // 2):min(h, cy + length // 2), max(0, cx - length // 2):min(w, cx + length // 2)] = 0
+    return out
+
+
 def hflip(x: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> torch.Tensor:
     """Flip left-right with probability ``p``."""
     return x.flip(-1) if float(torch.rand(1, generator=gen)) < p else x

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from ..arch import Arch, SearchSpace
 from ..config import SearchConfig, TrainConfig
-from ..strategies import SPOS, StepContext, Strategy
+from ..strategies import DARTS, SPOS, StepContext, Strategy
 from ..train.loop import fit
 
 
@@ -92,9 +92,9 @@ class OneShotTrainer(BaseOneShotTrainer):
         self.log_frequency = log_frequency or per_epoch
         self.space = SearchSpace(model)
 
-    def _train(self, strategy: Strategy, out_dir=None) -> dict:
+    def _train(self, strategy: Strategy, out_dir=None, grad_clip: float = 0.0) -> dict:
         cfg = TrainConfig(steps=self.steps, batch_size=self.batch_size, log_every=self.log_frequency,
-                          checkpoint_every=self.steps, seed=self.seed, device=self.device)
+                          checkpoint_every=self.steps, seed=self.seed, device=self.device, grad_clip=grad_clip)
         return fit(self.model, IndexOnly(self.dataset_train), cfg, out_dir, meta={}, run_config={},
                    strategy=Metered(strategy, self.metrics), optimizer=self.optimizer, criterion=self.loss,
                    num_workers=self.workers, desc=type(self).__name__, on_log=_print_record)
@@ -153,3 +153,46 @@ class SinglePathTrainer(OneShotTrainer):
 
 
 RandomTrainer = SinglePathTrainer  # NNI's other name for it
+
+
+class DartsTrainer(OneShotTrainer):
+    """DARTS with NNI's ``DartsTrainer`` signature: the ``darts`` strategy on the shared loop.
+
+    ``dataset`` is split in two seeded random halves, one training the weights with your
+    optimizer (and its LR), the other α (Adam, ``arc_learning_rate``), as NNI halves it; an epoch
+    is one pass over the weights' half. Each step takes an α step on a held-out batch, then a weight
+    step clipped to ``grad_clip`` (NNI hard-coded 5 and ignored the argument). ``unrolled=True`` is
+    the second-order gradient, with a virtual step that really moves the weights (NNI's never
+    did: REFERENCE-family §5). ``export()`` returns the derived architecture: argmax op other than
+    ``none``, and for a node's ``InputChoice`` its top ``n_chosen`` by its own α, as NNI's; the
+    ``darts`` space's gated edges follow the paper's strongest-edge rule instead.
+
+    Args:
+        learning_rate: NNI's argument, which it never used; the optimizer's LR trains the weights.
+            Passing a different value is an error rather than silently ignored.
+        seed: fixes α's initialisation, the split and the batches (NNI had none).
+    """
+
+    def __init__(self, model, loss, metrics, optimizer, num_epochs, dataset, grad_clip=5.0, learning_rate=None,
+                 batch_size=64, workers=4, device=None, log_frequency=None, arc_learning_rate=3.0e-4, unrolled=False,
+                 *, seed: int = 0):
+        lr = optimizer.param_groups[0]["lr"]
+        if learning_rate is not None and learning_rate != lr:
+            raise ValueError(f"learning_rate={learning_rate} is not used (NNI's DartsTrainer ignored it too): the "
+                             f"optimizer's LR {lr} trains the weights; set the LR on your optimizer instead")
+        if grad_clip is not None and grad_clip < 0:
+            raise ValueError(f"grad_clip must be >= 0 (0 or None: no clipping), got {grad_clip}")
+        super().__init__(model, loss, metrics, optimizer, num_epochs, dataset, batch_size, workers, device,
+                         log_frequency, seed)
+        per_epoch = max(1, len(dataset) // 2 // batch_size)  # an epoch is a pass over the weights' half
+        self.steps = num_epochs * per_epoch
+        self.log_frequency = log_frequency or per_epoch
+        self.grad_clip = grad_clip or 0.0
+        self.strategy = DARTS(self.space, DARTS.Config(unrolled=unrolled, arch_lr=arc_learning_rate, held_out=0.5),
+                              seed=seed)
+
+    def fit(self) -> None:
+        self._train(self.strategy, grad_clip=self.grad_clip)
+
+    def export(self) -> Arch:
+        return self.strategy.export()

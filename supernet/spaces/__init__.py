@@ -11,6 +11,7 @@ from typing import Any, Callable
 from torch import nn
 
 from ..typed import ConfigError, from_dict, to_dict
+from .darts import DartsNetwork, DartsOptions
 from .shufflenet import ShuffleNet, ShuffleNetOptions
 
 
@@ -58,3 +59,6 @@ register("shufflenet", ShuffleNetOptions, ShuffleNet,
 register("shufflenet-cifar", ShuffleNetOptions, ShuffleNet,
          "SPOS CIFAR-10 space (ShunLu91): stride-1 stem, stride 2 at layers 4 and 8, 32x32, 10 classes",
          input_size=32, num_classes=10, stem_stride=1, stage_strides=(1, 2, 2, 1))
+register("darts", DartsOptions, DartsNetwork,
+         "DARTS CIFAR-10 cell space: 8 ops x 14 edges per cell, normal + reduction genotypes; search network "
+         "8 cells, C=16 (evaluation: channels=36 layers=20 affine=true auxiliary=true)")

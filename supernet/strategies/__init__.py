@@ -2,6 +2,7 @@
 
     spos      uniform single-path sampling (SPOS), optionally under FLOPs/params constraints
     fairnas   strict fairness: m paths per step, each candidate trained once, one update
+    darts     softmax relaxation, α by gradient on held-out batches (first or second order)
 
 ``strategy:`` in a config names one (``name``) and sets its own keys, checked against its
 ``Config`` dataclass. ``register`` adds a user's strategy (examples/custom_strategy.py).
@@ -14,6 +15,7 @@ import importlib
 from ..arch import SearchSpace
 from ..typed import ConfigError, from_dict, to_dict
 from .base import Plain, StepContext, Strategy
+from .darts import DARTS
 from .fairnas import FairNAS, fair_paths
 from .spos import SPOS, PathSampler
 
@@ -28,7 +30,7 @@ def register(cls: type[Strategy]) -> type[Strategy]:
     return cls
 
 
-for _cls in (SPOS, FairNAS):
+for _cls in (SPOS, FairNAS, DARTS):
     register(_cls)
 
 
@@ -70,5 +72,5 @@ def build_strategy(settings: dict | None, space: SearchSpace, seed: int) -> Stra
     return cls(space, from_dict(cls.Config, settings, where="strategy."), seed)
 
 
-__all__ = ["Strategy", "StepContext", "Plain", "SPOS", "FairNAS", "PathSampler", "fair_paths", "STRATEGIES",
+__all__ = ["Strategy", "StepContext", "Plain", "SPOS", "FairNAS", "DARTS", "PathSampler", "fair_paths", "STRATEGIES",
            "register", "strategy_class", "check_settings", "build_strategy"]

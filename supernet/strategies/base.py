@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..arch import Arch, SearchSpace
+from ..nn.layers import DropPath
 
 
 @dataclass
@@ -50,10 +51,11 @@ class StepContext:
     held_out: Optional[Callable[[int], tuple[torch.Tensor, torch.Tensor]]] = None
     logs: dict = field(default_factory=dict)  # name -> [sum, count] over the current log window
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One forward under the current decisions: ``(loss, logits)``."""
+    def loss(self, x: torch.Tensor, y: torch.Tensor, net: Optional[nn.Module] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward under the current decisions: ``(loss, logits)``. ``net`` replaces ``self.net``
+        (an architecture step runs the model itself, outside DDP, and averages its own gradients)."""
         with self.autocast():
-            logits = self.net(x)
+            logits = (self.net if net is None else net)(x)
             return self.criterion(logits.float(), y), logits
 
     def log(self, name: str, value: float) -> None:
@@ -113,21 +115,41 @@ class Strategy:
         """The architecture this strategy found, or None when a search must pick one (SPOS)."""
         return None
 
+    def arch_history(self) -> Optional[dict]:
+        """How the architecture distribution moved during training (DARTS' α snapshots), written to
+        ``search/arch_history.json`` and plotted as ``search/search.png``; None when there is none."""
+        return None
+
     def summary(self) -> dict:
         """Figures for the end-of-training line (e.g. SPOS's FLOPs-bin fallbacks)."""
         return {}
 
 
 class Plain(Strategy):
-    """A network with no choices (retraining): one forward and backward over all parameters."""
+    """A network with no choices (retraining): one forward and backward over all parameters.
+
+    Args:
+        aux_weight: adds this times the loss of the model's ``aux_logits`` (DARTS' auxiliary head,
+            which the model sets in training mode).
+        drop_path: the drop-path probability of every ``DropPath`` at the last step, ramped
+            linearly from 0 over ``steps`` (DARTS: 0.2).
+    """
 
     name = "plain"
     path_only = False
 
-    def __init__(self):
+    def __init__(self, aux_weight: float = 0.0, drop_path: float = 0.0, steps: int = 1):
         super().__init__(space=None)
+        self.aux_weight, self.drop_path, self.steps = aux_weight, drop_path, steps
 
     def train_step(self, step, x, y, ctx):
+        model = ctx.net.module if isinstance(ctx.net, nn.parallel.DistributedDataParallel) else ctx.net
+        if self.drop_path:
+            for m in model.modules():
+                if isinstance(m, DropPath):
+                    m.p = self.drop_path * step / self.steps
         loss, logits = ctx.loss(x, y)
+        if self.aux_weight:
+            loss = loss + self.aux_weight * ctx.criterion(model.aux_logits.float(), y)
         loss.backward()
         return loss.detach(), logits.detach(), y

@@ -55,12 +55,16 @@ def local_device(device: torch.device) -> torch.device:
 
 def average_gradients(params: list[nn.Parameter], bucket_bytes: int = 25 << 20) -> None:
     """Average the gradients that exist across ranks, in flat buckets (one all_reduce each)."""
+    average([p.grad for p in params if p.grad is not None], bucket_bytes)
+
+
+def average(tensors: list[torch.Tensor], bucket_bytes: int = 25 << 20) -> None:
+    """Average ``tensors`` across ranks in place, in flat buckets (one all_reduce each)."""
     n = world()
     if n == 1:
         return
-    grads = [p.grad for p in params if p.grad is not None]
     bucket, size = [], 0
-    for g in grads + [None]:
+    for g in list(tensors) + [None]:
         if g is not None:
             bucket.append(g)
             size += g.numel() * g.element_size()

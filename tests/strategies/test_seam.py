@@ -72,7 +72,7 @@ def _setup(name, settings=()):
     return data, model, strategy, cfg
 
 
-@pytest.mark.parametrize("name", ["spos", "fairnas", "learned-sampling"])
+@pytest.mark.parametrize("name", ["spos", "fairnas", "learned-sampling", "darts"])
 def test_a_resumed_run_of_every_strategy_is_bitwise_the_uninterrupted_one(tmp_path, name):
     def run(out, resume_from=None):
         data, model, strategy, cfg = _setup(name)
@@ -140,3 +140,32 @@ def test_example_strategy_runs_the_pipeline_and_exports_an_architecture(tmp_path
     report = example["main"](run_dir=tmp_path / "ls", steps=20, retrain_steps=5)
     best = (tmp_path / "ls" / "search" / "best_arch.json").read_text()
     assert '"strategy": "learned-sampling"' in best and report["n"] > 0 and 0 <= report["top1"] <= 1
+
+
+def test_darts_resumes_exactly_on_the_darts_space_with_second_order(tmp_path):
+    """α, Adam's moments and the α snapshots come back from the checkpoint; the unrolled step reads
+    the weight optimizer's momentum, which the checkpoint restores too."""
+    data = build_data(DataConfig(name="synthetic", image_size=16, synthetic_train=96, synthetic_test=32,
+                                 synthetic_classes=5, val_per_class=2))
+    cfg = TrainConfig(steps=4, batch_size=8, checkpoint_every=2, keep_checkpoints=5, log_every=1, progress=False,
+                      optim=OptimConfig(lr=0.05), grad_clip=5.0)
+
+    def run(out, resume_from=None):
+        torch.manual_seed(0)
+        model = tiny_model("darts", input_size=16)
+        strategy = build_strategy(check_settings({"name": "darts", "unrolled": True, "snapshot_every": 1}),
+                                  SearchSpace(model), seed=3)
+        if resume_from is not None:
+            out.mkdir()
+            shutil.copy(resume_from, out / "last.pt")
+        fit(model, data.train, cfg, out, meta={}, run_config={}, strategy=strategy, resume=resume_from is not None)
+        return load_checkpoint(out / "last.pt"), strategy
+
+    full, s_full = run(tmp_path / "full")
+    resumed, s_res = run(tmp_path / "resumed", resume_from=tmp_path / "full" / "step-2.pt")
+    for k in full["model"]:
+        assert torch.equal(full["model"][k], resumed["model"][k]), k
+    assert_equal_nested(full["strategy"], resumed["strategy"])
+    assert [h["step"] for h in full["strategy"]["history"]] == [0, 1, 2, 3]
+    assert s_full.export() == s_res.export()
+    assert "val_loss" in read_metrics(tmp_path / "full" / "metrics.jsonl")[0]

@@ -12,7 +12,7 @@ from torch import nn
 from supernet import LayerChoice, SearchSpace, fix
 from supernet.config import OptimConfig, TrainConfig
 from supernet.data import DataConfig, build_data
-from supernet.strategies import SPOS
+from supernet.strategies import DARTS, SPOS
 from supernet.train import dist, fit
 
 
@@ -36,9 +36,13 @@ def main(out: str, kind: str, resume: bool) -> None:
     if kind == "subnet":  # a fixed network: the loop wraps it in DistributedDataParallel
         model = fix(model, {"layer_0": 1, "layer_1": 2, "layer_2": 0})
     strategy = SPOS(SearchSpace(model), seed=3) if kind == "supernet" else None
+    if kind.startswith("darts"):  # every op of every choice; α averaged by hand, the weights by DDP
+        strategy = DARTS(SearchSpace(model), DARTS.Config(unrolled=kind == "darts-unrolled", arch_lr=0.05), seed=3)
     cfg = TrainConfig(steps=6, batch_size=16, checkpoint_every=3, keep_checkpoints=5, log_every=1, progress=False,
                       device="cpu", optim=OptimConfig(lr=0.1, label_smoothing=0.0))
     fit(model, data.train, cfg, Path(out), meta={"test": kind}, run_config={}, strategy=strategy, resume=resume)
+    if kind.startswith("darts"):  # each rank's α, to check they are identical
+        torch.save([a.detach() for a in strategy.alpha], Path(out) / f"alpha-rank{dist.rank()}.pt")
     dist.shutdown()
 
 

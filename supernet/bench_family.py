@@ -1,0 +1,219 @@
+"""``supernet bench`` rows for the differentiable strategies (DARTS), measured as ratios in one process.
+
+- **darts step**: one DARTS search step (an α step on a held-out batch, then a weight step with
+  grad clip 5 and the SGD update) through the ``darts`` strategy and ``StepContext``, against the
+  same arithmetic written out by hand as ``model_search.py`` does: the same op modules, each edge
+  the softmax-weighted sum of its ops, each node the sum of its edges, no choice machinery. The
+  rounds interleave first order, the hand-written step and second order, so the ratios are per
+  round. The two forwards are checked to compute the same loss first.
+- **memory**: the peak of the tensors a first-order search step allocates plus the resident
+  weights and optimizer state (``bench.peak_step_bytes``), against the fixed DARTS-V2 network's
+  step; and the growth of the process's peak RSS over the timed steps (NNI's figure), which is
+  only comparable when the DARTS rows run in a fresh process (``supernet bench --only darts``).
+
+The setting is the NNI peer's (``../shared/peers/nni/family_cpu.py``): the search network at
+C=16 with 8 cells, 3x32x32 inputs, 10 classes, batch 16, SGD with momentum.
+"""
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .arch import SearchSpace, fix
+from .spaces import create
+from .strategies import DARTS, StepContext
+from .train.optim import SGD
+
+DARTS_SETTING = dict(size=32, batch=16, classes=10, options=dict(channels=16, layers=8), grad_clip=5.0)
+# DARTS_V2 (genotypes.py), the fixed network the NNI peer times beside its DARTS step.
+DARTS_V2 = {
+    "normal": [("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),
+               ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_3x3", 2)],
+    "reduce": [("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
+               ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)],
+}
+
+
+def genotype_arch(space: SearchSpace, genotype: dict, nodes: int = 4) -> dict:
+    """A genotype in DARTS' format (two (op, input) pairs per node) as an architecture dict."""
+    arch = {label: 0 for label in space.labels}
+    for kind, pairs in genotype.items():
+        for i in range(nodes):
+            (op_a, a), (op_b, b) = pairs[2 * i], pairs[2 * i + 1]
+            node = i + 2
+            arch[f"{kind}/input_{node}"] = sorted([a, b])
+            for op, j in ((op_a, a), (op_b, b)):
+                label = f"{kind}/op_{node}_{j}"
+                arch[label] = space.choice(label).values.index(op)
+    return space.validate(arch)
+
+
+def plain_forward(net, x: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The search network's forward written out as ``model_search.py`` does, on ``net``'s modules."""
+    s0 = s1 = net.stem(x)
+    for cell in net.cells:
+        states = [cell.pre0(s0), cell.pre1(s1)]
+        for node in cell.nodes:
+            out = None
+            for j, edge in enumerate(node.edges):
+                w = weights[edge.label]
+                for k in range(len(edge)):
+                    y = w[k] * edge[k](states[j])
+                    out = y if out is None else out + y
+            states.append(out)
+        s0, s1 = s1, torch.cat(states[2:], dim=1)
+    return net.classifier(net.pool(s1).flatten(1))
+
+
+class PlainDarts:
+    """The first-order DARTS step by hand: α by Adam on the held-out batch, then the weights."""
+
+    def __init__(self, net, labels: list[str], alpha: list[torch.Tensor], optimizer, clip: float):
+        self.net, self.labels, self.optimizer, self.clip = net, labels, optimizer, clip
+        self.alpha = [torch.nn.Parameter(a.detach().clone()) for a in alpha]
+        self.arch_optimizer = torch.optim.Adam(self.alpha, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+        self.params = list(net.parameters())
+
+    def weights(self, detach: bool = False) -> dict:
+        return {l: (a.detach() if detach else a).softmax(-1) for l, a in zip(self.labels, self.alpha)}
+
+    def step(self, x, y, xv, yv) -> torch.Tensor:
+        loss = F.cross_entropy(plain_forward(self.net, xv, self.weights()), yv)
+        for a, g in zip(self.alpha, torch.autograd.grad(loss, self.alpha)):
+            a.grad = g
+        self.arch_optimizer.step()
+        self.arch_optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(plain_forward(self.net, x, self.weights(detach=True)), y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+
+def _ours(strategy: DARTS, ctx: StepContext, clip: float):
+    """The step ``supernet.train.fit`` takes under ``darts``: the strategy's step, clip, update."""
+    params = list(ctx.net.parameters())
+
+    def step(i, x, y):
+        loss, _, _ = strategy.train_step(i, x, y, ctx)
+        torch.nn.utils.clip_grad_norm_(params, clip)
+        ctx.optimizer.step()
+        ctx.optimizer.zero_grad(set_to_none=True)
+        return loss
+    return step
+
+
+def _sgd(net):
+    opt = SGD(net.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+    for p in net.parameters():
+        opt.state[p]["momentum_buffer"] = torch.zeros_like(p)
+    return opt
+
+
+def _rss_kb(field: str) -> Optional[int]:
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def bench_darts(seconds: float, min_rounds: int, seed: int = 0, progress: bool = True,
+                setting: Optional[dict] = None) -> dict:
+    """Interleaved rounds of our first-order step, the hand-written one and our second-order step."""
+    from .bench import peak_step_bytes, summary
+    from .train.metrics import progress_bar
+    s = {**DARTS_SETTING, **(setting or {})}
+    torch.manual_seed(seed)
+    net = create("darts", input_size=s["size"], num_classes=s["classes"], **s["options"]).train()
+    space = SearchSpace(net)
+    gen = torch.Generator().manual_seed(seed)
+    batch = lambda: (torch.randn(s["batch"], 3, s["size"], s["size"], generator=gen),  # noqa: E731
+                     torch.randint(s["classes"], (s["batch"],), generator=gen))
+    (x, y), (xv, yv) = batch(), batch()
+    rss0 = _rss_kb("VmRSS") if _reset_peak_rss() else None
+    opt = _sgd(net)
+    ctx = StepContext(net=net, criterion=F.cross_entropy, optimizer=opt, device=torch.device("cpu"),
+                      autocast=contextlib.nullcontext, held_out=lambda i: (xv, yv))
+    first, second = (DARTS(space, DARTS.Config(unrolled=u), seed=seed) for u in (False, True))
+    for st in (first, second):
+        st.setup(torch.device("cpu"))
+    plain = PlainDarts(net, first.learned, first.alpha, opt, s["grad_clip"])
+
+    # The same function: our supernet under α's softmax and the hand-written forward.
+    with torch.no_grad():
+        space.set_weights(first.weights(detach=True))
+        net.eval()
+        same = float((net(x) - plain_forward(net, x, plain.weights(detach=True))).abs().max())
+        net.train()
+    if same > 1e-4:
+        raise AssertionError(f"the hand-written DARTS forward differs from the supernet's by {same:.3g}")
+
+    forms = {"ours": _ours(first, ctx, s["grad_clip"]), "plain": lambda i, x_, y_: plain.step(x_, y_, xv, yv),
+             "unrolled": _ours(second, ctx, s["grad_clip"])}
+    forms["ours"](0, x, y)  # warm-up: oneDNN primitives and the momentum state
+    forms["plain"](0, x, y)
+    rss_peak = _rss_kb("VmHWM") if rss0 is not None else None
+    times = {k: [] for k in forms}
+    ratio, ratio2 = [], []
+    t_end = time.perf_counter() + seconds
+    bar = progress_bar(desc="darts step rounds", unit="round", disable=not progress, leave=False)
+    r = 0
+    while r < min_rounds or time.perf_counter() < t_end:
+        order = list(forms)
+        random.Random(seed + r).shuffle(order)
+        t = {}
+        for k in order:
+            t0 = time.perf_counter()
+            forms[k](r + 1, x, y)
+            t[k] = time.perf_counter() - t0
+            times[k].append(t[k])
+        ratio.append(t["ours"] / t["plain"])
+        ratio2.append(t["unrolled"] / t["ours"])
+        r += 1
+        bar.update(1)
+    bar.close()
+
+    def one_step(model, optimizer, x_, y_):
+        forms["ours"](0, x_, y_)
+    search_mem = peak_step_bytes(one_step, net, opt, x, y)
+    fixed = fix(net, genotype_arch(space, DARTS_V2), weights="init").train()
+    fixed_mem = peak_step_bytes(lambda m, o, x_, y_: _fixed_step(m, o, x_, y_), fixed, _sgd(fixed), x, y)
+    return {"setting": {**s, "params": sum(p.numel() for p in net.parameters())},
+            "ms": {k: summary([v * 1e3 for v in vs]) for k, vs in times.items()},
+            "ratio_over_plain": summary(ratio), "unrolled_over_first": summary(ratio2),
+            "memory": {"search_step": search_mem, "fixed_darts_v2": fixed_mem,
+                       "rss_growth_bytes": None if rss_peak is None else (rss_peak - rss0) * 1024}}
+
+
+def _fixed_step(model, opt, x, y):
+    opt.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
+    opt.step()
+
+
+def nni_darts(raw: dict) -> dict:
+    """NNI 3.0's DARTS figures from ``family_cpu.py --json FILE``: its step, its fixed DARTS-V2 step
+    and the growth of peak RSS during training (the table's rows for DARTS@darts and fixed@darts)."""
+    rows = {(r.get("job"), r.get("strategy")): r for r in raw["table"] if r.get("status") == "ok"}
+    step, fixed = rows[("DARTS@darts", "DARTS")], rows[("fixed@darts", "fixed (plain loop)")]
+    return {"step_ms": step["median_ms"], "n": step["n"], "ratio_to_fixed": step["ratio_to_fixed"],
+            "rss_growth_mb": step["growth_mb"], "fixed_ms": fixed["median_ms"], "fixed_rss_growth_mb": fixed["growth_mb"],
+            "versions": raw.get("meta", {}).get("versions")}

@@ -1,0 +1,258 @@
+"""DARTS: differentiable architecture search, first and second order (REFERENCE-family §1).
+
+Liu, Simonyan, Yang, "DARTS: Differentiable Architecture Search", ICLR 2019,
+https://arxiv.org/abs/1806.09055. Every label has an α (shared by all the choices with that
+label, so by all cells of a kind); a choice computes the softmax(α)-weighted sum of its options.
+One step:
+
+1. **Architecture step** on a held-out batch (the seam's split of the training data), Adam on α.
+   First order: ∇α L_val(w, α). Second order (``unrolled``): with the virtual step
+   w' = w − ξ(μ·m + ∇w L_train(w, α) + λw), the gradient ∇α L_val(w', α) − ξ·H·v, where
+   v = ∇w' L_val(w', α) and H·v is the central finite difference
+   [∇α L_train(w + εv, α) − ∇α L_train(w − εv, α)] / 2ε with ε = 0.01/‖v‖ (architect.py).
+2. **Weight step** on the training batch with α fixed; the loop updates the weights (and clips
+   the gradient norm: ``grad_clip``).
+
+An ``InputChoice`` whose every input comes from a gated edge (``LayerChoice.gate``: the DARTS
+space's nodes) gets weight 1 per input, as the paper's node is the sum of its mixed edges; export
+keeps the inputs whose edges are strongest. Any other ``InputChoice`` (an NNI model's
+``input_switch``) gets its own α and exports its top ``n_chosen``, as NNI's DartsInputChoice does.
+
+Export follows the paper's genotype rule: on each kept edge the argmax op other than ``none``;
+``max_skips`` caps skip-connects per normal cell (P-DARTS' remedy for skip collapse).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..arch import Arch, SearchSpace
+from ..data.common import mix_seed
+from ..nn.choices import InputChoice, LayerChoice
+from ..train import dist
+from .base import StepContext, Strategy
+
+NONE = "none"  # an op that is never exported (DARTS' zero op)
+SKIP = "skip_connect"
+
+
+class DARTS(Strategy):
+    """Softmax relaxation of every choice; α by Adam on held-out batches, weights by the loop."""
+
+    name = "darts"
+    path_only = False  # every op of every edge is in the graph
+
+    @dataclass
+    class Config:
+        unrolled: bool = False             # second order (the paper's default in its README is first order)
+        arch_lr: float = 3e-4              # Adam on α (train_search.py)
+        arch_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+        arch_weight_decay: float = 1e-3
+        held_out: float = 0.5              # share of the training split that trains α (train_portion 0.5)
+        init_scale: float = 1e-3           # α = init_scale * N(0, 1)
+        max_skips: Optional[int] = None    # P-DARTS: at most this many skip_connects per normal cell (2 is usual)
+        snapshot_every: int = 10           # steps between the α snapshots plotted in search/search.png
+
+        def __post_init__(self):
+            if not 0 < self.held_out < 1:
+                raise ValueError(f"held_out must be in (0, 1), got {self.held_out}")
+            if self.arch_lr <= 0 or self.arch_weight_decay < 0 or self.init_scale < 0:
+                raise ValueError("arch_lr must be > 0, arch_weight_decay and init_scale >= 0")
+            if len(self.arch_betas) != 2 or not all(0 <= b < 1 for b in self.arch_betas):
+                raise ValueError(f"arch_betas must be two numbers in [0, 1), got {self.arch_betas}")
+            if self.max_skips is not None and self.max_skips < 0:
+                raise ValueError(f"max_skips must be >= 0 (or null for no cap), got {self.max_skips}")
+            if self.snapshot_every < 1:
+                raise ValueError(f"snapshot_every must be >= 1, got {self.snapshot_every}")
+
+    def __init__(self, space: SearchSpace, config: Optional[Config] = None, seed: int = 0):
+        super().__init__(space, config, seed)
+        self.edges = edge_map(space)  # InputChoice label -> the LayerChoice label of each input
+        for label in space.labels:
+            c = space.choice(label)
+            if isinstance(c, InputChoice) and label not in self.edges and c.n_chosen is None:
+                raise ValueError(f"DARTS cannot export InputChoice '{label}' with n_chosen=None (any subset); "
+                                 f"give it an n_chosen or use strategy.name=spos / enas")
+        self.learned = [l for l in space.labels if l not in self.edges]  # labels with an α
+        if self.config.max_skips is not None and not any(
+                l.startswith("normal/") and SKIP in space.choice(l).values for l in self.learned):
+            raise ValueError(f"max_skips caps '{SKIP}' ops in labels 'normal/...' (the darts space); "
+                             f"this space has none")
+        self.alpha: list[nn.Parameter] = []
+        self.optimizer: Optional[torch.optim.Adam] = None
+        self.history: list[dict] = []
+
+    @property
+    def held_out_fraction(self) -> float:
+        return self.config.held_out
+
+    def setup(self, device: torch.device) -> None:
+        gen = torch.Generator().manual_seed(mix_seed(self.seed, 7))
+        self.alpha = [nn.Parameter((self.config.init_scale * torch.randn(self.space.n_options(l), generator=gen))
+                                   .to(device)) for l in self.learned]
+        self.ones = {l: torch.ones(self.space.n_options(l), device=device) for l in self.edges}
+        c = self.config
+        self.optimizer = torch.optim.Adam(self.alpha, lr=c.arch_lr, betas=tuple(c.arch_betas),
+                                          weight_decay=c.arch_weight_decay)
+
+    def weights(self, detach: bool = False) -> dict[str, torch.Tensor]:
+        """label -> the weights the choices compute with: softmax(α), or 1 per gated input."""
+        out = {l: (a.detach() if detach else a).softmax(-1) for l, a in zip(self.learned, self.alpha)}
+        return {**out, **self.ones}
+
+    def probabilities(self) -> dict[str, list[float]]:
+        return {l: a.detach().softmax(-1).tolist() for l, a in zip(self.learned, self.alpha)}
+
+    # --- one step --------------------------------------------------------------------------------
+    def train_step(self, step: int, x, y, ctx: StepContext):
+        if step % self.config.snapshot_every == 0:
+            self.history.append({"step": step, "weights": self.probabilities()})
+        model = ctx.net.module if isinstance(ctx.net, nn.parallel.DistributedDataParallel) else ctx.net
+        xv, yv = ctx.held_out(step)
+        if self.config.unrolled:
+            grads, val_loss = self.unrolled_grads(model, x, y, xv, yv, ctx)
+        else:
+            self.space.set_weights(self.weights())
+            val_loss, _ = ctx.loss(xv, yv, net=model)
+            grads = list(torch.autograd.grad(val_loss, self.alpha))
+            dist.average(grads)
+        for a, g in zip(self.alpha, grads):
+            a.grad = g
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        ctx.log("val_loss", val_loss.item())
+
+        self.space.set_weights(self.weights(detach=True))  # the weight step sees α as constants
+        loss, logits = ctx.loss(x, y)
+        loss.backward()
+        return loss.detach(), logits.detach(), y
+
+    def unrolled_grads(self, model: nn.Module, x, y, xv, yv, ctx: StepContext):
+        """The second-order α gradient (architect.py ``_backward_step_unrolled``), and L_val(w')."""
+        params = [p for p in model.parameters() if p.requires_grad]
+        lr = ctx.optimizer.param_groups[0]["lr"]  # ξ: the loop set this step's LR in every group
+        saved = [p.detach().clone() for p in params]
+        self.space.set_weights(self.weights(detach=True))
+        train_loss, _ = ctx.loss(x, y, net=model)
+        g = _grads(train_loss, params)
+        dist.average(g)
+        with torch.no_grad():  # the virtual step w' = w - ξ(μ m + g + λ w), per parameter group
+            by_param = {p: (group["lr"], group.get("momentum", 0.0), group.get("weight_decay", 0.0))
+                        for group in ctx.optimizer.param_groups for p in group["params"]}
+            for p, gp in zip(params, g):
+                xi, mu, wd = by_param[p]
+                d = gp + wd * p
+                buf = ctx.optimizer.state.get(p, {}).get("momentum_buffer")
+                if buf is not None and mu:
+                    d = d + mu * buf
+                p.sub_(xi * d)
+        self.space.set_weights(self.weights())
+        val_loss, _ = ctx.loss(xv, yv, net=model)
+        both = _grads(val_loss, self.alpha + params)
+        d_alpha, v = both[:len(self.alpha)], both[len(self.alpha):]
+        dist.average(d_alpha + v)
+        eps = 0.01 / torch.cat([t.reshape(-1) for t in v]).norm()
+        hessian = []
+        for sign in (1, -1):  # ∇α L_train(w ± εv, α)
+            with torch.no_grad():
+                for p, w, vp in zip(params, saved, v):
+                    p.copy_(w + sign * eps * vp)
+            self.space.set_weights(self.weights())  # a fresh softmax: each backward frees its graph
+            loss, _ = ctx.loss(x, y, net=model)
+            hessian.append(_grads(loss, self.alpha))
+        with torch.no_grad():
+            for p, w in zip(params, saved):
+                p.copy_(w)
+        hvp = [(gp - gm) / (2 * eps) for gp, gm in zip(*hessian)]
+        dist.average(hvp)
+        return [da - lr * h for da, h in zip(d_alpha, hvp)], val_loss
+
+    # --- what it found ---------------------------------------------------------------------------
+    def export(self) -> Arch:
+        return derive(self.space, self.probabilities(), self.edges, self.config.max_skips)
+
+    def arch_history(self) -> dict:
+        return {"strategy": self.name, "options": {l: list(self.space.choice(l).values) for l in self.learned},
+                "edges": self.edges, "history": self.history + [{"step": None, "weights": self.probabilities()}],
+                "arch": self.export()}
+
+    def state_dict(self) -> dict:
+        return {"alpha": [a.detach().clone() for a in self.alpha], "optimizer": self.optimizer.state_dict(),
+                "history": self.history}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        with torch.no_grad():
+            for a, saved in zip(self.alpha, state["alpha"]):
+                a.copy_(saved)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.history = list(state["history"])
+
+
+def _grads(loss: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """∂loss/∂t for each t, zeros for the ones the loss does not reach."""
+    grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+    return [torch.zeros_like(t) if g is None else g for t, g in zip(tensors, grads)]
+
+
+def edge_map(space: SearchSpace) -> dict[str, list[str]]:
+    """InputChoice label -> the label of the LayerChoice feeding each of its inputs, for the
+    InputChoices whose every input is a gated edge (``LayerChoice.gate``) with one label."""
+    feeds: dict[str, dict[int, set]] = {}
+    for label in space.labels:
+        for m in space._modules[label]:
+            gate = getattr(m, "gate", None)
+            if isinstance(m, LayerChoice) and gate is not None:
+                feeds.setdefault(gate[0], {}).setdefault(gate[1], set()).add(label)
+    out = {}
+    for label, by_input in feeds.items():
+        n = space.n_options(label) if label in space.labels else -1
+        if sorted(by_input) == list(range(n)) and all(len(s) == 1 for s in by_input.values()):
+            out[label] = [next(iter(by_input[k])) for k in range(n)]
+    return out
+
+
+def derive(space: SearchSpace, probs: dict[str, list[float]], edges: dict[str, list[str]],
+           max_skips: Optional[int] = None) -> Arch:
+    """The genotype rule (model_search.py ``genotype``) over the softmax weights ``probs``.
+
+    Each choice takes its argmax option other than ``none``. A node's ``InputChoice`` keeps its
+    ``n_chosen`` strongest inputs, an input's strength being its edge's largest weight over the
+    ops other than ``none``; an InputChoice with its own α keeps its largest ``n_chosen``. With
+    ``max_skips``, while a normal cell keeps more skip_connects, the kept skip with the smallest
+    weight is ruled out on its edge and the cell is derived again.
+    """
+    banned: set[str] = set()  # op labels whose skip_connect is ruled out
+
+    def best(label: str) -> tuple[float, int]:
+        names = space.choice(label).values
+        allowed = [i for i, n in enumerate(names) if n != NONE and not (label in banned and n == SKIP)]
+        if not allowed:
+            raise ValueError(f"label '{label}' has no option other than '{NONE}' to export")
+        i = max(allowed, key=lambda i: probs[label][i])
+        return probs[label][i], i
+
+    while True:
+        arch: Arch = {}
+        for label in space.labels:
+            c = space.choice(label)
+            if label in edges:
+                strength = [best(op)[0] for op in edges[label]]
+                arch[label] = sorted(sorted(range(c.n_options), key=lambda k: -strength[k])[:c.n_chosen])
+            elif isinstance(c, InputChoice):
+                arch[label] = sorted(sorted(range(c.n_options), key=lambda k: -probs[label][k])[:c.n_chosen])
+            else:
+                arch[label] = best(label)[1]
+        if max_skips is None:
+            return arch
+        kept = [op for label, ops in edges.items() if label.startswith("normal/")
+                for k in arch[label] for op in [ops[k]]
+                if space.choice(op).values[arch[op]] == SKIP]
+        if len(kept) <= max_skips:
+            return arch
+        weakest = min(kept, key=lambda op: probs[op][arch[op]])
+        banned.add(weakest)
