@@ -63,6 +63,8 @@ def plain_forward(net, x: torch.Tensor, weights: dict[str, torch.Tensor]) -> tor
             for j, edge in enumerate(node.edges):
                 w = weights[edge.label]
                 for k in range(len(edge)):
+                    if getattr(edge[k], "is_zero", False):  # 'none' adds 0 (the supernet skips it too)
+                        continue
                     y = w[k] * edge[k](states[j])
                     out = y if out is None else out + y
             states.append(out)

@@ -229,6 +229,15 @@ class SearchSpace:
                             f"in 0..{n - 1}, got {value!r}")
         return sorted(value)
 
+    def sum_inputs(self, labels: list[str]) -> None:
+        """Make each ``InputChoice`` of ``labels`` reduce all its inputs, unweighted (DARTS' node:
+        the plain sum of its mixed edges, with no multiplication by a weight of 1)."""
+        for label in labels:
+            if not isinstance(self.choice(label), InputChoice):
+                raise ArchError(f"label '{label}' is not an InputChoice")
+            for m in self._modules[label]:
+                m.active, m.weights = list(range(m.n_options)), None
+
     def deactivate(self) -> None:
         for m in self._all:
             m.active = None

@@ -94,8 +94,11 @@ class LayerChoice(Choice):
         indices = _selection(self.active, len(self._list))
         if not indices:
             raise ValueError(f"LayerChoice '{self.label}': .active restricts the weighted sum to no candidate")
+        # An op that outputs zeros (DARTS' 'none', marked ``is_zero``) adds nothing to the sum and
+        # nothing to any gradient: it is skipped, unless it is all there is.
+        computed = [i for i in indices if not getattr(self._list[i], "is_zero", False)] or indices
         out = None
-        for i in indices:
+        for i in computed:
             y = self.weights[i] * self._list[i](*args, **kwargs)
             out = y if out is None else out + y
         return out

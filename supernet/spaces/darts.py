@@ -89,7 +89,9 @@ class SepConv(nn.Sequential):
 
 
 class Zero(nn.Module):
-    """The ``none`` op: zeros, subsampled at stride 2."""
+    """The ``none`` op: zeros, subsampled at stride 2. A weighted ``LayerChoice`` skips it."""
+
+    is_zero = True
 
     def __init__(self, stride: int):
         super().__init__()

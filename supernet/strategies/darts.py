@@ -93,15 +93,18 @@ class DARTS(Strategy):
         gen = torch.Generator().manual_seed(mix_seed(self.seed, 7))
         self.alpha = [nn.Parameter((self.config.init_scale * torch.randn(self.space.n_options(l), generator=gen))
                                    .to(device)) for l in self.learned]
-        self.ones = {l: torch.ones(self.space.n_options(l), device=device) for l in self.edges}
         c = self.config
         self.optimizer = torch.optim.Adam(self.alpha, lr=c.arch_lr, betas=tuple(c.arch_betas),
                                           weight_decay=c.arch_weight_decay)
 
     def weights(self, detach: bool = False) -> dict[str, torch.Tensor]:
-        """label -> the weights the choices compute with: softmax(α), or 1 per gated input."""
-        out = {l: (a.detach() if detach else a).softmax(-1) for l, a in zip(self.learned, self.alpha)}
-        return {**out, **self.ones}
+        """label -> softmax(α), the weights the learned choices compute with."""
+        return {l: (a.detach() if detach else a).softmax(-1) for l, a in zip(self.learned, self.alpha)}
+
+    def mix(self, detach: bool = False) -> None:
+        """Every learned choice weighted by softmax(α), every gated node the sum of all its edges."""
+        self.space.set_weights(self.weights(detach))
+        self.space.sum_inputs(list(self.edges))
 
     def probabilities(self) -> dict[str, list[float]]:
         return {l: a.detach().softmax(-1).tolist() for l, a in zip(self.learned, self.alpha)}
@@ -115,7 +118,7 @@ class DARTS(Strategy):
         if self.config.unrolled:
             grads, val_loss = self.unrolled_grads(model, x, y, xv, yv, ctx)
         else:
-            self.space.set_weights(self.weights())
+            self.mix()
             val_loss, _ = ctx.loss(xv, yv, net=model)
             grads = list(torch.autograd.grad(val_loss, self.alpha))
             dist.average(grads)
@@ -125,7 +128,7 @@ class DARTS(Strategy):
         self.optimizer.zero_grad(set_to_none=True)
         ctx.log("val_loss", val_loss.item())
 
-        self.space.set_weights(self.weights(detach=True))  # the weight step sees α as constants
+        self.mix(detach=True)  # the weight step sees α as constants
         loss, logits = ctx.loss(x, y)
         loss.backward()
         return loss.detach(), logits.detach(), y
@@ -135,7 +138,7 @@ class DARTS(Strategy):
         params = [p for p in model.parameters() if p.requires_grad]
         lr = ctx.optimizer.param_groups[0]["lr"]  # ξ: the loop set this step's LR in every group
         saved = [p.detach().clone() for p in params]
-        self.space.set_weights(self.weights(detach=True))
+        self.mix(detach=True)
         train_loss, _ = ctx.loss(x, y, net=model)
         g = _grads(train_loss, params)
         dist.average(g)
@@ -149,7 +152,7 @@ class DARTS(Strategy):
                 if buf is not None and mu:
                     d = d + mu * buf
                 p.sub_(xi * d)
-        self.space.set_weights(self.weights())
+        self.mix()
         val_loss, _ = ctx.loss(xv, yv, net=model)
         both = _grads(val_loss, self.alpha + params)
         d_alpha, v = both[:len(self.alpha)], both[len(self.alpha):]
@@ -160,7 +163,7 @@ class DARTS(Strategy):
             with torch.no_grad():
                 for p, w, vp in zip(params, saved, v):
                     p.copy_(w + sign * eps * vp)
-            self.space.set_weights(self.weights())  # a fresh softmax: each backward frees its graph
+            self.mix()  # a fresh softmax: each backward frees its graph
             loss, _ = ctx.loss(x, y, net=model)
             hessian.append(_grads(loss, self.alpha))
         with torch.no_grad():

@@ -136,3 +136,21 @@ def test_cost_model_counts_the_kept_edges_exactly(options):
     r = cost.range()
     assert (r["flops_min"], r["flops_max"]) == (cost.flops(archs[-2]), cost.flops(archs[-1]))
     assert all(r["flops_min"] <= cost.flops(a) <= r["flops_max"] for a in archs)
+
+
+def test_a_weighted_choice_skips_the_zero_op_exactly():
+    from supernet.spaces.darts import Zero
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 3, 3, padding=1)
+    choice = LayerChoice([Zero(1), conv], label="e")
+    x = torch.randn(2, 3, 5, 5)
+    w1, w2 = torch.tensor([0.3, 0.7], requires_grad=True), torch.tensor([0.3, 0.7], requires_grad=True)
+    choice.weights = w1
+    out = choice(x)
+    full = w2[0] * Zero(1)(x) + w2[1] * conv(x)  # what the sum would compute without the skip
+    assert torch.equal(out, full)
+    g1, = torch.autograd.grad(out.square().sum(), w1)
+    g2, = torch.autograd.grad(full.square().sum(), w2)
+    assert torch.equal(g1, g2) and g1[0] == 0
+    choice.weights, choice.active = w1, 0  # a sum of nothing but the zero op still has its shape
+    assert choice(x).shape == x.shape and choice(x).abs().sum() == 0
