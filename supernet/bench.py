@@ -447,7 +447,7 @@ def _darts_rows(d: dict, row, lines: list) -> None:
     lines.append(f"| {'memory darts: search step / fixed DARTS-V2 step peak (MB)':<66} | {a / b:>10.2f} | {'':>19} | "
                  f"{f'{a / 2**20:.0f} / {b / 2**20:.0f}':>19} | {1:>3} |")
     if m.get("rss_growth_bytes") is not None:
-        lines.append(f"| {'memory darts: peak RSS growth over the timed steps (MB)':<66} | "
+        lines.append(f"| {'memory darts: peak RSS growth over 2 first-order steps (MB)':<66} | "
                      f"{m['rss_growth_bytes'] / 2**20:>10.0f} | {'':>19} | {'':>19} | {1:>3} |")
     if "nni" in d:
         n = d["nni"]
