@@ -59,9 +59,9 @@ class DartsOptions:
             raise ValueError(f"ops must be distinct names from {OPS}, got {list(self.ops)}")
         if self.auxiliary and not self.affine:
             raise ValueError("auxiliary=true is for the evaluation network: set affine=true too")
-        if self.auxiliary and self.input_size // 4 < 5:
-            raise ValueError(f"the auxiliary head pools 5x5 windows of the {self.input_size // 4}x"
-                             f"{self.input_size // 4} maps at 2/3 depth; use input_size >= 20 or auxiliary=false")
+        if self.auxiliary and self.input_size // 4 < 8:  # AvgPool(5, stride 3) to 2x2, then a 2x2 conv
+            raise ValueError(f"the auxiliary head needs maps of at least 8x8 after the second reduction, "
+                             f"got {self.input_size // 4}x{self.input_size // 4}: use input_size >= 32 or auxiliary=false")
 
 
 # --- the ops (operations.py) ---------------------------------------------------------------------
