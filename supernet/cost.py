@@ -1,7 +1,8 @@
 """Exact FLOPs and parameter counts from per-choice lookup tables, and constraints on them.
 
-FLOPs follow the SPOS convention (REFERENCE §3): multiply-accumulates of Conv2d and Linear at
-batch 1, stem and head included; BN, ReLU, pooling and shuffles are not counted. Parameters are
+FLOPs follow the SPOS convention (REFERENCE §3): multiply-accumulates of convolutions (1-3d,
+transposed) and Linear at batch 1, stem and head included; BN, ReLU, pooling and shuffles are not
+counted, and a layer with parameters of another kind is refused rather than counted as zero. Parameters are
 those of the fixed subnet (affine BN included), so ``params(arch) == sum(p.numel() for p in
 fix(model, arch).parameters())``.
 
@@ -24,18 +25,34 @@ from .arch import Arch, SearchSpace, fix_module, fix
 from .nn.choices import InputChoice, LayerChoice
 
 
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+# Layers with parameters whose work is not a multiply-accumulate by the SPOS convention (BN, like ReLU
+# and pooling, is not counted) or is a lookup.
+_NO_MACS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.PReLU, nn.Embedding)
+
+
 def count_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
-    """Conv2d + Linear multiply-accumulates of one forward of ``module`` (inputs at batch 1)."""
+    """Multiply-accumulates of one forward of ``module`` (inputs at batch 1): every conv (1-3d,
+    transposed, grouped) and ``Linear``.
+
+    A layer with parameters of any other kind (an RNN, a bilinear layer, your own module with a
+    weight) is refused, naming it: its MACs cannot be known here, and counting it as zero would
+    make every FLOPs figure and constraint silently wrong.
+    """
+    check_countable(module)
     total = 0
 
     def hook(m, args, out):
         nonlocal total
-        if isinstance(m, nn.Conv2d):  # C_out*H_out*W_out * (C_in/groups)*k_h*k_w
-            total += out.numel() * m.weight.shape[1] * m.weight.shape[2] * m.weight.shape[3]
+        if isinstance(m, _CONV):  # each output element: (C_in / groups) * prod(kernel) MACs
+            total += out.numel() * math.prod(m.weight.shape[1:])
+        elif isinstance(m, _TRANSPOSED):  # each input element scatters to (C_out / groups) * prod(kernel)
+            total += args[0].numel() * math.prod(m.weight.shape[1:])
         else:
             total += out.numel() * m.in_features
 
-    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, _CONV + _TRANSPOSED + (nn.Linear,))]
     try:
         with torch.no_grad():
             module(*inputs)
@@ -43,6 +60,18 @@ def count_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
         for h in handles:
             h.remove()
     return total
+
+
+def check_countable(model: nn.Module) -> None:
+    """Refuse, naming it, a layer with parameters whose multiply-accumulates ``count_macs`` cannot know."""
+    for name, m in model.named_modules():
+        if list(m.children()) or not any(True for _ in m.parameters(recurse=False)):
+            continue
+        if not isinstance(m, _CONV + _TRANSPOSED + (nn.Linear,) + _NO_MACS):
+            raise NotImplementedError(f"cannot count the multiply-accumulates of {name or 'the model'} "
+                                      f"({type(m).__name__}): the cost model counts convolutions (1-3d, transposed) "
+                                      f"and Linear layers; build the op from those, or leave the cost model out "
+                                      f"(no FLOPs constraints)")
 
 
 def count_params(module: nn.Module) -> int:
@@ -67,6 +96,7 @@ class CostModel:
                 raise ValueError("input_shape is needed for a model without .options, e.g. (3, 32, 32)")
             input_shape = (o.in_channels, o.input_size, o.input_size)
         self.input_shape = tuple(input_shape)
+        check_countable(model)  # first, so that the message names the layer by its path in the model
         self.space = space = SearchSpace(model)
         device = next(model.parameters()).device
         x = torch.zeros(1, *self.input_shape, device=device)
