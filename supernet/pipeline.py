@@ -330,7 +330,12 @@ def _arch_for_retrain(run_dir: Path, arch_path, space: SearchSpace) -> dict:
 
 
 def subnet_options(cfg: RunConfig, data) -> dict:
-    """The retrained network's space options: the search's with ``retrain.space_options`` over them."""
+    """The retrained network's space options: the search's with ``retrain.space_options`` over them
+    (the data's own values, classes, channels and size, cannot be changed there)."""
+    fixed = [k for k in ("num_classes", "in_channels", "input_size") if k in cfg.retrain.space_options]
+    if fixed:
+        raise ConfigError(f"retrain.space_options.{fixed[0]} is set by the data ({model_options(cfg, data)[fixed[0]]}); "
+                          f"remove it (change data.* in a new run instead)")
     return {**model_options(cfg, data), **cfg.retrain.space_options}
 
 
@@ -344,6 +349,10 @@ def check_retrain_recipe(cfg: RunConfig, model) -> None:
     """Refuse a retrain setting that this network cannot use (it would be silently ignored)."""
     from .nn.layers import DropPath
     rc = cfg.retrain
+    if hasattr(model, "auxiliary_head") and not rc.aux_weight:
+        raise ConfigError("the retrained network has an auxiliary head (space option auxiliary=true) but "
+                          "retrain.aux_weight is 0, so it would run and never learn: set aux_weight (DARTS: 0.4) "
+                          "or auxiliary=false")
     if rc.aux_weight and not hasattr(model, "auxiliary_head"):
         raise ConfigError(f"retrain.aux_weight={rc.aux_weight} needs a network with an auxiliary head: set "
                           f"retrain.space_options.auxiliary=true (darts space) or aux_weight=0")
@@ -372,10 +381,15 @@ def _retrain(run_dir: Path, arch_path, overrides: list[str], resume: bool, force
     out = run_dir / "retrain"
     train_set = Cutout(data.train, rc.cutout) if rc.cutout else data.train
     summary = _fit_stage(run_dir, "retrain", cfg, resume, force, model, train_set, rc, meta=meta, desc="retrain",
-                         strategy=Plain(rc.aux_weight, rc.drop_path, rc.steps))
+                         strategy=Plain(rc.aux_weight, rc.drop_path, rc.steps, seed=rc.seed))
     ck, _ = load_latest(out)
     if rc.bn_recal_batches and not ck.get("bn_recalibrated") and dist.is_main():
-        # The official final pass: re-estimate BN statistics with LR 0 (weights unchanged).
+        # The official final pass: re-estimate BN statistics with LR 0 (weights unchanged), with
+        # every path kept, as evaluation computes.
+        from .nn.layers import DropPath
+        for m in model.modules():
+            if isinstance(m, DropPath):
+                m.p = 0.0
         device = resolve_device(rc.device)
         recalibrate_bn(model, fixed_batches(data.train, rc.batch_size, rc.bn_recal_batches, rc.seed + 1), device)
         save_checkpoint(out / "last.pt", {**ck, "model": model.state_dict(), "bn_recalibrated": True})

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..arch import Arch, SearchSpace
+from ..data.common import mix_seed
 from ..nn.layers import DropPath
 
 
@@ -138,16 +139,18 @@ class Plain(Strategy):
     name = "plain"
     path_only = False
 
-    def __init__(self, aux_weight: float = 0.0, drop_path: float = 0.0, steps: int = 1):
-        super().__init__(space=None)
+    def __init__(self, aux_weight: float = 0.0, drop_path: float = 0.0, steps: int = 1, seed: int = 0):
+        super().__init__(space=None, seed=seed)
         self.aux_weight, self.drop_path, self.steps = aux_weight, drop_path, steps
 
     def train_step(self, step, x, y, ctx):
         model = ctx.net.module if isinstance(ctx.net, nn.parallel.DistributedDataParallel) else ctx.net
-        if self.drop_path:
+        if self.drop_path:  # the masks: a function of (seed, step, rank)
+            from ..train import dist  # here: supernet.train imports this module
+            gen = torch.Generator(ctx.device).manual_seed(mix_seed(self.seed, step, dist.rank()))
             for m in model.modules():
                 if isinstance(m, DropPath):
-                    m.p = self.drop_path * step / self.steps
+                    m.p, m.generator = self.drop_path * step / self.steps, gen
         loss, logits = ctx.loss(x, y)
         if self.aux_weight:
             loss = loss + self.aux_weight * ctx.criterion(model.aux_logits.float(), y)

@@ -95,3 +95,28 @@ def test_cutout_zeroes_one_square_per_augmented_item_from_its_seed():
     assert 0 < zeroed[0].sum() <= 64 and torch.equal(a[~zeroed], plain[~zeroed])
     assert torch.equal(cut[3][0], data.train[3][0])  # plain indices (evaluation) are left alone
     assert not torch.equal(cut[(3, 12)][0], a)
+
+
+def test_the_retrain_recipe_refuses_settings_it_cannot_use(tmp_path, capsys):
+    config = tmp_path / "darts.yaml"
+    config.write_text(yaml.safe_dump({**TINY_DARTS, "strategy": {"name": "darts"},
+                                      "supernet": {**TINY_DARTS["supernet"], "steps": 1}}))
+    run = tmp_path / "run"
+    cli(capsys, "train-supernet", "--config", config, "--run-dir", run)
+    for override, message in (("aux_weight=0", "has an auxiliary head (space option auxiliary=true) but retrain.aux_weight is 0"),
+                              ("space_options.num_classes=7", "retrain.space_options.num_classes is set by the data (3)")):
+        assert main(["retrain", "--run-dir", str(run), override]) == 2
+        assert message in capsys.readouterr().err
+    assert not (run / "retrain").exists()
+
+
+def test_drop_path_masks_are_a_function_of_seed_and_step():
+    net = nn.Sequential(nn.Linear(4, 4), DropPath(), nn.Linear(4, 3))
+    ctx = StepContext(net=net, criterion=nn.CrossEntropyLoss(), optimizer=None, device=torch.device("cpu"),
+                      autocast=contextlib.nullcontext)
+    x, y = torch.randn(64, 4), torch.randint(3, (64,))
+    run = lambda seed, step: Plain(drop_path=0.5, steps=2, seed=seed).train_step(step, x, y, ctx)[0]  # noqa: E731
+    torch.manual_seed(1)
+    a = run(0, 1)
+    torch.manual_seed(2)  # the global RNG plays no part
+    assert run(0, 1) == a and run(1, 1) != a and run(0, 0) != a
