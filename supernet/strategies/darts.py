@@ -23,6 +23,7 @@ Export follows the paper's genotype rule: on each kept edge the argmax op other 
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -119,8 +120,9 @@ class DARTS(Strategy):
             grads, val_loss = self.unrolled_grads(model, x, y, xv, yv, ctx)
         else:
             self.mix()
-            val_loss, _ = ctx.loss(xv, yv, net=model)
-            grads = list(torch.autograd.grad(val_loss, self.alpha))
+            with frozen(model):  # only α needs a gradient: autograd then keeps no conv inputs for weight grads
+                val_loss, _ = ctx.loss(xv, yv, net=model)
+                grads = list(torch.autograd.grad(val_loss, self.alpha))
             dist.average(grads)
         for a, g in zip(self.alpha, grads):
             a.grad = g
@@ -194,6 +196,19 @@ class DARTS(Strategy):
                 a.copy_(saved)
         self.optimizer.load_state_dict(state["optimizer"])
         self.history = list(state["history"])
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module):
+    """The model's trainable parameters with ``requires_grad`` off for a while (then back on)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def _grads(loss: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -154,3 +154,19 @@ def test_a_weighted_choice_skips_the_zero_op_exactly():
     assert torch.equal(g1, g2) and g1[0] == 0
     choice.weights, choice.active = w1, 0  # a sum of nothing but the zero op still has its shape
     assert choice(x).shape == x.shape and choice(x).abs().sum() == 0
+
+
+def test_the_first_order_step_freezes_the_weights_without_changing_the_alpha_gradient():
+    from supernet.strategies.darts import frozen
+    model = _darts().train()
+    strategy = DARTS(SearchSpace(model), DARTS.Config(init_scale=1.0), seed=0)
+    strategy.setup(torch.device("cpu"))
+    x, y = torch.randn(4, 3, 16, 16), torch.randint(5, (4,))
+    grads = []
+    for freeze in (False, True):
+        torch.manual_seed(0)
+        strategy.mix()
+        with frozen(model) if freeze else contextlib.nullcontext():
+            grads.append(torch.autograd.grad(nn.functional.cross_entropy(model(x), y), strategy.alpha))
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+    assert all(p.requires_grad for p in model.parameters())
