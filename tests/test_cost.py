@@ -44,12 +44,13 @@ def independent_count(model, arch, shape):
 @pytest.mark.parametrize("channel_search", [False, True])
 @pytest.mark.parametrize("name, sizes", [("shufflenet", (64, 96)), ("shufflenet-cifar", (32, 48))])
 def test_table_matches_flop_counter_for_random_architectures(name, sizes, channel_search):
-    """4 x 2 sizes x 30 = 480 architectures in all, each checked exactly."""
+    """4 x 2 sizes x 12 = 192 architectures in all, each checked exactly (with 20 layers, every option
+    of every layer is drawn many times)."""
     for size in sizes:
         model = create(name, input_size=size, width_mult=0.5, channel_search=channel_search)
         cost = CostModel(model)
         rng = random.Random(size)
-        for _ in range(30):
+        for _ in range(12):
             arch = cost.space.sample(rng)
             assert cost.cost(arch) == independent_count(model, arch, (3, size, size)), arch
 
