@@ -102,10 +102,10 @@ def machine() -> dict:
 
 
 # --- supernet step --------------------------------------------------------------------------------
-def _sgd(model: torch.nn.Module) -> torch.optim.SGD:
-    """SGD as in SPOS training, with momentum buffers already there, so every timed step does the
-    same work as a step in the middle of training."""
-    opt = SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=4e-5)
+def _sgd(model: torch.nn.Module, lr: float = 0.01, weight_decay: float = 4e-5) -> torch.optim.SGD:
+    """SGD as in SPOS training (DARTS: lr 0.025, wd 3e-4), with momentum buffers already there, so
+    every timed step does the same work as a step in the middle of training."""
+    opt = SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
     for p in model.parameters():
         opt.state[p]["momentum_buffer"] = torch.zeros_like(p)
     return opt
@@ -117,9 +117,9 @@ def _train_step(model, opt, x, y) -> None:
     opt.step()
 
 
-def _context(model, opt) -> StepContext:
+def _context(model, opt, held_out: Optional[Callable] = None) -> StepContext:
     return StepContext(net=model, criterion=F.cross_entropy, optimizer=opt, device=torch.device("cpu"),
-                       autocast=contextlib.nullcontext)
+                       autocast=contextlib.nullcontext, held_out=held_out)
 
 
 def _supernet_step(strategy: SPOS, step: int, ctx: StepContext, x, y) -> None:
@@ -422,9 +422,8 @@ def _spos_rows(res: dict, row, lines: list) -> None:
     row("cost query, us (FLOPs+params of one arch, 224²)", c["query_us"], "{:.1f}")
     row(f"constrained sample, us ({c['constraint']})", c["constrained_sample_us"], "{:.1f}")
     for name, mem in res["memory"].items():
-        a, b = mem["supernet"]["peak_bytes"], mem["fixed"]["peak_bytes"]
-        lines.append(f"| {'memory ' + name + ': supernet / fixed peak (MB)':<66} | {a / b:>10.2f} | {'':>19} | "
-                     f"{f'{a / 2**20:.0f} / {b / 2**20:.0f}':>19} | {1:>3} |")
+        _memory_line(lines, f"memory {name}: supernet / fixed peak (MB)", mem["supernet"]["peak_bytes"],
+                     mem["fixed"]["peak_bytes"])
     lines.append("")
     lines.append(f"scores of ours and the naive loop identical: {'yes' if ev['scores_identical'] else 'NO'} "
                  f"({ev['ours_candidates_per_s']:.1f} vs {ev['naive_candidates_per_s']:.1f} candidates/s)")
@@ -435,6 +434,11 @@ def _spos_rows(res: dict, row, lines: list) -> None:
                      f"= {n['ours_over_nni']:.1f}x ours")
 
 
+def _memory_line(lines: list, label: str, a: int, b: int) -> None:
+    """A table line for two peaks in bytes: their ratio, and both in MB."""
+    lines.append(f"| {label:<66} | {a / b:>10.2f} | {'':>19} | {f'{a / 2**20:.0f} / {b / 2**20:.0f}':>19} | {1:>3} |")
+
+
 def _darts_rows(d: dict, row, lines: list) -> None:
     s = d["setting"]
     where = f"C={s['options']['channels']}, {s['options']['layers']} cells, {s['size']}px, b{s['batch']}"
@@ -443,9 +447,8 @@ def _darts_rows(d: dict, row, lines: list) -> None:
     for k, what in (("ours", "ours 1st order"), ("plain", "hand-written 1st order"), ("unrolled", "ours 2nd order")):
         row(f"darts step: {what} (ms)", d["ms"][k], "{:.0f}")
     m = d["memory"]
-    a, b = m["search_step"]["peak_bytes"], m["fixed_darts_v2"]["peak_bytes"]
-    lines.append(f"| {'memory darts: search step / fixed DARTS-V2 step peak (MB)':<66} | {a / b:>10.2f} | {'':>19} | "
-                 f"{f'{a / 2**20:.0f} / {b / 2**20:.0f}':>19} | {1:>3} |")
+    _memory_line(lines, "memory darts: search step / fixed DARTS-V2 step peak (MB)", m["search_step"]["peak_bytes"],
+                 m["fixed_darts_v2"]["peak_bytes"])
     if m.get("rss_growth_bytes") is not None:
         lines.append(f"| {'memory darts: peak RSS growth over 2 first-order steps (MB)':<66} | "
                      f"{m['rss_growth_bytes'] / 2**20:>10.0f} | {'':>19} | {'':>19} | {1:>3} |")

@@ -16,7 +16,6 @@ C=16 with 8 cells, 3x32x32 inputs, 10 classes, batch 16, SGD with momentum.
 """
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 from typing import Optional
@@ -27,7 +26,6 @@ import torch.nn.functional as F
 from .arch import SearchSpace, fix
 from .spaces import create
 from .strategies import DARTS, StepContext
-from .train.optim import SGD
 
 DARTS_SETTING = dict(size=32, batch=16, classes=10, options=dict(channels=16, layers=8), grad_clip=5.0)
 # DARTS_V2 (genotypes.py), the fixed network the NNI peer times beside its DARTS step.
@@ -111,13 +109,6 @@ def _ours(strategy: DARTS, ctx: StepContext, clip: float):
     return step
 
 
-def _sgd(net):
-    opt = SGD(net.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
-    for p in net.parameters():
-        opt.state[p]["momentum_buffer"] = torch.zeros_like(p)
-    return opt
-
-
 def _rss_kb(field: str) -> Optional[int]:
     try:
         for line in open("/proc/self/status"):
@@ -140,7 +131,7 @@ def _reset_peak_rss() -> bool:
 def bench_darts(seconds: float, min_rounds: int, seed: int = 0, progress: bool = True,
                 setting: Optional[dict] = None) -> dict:
     """Interleaved rounds of our first-order step, the hand-written one and our second-order step."""
-    from .bench import peak_step_bytes, summary
+    from .bench import _context, _sgd, _train_step, peak_step_bytes, summary
     from .train.metrics import progress_bar
     s = {**DARTS_SETTING, **(setting or {})}
     torch.manual_seed(seed)
@@ -150,9 +141,8 @@ def bench_darts(seconds: float, min_rounds: int, seed: int = 0, progress: bool =
     batch = lambda: (torch.randn(s["batch"], 3, s["size"], s["size"], generator=gen),  # noqa: E731
                      torch.randint(s["classes"], (s["batch"],), generator=gen))
     (x, y), (xv, yv) = batch(), batch()
-    opt = _sgd(net)
-    ctx = StepContext(net=net, criterion=F.cross_entropy, optimizer=opt, device=torch.device("cpu"),
-                      autocast=contextlib.nullcontext, held_out=lambda i: (xv, yv))
+    opt = _sgd(net, lr=0.025, weight_decay=3e-4)  # DARTS' weight optimizer
+    ctx = _context(net, opt, held_out=lambda i: (xv, yv))
     first, second = (DARTS(space, DARTS.Config(unrolled=u), seed=seed) for u in (False, True))
     for st in (first, second):
         st.setup(torch.device("cpu"))
@@ -200,18 +190,12 @@ def bench_darts(seconds: float, min_rounds: int, seed: int = 0, progress: bool =
         forms["ours"](0, x_, y_)
     search_mem = peak_step_bytes(one_step, net, opt, x, y)
     fixed = fix(net, genotype_arch(space, DARTS_V2), weights="init").train()
-    fixed_mem = peak_step_bytes(lambda m, o, x_, y_: _fixed_step(m, o, x_, y_), fixed, _sgd(fixed), x, y)
+    fixed_mem = peak_step_bytes(_train_step, fixed, _sgd(fixed, lr=0.025, weight_decay=3e-4), x, y)
     return {"setting": {**s, "params": sum(p.numel() for p in net.parameters())},
             "ms": {k: summary([v * 1e3 for v in vs]) for k, vs in times.items()},
             "ratio_over_plain": summary(ratio), "unrolled_over_first": summary(ratio2),
             "memory": {"search_step": search_mem, "fixed_darts_v2": fixed_mem,
                        "rss_growth_bytes": None if rss_peak is None else (rss_peak - rss0) * 1024}}
-
-
-def _fixed_step(model, opt, x, y):
-    opt.zero_grad(set_to_none=True)
-    F.cross_entropy(model(x), y).backward()
-    opt.step()
 
 
 def nni_darts(raw: dict) -> dict:

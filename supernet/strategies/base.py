@@ -52,6 +52,11 @@ class StepContext:
     held_out: Optional[Callable[[int], tuple[torch.Tensor, torch.Tensor]]] = None
     logs: dict = field(default_factory=dict)  # name -> [sum, count] over the current log window
 
+    @property
+    def model(self) -> nn.Module:
+        """The model itself: ``net`` without its DDP wrapper (an architecture step runs it outside DDP)."""
+        return self.net.module if isinstance(self.net, nn.parallel.DistributedDataParallel) else self.net
+
     def loss(self, x: torch.Tensor, y: torch.Tensor, net: Optional[nn.Module] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One forward under the current decisions: ``(loss, logits)``. ``net`` replaces ``self.net``
         (an architecture step runs the model itself, outside DDP, and averages its own gradients)."""
@@ -144,7 +149,7 @@ class Plain(Strategy):
         self.aux_weight, self.drop_path, self.steps = aux_weight, drop_path, steps
 
     def train_step(self, step, x, y, ctx):
-        model = ctx.net.module if isinstance(ctx.net, nn.parallel.DistributedDataParallel) else ctx.net
+        model = ctx.model
         if self.drop_path:  # the masks: a function of (seed, step, rank)
             from ..train import dist  # here: supernet.train imports this module
             gen = torch.Generator(ctx.device).manual_seed(mix_seed(self.seed, step, dist.rank()))

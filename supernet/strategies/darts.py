@@ -114,7 +114,7 @@ class DARTS(Strategy):
     def train_step(self, step: int, x, y, ctx: StepContext):
         if step % self.config.snapshot_every == 0:
             self.history.append({"step": step, "weights": self.probabilities()})
-        model = ctx.net.module if isinstance(ctx.net, nn.parallel.DistributedDataParallel) else ctx.net
+        model = ctx.model
         xv, yv = ctx.held_out(step)
         if self.config.unrolled:
             grads, val_loss = self.unrolled_grads(model, x, y, xv, yv, ctx)

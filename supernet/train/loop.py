@@ -133,17 +133,16 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Optional[Path], *, meta: dict
                     "No checkpoint was saved yet"
                 raise TrainingError(f"loss became {loss_value} at step {step}; stopped before updating the weights. "
                                     f"{good}; lower optim.lr or check the data")
-            if strategy.path_only:
+            if strategy.path_only:  # (otherwise DDP averaged the gradients in the backward)
                 dist.average_gradients(params)
-                if cfg.grad_clip:
-                    nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], cfg.grad_clip)
+            if cfg.grad_clip:  # parameters without a gradient (off the sampled path) are skipped
+                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            if strategy.path_only:
                 # A choice that was not sampled keeps grad None, so SGD's momentum and weight decay
                 # leave it untouched (the official code sets those grads to None by hand);
                 # step_on_path sets this path's grads back to None after its update.
                 step_on_path(optimizer)
             else:
-                if cfg.grad_clip:
-                    nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             window["loss"] += local_loss * len(targets)
