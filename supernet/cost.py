@@ -13,10 +13,12 @@ choice) is measured the same way. A query is then one table lookup per choice: m
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import re
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -78,18 +80,51 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+@dataclass(eq=False)
+class Unit:
+    """One top-level ``LayerChoice`` as the tables see it: the labels inside it (its own and the
+    width choices it holds), its input shapes and output shape at batch 1, and its gate."""
+
+    module: nn.Module
+    labels: list[str]
+    shapes: list[tuple[int, ...]]
+    out_shape: tuple[int, ...]
+    gate: tuple[str, int] | None
+
+
+def tabulate(units: list[Unit], measure: Callable[[Unit], dict], add: Callable) -> list[tuple[list[str], dict, tuple | None]]:
+    """One table per (labels, gate): ``measure(unit) -> {key: value}`` for each unit, identical units
+    at identical shapes measured once, and units that share labels and gate added up (DARTS cells).
+    The FLOPs and latency tables come from this one function, so their groups line up."""
+    merged: dict = {}
+    measured: dict = {}
+    for unit in units:
+        same = (tuple(unit.labels), tuple(map(tuple, unit.shapes)), repr(unit.module))
+        if same not in measured:
+            measured[same] = measure(unit)
+        table = measured[same]
+        group = (tuple(unit.labels), unit.gate)
+        if group in merged:
+            old = merged[group]
+            table = {k: add(old[k], v) for k, v in table.items()}
+        merged[group] = table
+    return [(list(labels), table, gate) for (labels, gate), table in merged.items()]
+
+
 class CostModel:
-    """FLOPs / params of any architecture of ``model``'s space.
+    """FLOPs / params of any architecture of ``model``'s space (and latency, given a measured table).
 
     Args:
         model: a supernet (any module with choices whose input shapes do not depend on other choices).
         input_shape: one sample's shape, e.g. ``(3, 224, 224)``; for a registered space, the
             model's ``options`` give it when omitted.
+        latency: a ``supernet.latency.LatencyTable`` measured for this model (``latency(arch)``
+            and latency constraints need one); its groups must be this model's.
     """
 
     MAX_TABLE = 4096  # options per choice group; a bound so a huge nested space fails loudly
 
-    def __init__(self, model: nn.Module, input_shape: tuple[int, ...] | None = None):
+    def __init__(self, model: nn.Module, input_shape: tuple[int, ...] | None = None, latency=None):
         if input_shape is None:
             o = getattr(model, "options", None)
             if o is None:
@@ -111,41 +146,37 @@ class CostModel:
         probes = [self._input_shapes(model, units, arch, x) for arch in self._probe_archs()]
         if any(g is not None for g in gates):
             probes.append(self._input_shapes(model, units, None, x))
-        shapes = []
-        for i, unit in enumerate(units):
+        self.units: list[Unit] = []
+        for i, (unit, gate) in enumerate(zip(units, gates)):
             seen = [p[i] for p in probes if p[i] is not None]
             if not seen:
                 raise NotImplementedError(f"LayerChoice '{unit.label}' is not reached by the forward pass; cannot cost it")
-            if any(s != seen[0] for s in seen[1:]):
+            if any(s[0] != seen[0][0] for s in seen[1:]):
                 raise NotImplementedError(f"the input shape of LayerChoice '{unit.label}' depends on other choices "
-                                          f"({' vs '.join(map(str, seen))}); the lookup-table cost model needs fixed "
-                                          f"input shapes per choice")
-            shapes.append(seen[0])
-        saved = space.state()
-        was_training = model.training
-        model.eval()
-        try:
-            merged: dict = {}  # (labels, gate) -> table: units that share labels and gate add up (DARTS cells)
-            measured: dict = {}  # (labels, shapes, repr): identical units at identical shapes cost the same
-            for unit, shape, gate in zip(units, shapes, gates):
-                labels = tuple(l for l in _labels_in(unit) if not isinstance(space.choice(l), InputChoice))
-                same = (labels, tuple(shape), repr(unit))
-                if same not in measured:
-                    measured[same] = self._measure(unit, labels, [torch.zeros(s, device=device) for s in shape])
-                table = measured[same]
-                if (labels, gate) in merged:
-                    old = merged[(labels, gate)]
-                    table = {k: (old[k][0] + f, old[k][1] + p) for k, (f, p) in table.items()}
-                merged[(labels, gate)] = table
-            self.groups = [(list(labels), table, gate) for (labels, gate), table in merged.items()]
+                                          f"({' vs '.join(str(s[0]) for s in seen)}); the lookup-table cost model "
+                                          f"needs fixed input shapes per choice")
+            labels = [l for l in _labels_in(unit) if not isinstance(space.choice(l), InputChoice)]
+            self.units.append(Unit(unit, labels, seen[0][0], seen[0][1], gate))
+        self.latency_table = None
+        with self.measuring(model):
+            self.groups = tabulate(self.units, lambda u: self._measure(u), lambda a, b: (a[0] + b[0], a[1] + b[1]))
             self._check_disjoint()
             inner = {l for labels, _, _ in self.groups for l in labels}
             rest = [l for l in space.labels if l not in inner and not isinstance(space.choice(l), InputChoice)]
             self.groups.append((rest, self._measure_rest(model, rest, x), None))
-        finally:
-            space.restore(saved)
-            model.train(was_training)
         self._lookup = [(tuple(labels), table, gate) for labels, table, gate in self.groups]
+        if latency is not None:
+            self.attach_latency(latency)
+
+    def attach_latency(self, table) -> None:
+        """Use ``table`` (a ``LatencyTable``) for ``latency(arch)``, ranges and constraints; refused
+        when its groups are not this model's (a table of another space or size)."""
+        mine = [(list(labels), sorted(t), gate) for labels, t, gate in self.groups]
+        theirs = [(list(labels), sorted(t), None if gate is None else tuple(gate)) for labels, t, gate in table.groups]
+        if mine != theirs:
+            raise ValueError("the latency table does not fit this model: its choices or options differ (a table "
+                             "of another space or space options); build one for this model with 'supernet latency'")
+        self.latency_table = table
 
     def _gate(self, unit: LayerChoice):
         """``(input_label, index)`` when the unit is computed only if that input is chosen (DARTS edges)."""
@@ -170,16 +201,17 @@ class CostModel:
         return [{l: pick(l, last) for l in self.space.labels} for last in (False, True)]
 
     def _input_shapes(self, model, units, arch, x):
-        """Each unit's input shapes in one forward under ``arch`` (None: with every option mixed and
-        every input summed, so that gated units all run); None for a unit that did not run."""
+        """Each unit's ``(input shapes, output shape)`` in one forward under ``arch`` (None: with every
+        option mixed and every input summed, so that gated units all run); None for a unit that did
+        not run."""
         shapes = [None] * len(units)
 
         def make_hook(i):
-            def hook(m, args):
-                shapes[i] = [tuple(a.shape) for a in args]
+            def hook(m, args, out):
+                shapes[i] = ([tuple(a.shape) for a in args], tuple(out.shape))
             return hook
 
-        handles = [u.register_forward_pre_hook(make_hook(i)) for i, u in enumerate(units)]
+        handles = [u.register_forward_hook(make_hook(i)) for i, u in enumerate(units)]
         saved = self.space.state()
         was_training = model.training
         try:
@@ -199,20 +231,39 @@ class CostModel:
             model.train(was_training)
         return shapes
 
-    def _combos(self, labels):
+    @contextlib.contextmanager
+    def measuring(self, model: nn.Module):
+        """Eval mode, and the model's decisions put back afterwards (while tables are measured)."""
+        saved = self.space.state()
+        was_training = model.training
+        model.eval()
+        try:
+            yield
+        finally:
+            self.space.restore(saved)
+            model.train(was_training)
+
+    def combos(self, labels) -> Iterator[tuple[int, ...]]:
+        """Every key of a group's table: one option index per label, in table order."""
         counts = [self.space.n_options(l) for l in labels]
         if math.prod(counts) > self.MAX_TABLE:
             raise NotImplementedError(f"choice group {labels} has {math.prod(counts)} combinations "
                                       f"(> {self.MAX_TABLE}); too many to tabulate")
         return itertools.product(*(range(n) for n in counts))
 
-    def _measure(self, unit, labels, inputs):
+    def fixed_unit(self, unit: "Unit", key: tuple[int, ...]) -> nn.Module:
+        """The plain module of one table entry: ``unit`` with its labels set to ``key`` (inside ``measuring``)."""
+        for label, v in zip(unit.labels, key):
+            for m in self.space._modules[label]:
+                m.active, m.weights = v, None
+        return fix_module(unit.module).eval()
+
+    def _measure(self, unit: "Unit"):
+        device = next(self.space.model.parameters()).device
+        inputs = [torch.zeros(s, device=device) for s in unit.shapes]
         table = {}
-        for key in self._combos(labels):
-            for label, v in zip(labels, key):
-                for m in self.space._modules[label]:
-                    m.active, m.weights = v, None
-            sub = fix_module(unit).eval()
+        for key in self.combos(unit.labels):
+            sub = self.fixed_unit(unit, key)
             table[key] = (count_macs(sub, *inputs), count_params(sub))
         return table
 
@@ -220,7 +271,7 @@ class CostModel:
         """Cost outside the top-level choices: whole fixed model minus the tabulated units."""
         table = {}
         base = self._probe_archs()[0]
-        for key in self._combos(labels):
+        for key in self.combos(labels):
             arch = {**base, **dict(zip(labels, key))}
             sub = fix(model, arch).eval()
             flops, params = count_macs(sub, x), count_params(sub)
@@ -258,32 +309,63 @@ class CostModel:
     def flops(self, arch: Arch) -> int:
         return self.cost(arch)[0]
 
+    def latency(self, arch: Arch) -> float:
+        """Predicted latency in ms from the attached table: its overhead plus one entry per group."""
+        if self.latency_table is None:
+            raise ValueError("no latency table: build one with 'supernet latency' and pass it as "
+                             "CostModel(model, latency=LatencyTable.load(path)) (latency.table=FILE in a config)")
+        try:
+            return self.latency_table.predict(arch)
+        except (KeyError, TypeError):
+            self.space.validate(arch)
+            raise
+
+    def metrics(self) -> tuple[str, ...]:
+        """What this model can report: flops and params, and latency with a table."""
+        return ("flops", "params") + (("latency",) if self.latency_table is not None else ())
+
+    def value(self, metric: str, arch: Arch) -> float:
+        if metric == "latency":
+            return self.latency(arch)
+        return self.cost(arch)[("flops", "params").index(metric)]
+
     def params(self, arch: Arch) -> int:
         return self.cost(arch)[1]
 
     def range(self) -> dict:
-        """Exact min/max FLOPs and params over the whole space."""
+        """Exact min/max FLOPs and params (and predicted latency, with a table) over the whole space."""
         out = {}
-        for i, name in enumerate(("flops", "params")):
+        for name in self.metrics():
             for pick, end in ((min, "min"), (max, "max")):
-                out[f"{name}_{end}"] = sum(v for v, _ in self._extremes(i, pick))
+                out[f"{name}_{end}"] = sum(v for v, _ in self._extremes(name, pick)) + self._offset(name)
         return out
 
     def extreme_arch(self, metric: str = "flops", largest: bool = False) -> Arch:
-        """The architecture with the smallest (or largest) FLOPs or params."""
+        """The architecture with the smallest (or largest) FLOPs, params or latency."""
         arch = dict(self._probe_archs()[0])
-        for _, choices in self._extremes(("flops", "params").index(metric), max if largest else min):
+        for _, choices in self._extremes(metric, max if largest else min):
             arch.update(choices)
         return arch
 
-    def _extremes(self, i: int, pick) -> list[tuple[int, dict]]:
-        """Per independent part of the cost, its extreme value of metric ``i`` and the choices that
+    def _tables(self, metric: str) -> list:
+        if metric == "latency":
+            if self.latency_table is None:
+                self.latency(None)  # raises: no table
+            return self.latency_table.groups
+        i = ("flops", "params").index(metric)
+        return [(labels, {k: v[i] for k, v in table.items()}, gate) for labels, table, gate in self.groups]
+
+    def _offset(self, metric: str) -> float:
+        return self.latency_table.overhead_ms if metric == "latency" else 0
+
+    def _extremes(self, metric: str, pick) -> list[tuple[float, dict]]:
+        """Per independent part of the cost, its extreme value of ``metric`` and the choices that
         reach it. Ungated groups are independent; gated groups are coupled through their
         InputChoice, whose every valid selection is tried."""
         parts, gated = [], {}
-        for labels, table, gate in self.groups:
-            key = pick(table, key=lambda k: table[k][i])
-            best = (table[key][i], dict(zip(labels, key)))
+        for labels, table, gate in self._tables(metric):
+            key = pick(table, key=table.__getitem__)
+            best = (table[key], dict(zip(labels, key)))
             if gate is None:
                 parts.append(best)
             else:
@@ -315,13 +397,14 @@ def _labels_in(module: nn.Module) -> list[str]:
 
 
 # --- constraints -----------------------------------------------------------------------------------
-METRICS = ("flops", "params")
+METRICS = ("flops", "params", "latency")
 _UNITS = {"": 1, "k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6, "g": 1e9, "G": 1e9}
+_TIME_UNITS = {"": 1, "ms": 1, "us": 1e-3, "µs": 1e-3, "s": 1e3}  # latency is kept in milliseconds
 
 
 @dataclass(frozen=True)
 class Constraint:
-    """``min <= metric(arch) <= max``; either bound may be None."""
+    """``min <= metric(arch) <= max``; either bound may be None. Latency bounds are in milliseconds."""
 
     metric: str
     min: float | None = None
@@ -339,33 +422,47 @@ class Constraint:
         return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
 
     def __str__(self) -> str:
-        lo = "" if self.min is None else f"{fmt_count(self.min)} <= "
-        hi = "" if self.max is None else f" <= {fmt_count(self.max)}"
+        fmt = fmt_ms if self.metric == "latency" else fmt_count
+        lo = "" if self.min is None else f"{fmt(self.min)} <= "
+        hi = "" if self.max is None else f" <= {fmt(self.max)}"
         return f"{lo}{self.metric}{hi}"
 
     @classmethod
     def parse(cls, text: str) -> "Constraint":
-        """``"flops<=330M"``, ``"params<3.5e6"``, ``"flops>=290e6"``, ``"flops=290M..360M"``."""
+        """``"flops<=330M"``, ``"params<3.5e6"``, ``"flops>=290e6"``, ``"flops=290M..360M"``,
+        ``"latency<=12ms"`` (ms, us or s; a bare number is ms)."""
         t = text.replace(" ", "")
-        m = re.fullmatch(r"(flops|params)(<=|>=|<|>|=|in)(.+)", t)
+        m = re.fullmatch(r"(flops|params|latency)(<=|>=|<|>|=|in)(.+)", t)
         if not m:
-            raise ValueError(f"cannot read constraint {text!r}; write e.g. flops<=330M, params<=3.5M or flops=290M..360M")
+            raise ValueError(f"cannot read constraint {text!r}; write e.g. flops<=330M, params<=3.5M, "
+                             f"latency<=12ms or flops=290M..360M")
         metric, op, rhs = m.groups()
         if op in ("=", "in"):
             lo, sep, hi = rhs.strip("[]").replace(",", "..").partition("..")
             if not sep:
                 raise ValueError(f"constraint {text!r}: a range is written lo..hi, e.g. flops=290M..360M")
-            return cls(metric, _num(lo, text), _num(hi, text))
-        value = _num(rhs, text)
+            return cls(metric, _num(lo, text, metric), _num(hi, text, metric))
+        value = _num(rhs, text, metric)
         return cls(metric, max=value) if op.startswith("<") else cls(metric, min=value)
 
 
-def _num(s: str, text: str) -> float:
-    m = re.fullmatch(r"([0-9.eE+-]+)([kKmMgG]?)", s)
+def _num(s: str, text: str, metric: str = "flops") -> float:
+    if metric == "latency":
+        m = re.fullmatch(r"([0-9.eE+-]+)(ms|us|µs|s|)", s)
+        units, example = _TIME_UNITS, "12ms, 800us or 0.5s"
+    else:
+        m = re.fullmatch(r"([0-9.eE+-]+)([kKmMgG]?)", s)
+        units, example = _UNITS, "330M or 3.3e8"
     try:
-        return float(m[1]) * _UNITS[m[2]]
+        return float(m[1]) * units[m[2]]
     except (TypeError, ValueError):
-        raise ValueError(f"constraint {text!r}: {s!r} is not a number (e.g. 330M or 3.3e8)") from None
+        raise ValueError(f"constraint {text!r}: {s!r} is not a {'latency' if metric == 'latency' else 'number'} "
+                         f"(e.g. {example})") from None
+
+
+def fmt_ms(v: float) -> str:
+    """A latency in ms as constraints accept it: 12.5ms, 0.0421ms."""
+    return f"{v:.4g}ms"
 
 
 def fmt_count(v: float) -> str:
@@ -382,6 +479,12 @@ class Constraints:
     def __init__(self, cost: CostModel, constraints: list[Constraint] | list[str] = ()):
         self.cost = cost
         self.items = [c if isinstance(c, Constraint) else Constraint.parse(c) for c in constraints]
+        timed = [c for c in self.items if c.metric == "latency"]
+        if timed and cost.latency_table is None:
+            raise ValueError(f"the constraint {timed[0]} needs a latency table for this model: build one with "
+                             f"'supernet latency SPACE [options] --out latency.json' (or --config CFG) and set "
+                             f"latency.table=latency.json")
+        self.latency = bool(timed)
 
     def __bool__(self) -> bool:
         return bool(self.items)
@@ -394,6 +497,8 @@ class Constraints:
             return True
         flops, params = self.cost.cost(arch)
         values = {"flops": flops, "params": params}
+        if self.latency:
+            values["latency"] = self.cost.latency(arch)
         return all(c.ok(values[c.metric]) for c in self.items)
 
     def check_feasible(self) -> None:
@@ -402,5 +507,6 @@ class Constraints:
         for c in self.items:
             lo, hi = r[f"{c.metric}_min"], r[f"{c.metric}_max"]
             if (c.max is not None and c.max < lo) or (c.min is not None and c.min > hi):
-                raise ValueError(f"constraint {c} cannot be met: this space's {c.metric} range is "
-                                 f"{fmt_count(lo)} .. {fmt_count(hi)} ({lo:,} .. {hi:,})")
+                exact = f"{fmt_ms(lo)} .. {fmt_ms(hi)} predicted" if c.metric == "latency" else \
+                    f"{fmt_count(lo)} .. {fmt_count(hi)} ({lo:,} .. {hi:,})"
+                raise ValueError(f"constraint {c} cannot be met: this space's {c.metric} range is {exact}")

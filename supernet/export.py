@@ -88,27 +88,40 @@ def export_onnx(model: nn.Module, sample: torch.Tensor, path: Path, opset: int =
     ``exporter="auto"`` uses the TorchScript exporter where this torch still has it (about 10x
     faster to export a ShuffleNet here, and it needs no onnxscript), else ``torch.export``.
     """
+    data = onnx_bytes(model, (sample,), opset, exporter, names=(["images"], ["logits"]), dynamic_batch=True)
+    return atomic_write(path, lambda f: f.write(data), mode="wb")
+
+
+def onnx_bytes(model: nn.Module, inputs: tuple[torch.Tensor, ...], opset: int = 18, exporter: str = "auto",
+               names: tuple[list[str], list[str]] | None = None, dynamic_batch: bool = False) -> bytes:
+    """``model`` (eval mode) as a serialised ONNX model; the latency tables time each option this way.
+
+    ``names`` are the input and output names (default ``input_0``..., ``output``); with
+    ``dynamic_batch`` the first axis of each is dynamic, else every shape is fixed.
+    """
     check_export(opset, exporter)  # never clamp: a file at another opset than asked is a silent surprise
     model = model.eval()
+    ins, outs = names or ([f"input_{i}" for i in range(len(inputs))], ["output"])
     use_dynamo = exporter == "dynamo"
     buf = io.BytesIO()
     with warnings.catch_warnings(), full_kernels():  # the nominal layers, valid at any input size
         warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
         if not use_dynamo:
             try:
-                torch.onnx.export(model, (sample,), buf, dynamo=False, opset_version=opset,
-                                  input_names=["images"], output_names=["logits"],
-                                  dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+                torch.onnx.export(model, tuple(inputs), buf, dynamo=False, opset_version=opset,
+                                  input_names=ins, output_names=outs,
+                                  dynamic_axes={n: {0: "batch"} for n in ins + outs} if dynamic_batch else None)
             except TypeError:  # a torch without the dynamo= switch, or without the old exporter
                 if exporter == "torchscript":
                     raise
                 use_dynamo = True
         if use_dynamo:
-            program = torch.onnx.export(model, (sample,), dynamo=True, opset_version=opset,
-                                        input_names=["images"], output_names=["logits"],
-                                        dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
-            buf = io.BytesIO(program.model_proto.SerializeToString())
-    return atomic_write(path, lambda f: f.write(buf.getvalue()), mode="wb")
+            batch = torch.export.Dim("batch")
+            program = torch.onnx.export(model, tuple(inputs), dynamo=True, opset_version=opset,
+                                        input_names=ins, output_names=outs, verbose=False,
+                                        dynamic_shapes=tuple({0: batch} for _ in inputs) if dynamic_batch else None)
+            return program.model_proto.SerializeToString()
+    return buf.getvalue()
 
 
 def check_onnx(path: Path, model: nn.Module, sample: torch.Tensor) -> float | None:

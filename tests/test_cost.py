@@ -72,7 +72,13 @@ def test_constraints_parse_check_and_report_the_feasible_range():
     assert Constraint.parse("params >= 3.3e6") == Constraint("params", min=3.3e6)
     assert Constraint.parse("flops=290M..360M") == Constraint("flops", 290e6, 360e6)
     with pytest.raises(ValueError, match="cannot read constraint"):
-        Constraint.parse("latency<3")
+        Constraint.parse("energy<3")
+    assert Constraint.parse("latency<=12ms") == Constraint("latency", max=12.0)
+    assert Constraint.parse("latency>=800us") == Constraint("latency", min=0.8)
+    assert Constraint.parse("latency=0.5..1s") == Constraint("latency", 0.5, 1000.0)
+    assert str(Constraint.parse("latency<=12ms")) == "latency <= 12ms"
+    with pytest.raises(ValueError, match="not a latency"):
+        Constraint.parse("latency<=12M")
     with pytest.raises(ValueError, match="min 5 > max 3"):
         Constraint("flops", 5, 3)
     cost = CostModel(create("shufflenet"))

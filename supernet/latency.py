@@ -1,0 +1,473 @@
+"""Latency lookup tables measured on the user's own target, and their check against real networks.
+
+A table has the FLOPs tables' units (``cost.tabulate``): each top-level ``LayerChoice`` at its real
+input shape, every option of it (times the width choices inside it) fixed and timed alone. The
+rest of the network (stem, head, the glue between choices) is one more entry, timed as the whole
+fixed network with every unit replaced by a stub of its output shape. A prediction is
+
+    latency(arch) = overhead + rest + sum over units of table[unit][arch's options]
+
+where ``overhead`` is the constant that additivity misses (per-call costs, caches), fitted by
+``check_table`` on K random subnets timed end to end. Each entry is the median of ``runs`` timed
+calls after ``warmup`` calls; its spread (interquartile range / median) is kept, and an entry
+whose spread is wider than ``max_spread`` is measured again (up to ``retries`` times).
+
+Backends: ``torch`` (eager, CPU with a thread count, or CUDA timed with events) and
+``onnxruntime`` (CPU: each option exported alone and run in an ``InferenceSession`` with
+``threads`` intra-op threads, one inter-op thread, sequential execution).
+
+A table is JSON (``FORMAT``, ``VERSION``) with its target: the space, its options and a
+fingerprint of the model, the backend, device and device model, threads, batch and the versions
+of what ran it. ``LatencyTable.require`` refuses a table measured for another target, naming what
+differs.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import gc
+import hashlib
+import platform
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from .arch import Arch, SearchSpace, fix
+from .cost import CostModel, Unit, tabulate
+from .io import read_json, write_json
+from .nn.choices import LayerChoice
+from .train.metrics import progress_bar
+
+FORMAT = "supernet-latency-table"
+VERSION = 1
+BACKENDS = ("torch", "onnxruntime")
+
+
+class LatencyTableError(ValueError):
+    """A table that cannot be read, or that was measured for another target."""
+
+
+# --- the target ---------------------------------------------------------------------------------------
+def fingerprint(model: nn.Module, input_shape: tuple[int, ...]) -> str:
+    """What the table's numbers are numbers of: the supernet's modules (labels, options, widths) and input."""
+    return hashlib.sha256(f"{tuple(input_shape)}\n{model!r}".encode()).hexdigest()[:16]
+
+
+def device_name(device: str) -> str:
+    """The model of the device that runs the timings: the CPU's (``/proc/cpuinfo``) or the GPU's."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown cpu"
+
+
+def versions(backend: str) -> dict:
+    if backend == "onnxruntime":
+        import onnxruntime
+        return {"onnxruntime": onnxruntime.__version__}
+    return {"torch": torch.__version__}
+
+
+def target_of(model: nn.Module, input_shape, backend: str = "torch", device: str = "cpu", threads: int = 1,
+              batch: int = 1, space: Optional[str] = None, options: Optional[dict] = None,
+              name: str = "auto") -> dict:
+    """The target key a table for ``model`` measured this way (on this machine) has.
+
+    ``name``: the device model; ``auto`` is this machine's, and then the versions must match too.
+    """
+    check_settings(backend, device, threads, batch)
+    return {"space": space, "options": options, "input_shape": list(input_shape),
+            "fingerprint": fingerprint(model, input_shape), "backend": backend, "device": device,
+            "device_name": device_name(device) if name == "auto" else name, "threads": threads, "batch": batch,
+            "versions": versions(backend) if name == "auto" else None}
+
+
+def check_settings(backend: str, device: str, threads: int, batch: int) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"latency backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
+        raise ValueError(f"latency device {device!r}: use cpu or cuda (cuda:N)")
+    if backend == "onnxruntime" and device != "cpu":
+        raise ValueError("the onnxruntime backend times on the CPU (CPUExecutionProvider); set device=cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"latency device {device!r}: no CUDA device is available here; use device=cpu")
+    if threads < 1 or batch < 1:
+        raise ValueError(f"latency threads and batch must be >= 1, got threads={threads}, batch={batch}")
+
+
+# --- the table ----------------------------------------------------------------------------------------
+@dataclass
+class LatencyTable:
+    """Per-option latencies in milliseconds, in the cost model's groups.
+
+    Attributes:
+        target: what was measured, how and where (``target_of``).
+        groups: ``[(labels, {key: ms}, gate)]``, the same labels, keys and gates as
+            ``CostModel(model).groups``; the last is the rest of the network.
+        spread: per group, ``{key: interquartile range / median}`` of the entry's runs.
+        overhead_ms: the constant added to every prediction (fitted by ``check_table``; 0 before).
+        check: the last ``check_table`` result, or None.
+    """
+
+    target: dict
+    groups: list
+    spread: list
+    overhead_ms: float = 0.0
+    check: Optional[dict] = None
+    settings: dict = field(default_factory=dict)  # runs, warmup, max_spread, retries
+
+    def predict(self, arch: Arch, overhead: bool = True) -> float:
+        """Predicted latency (ms) of a valid architecture: a handful of dict lookups."""
+        total = self.overhead_ms if overhead else 0.0
+        for labels, table, gate in self.groups:
+            if gate is not None and gate[1] not in arch[gate[0]]:
+                continue  # an edge whose input is not chosen is not built
+            total += table[tuple(arch[l] for l in labels)]
+        return total
+
+    # --- the file -----------------------------------------------------------------------------------
+    def to_json(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, "target": self.target, "settings": self.settings,
+                "overhead_ms": self.overhead_ms, "check": self.check,
+                "groups": [{"labels": list(labels), "gate": None if gate is None else list(gate),
+                            "entries": [[list(k), ms, self.spread[i][k]] for k, ms in table.items()]}
+                           for i, (labels, table, gate) in enumerate(self.groups)]}
+
+    @classmethod
+    def from_json(cls, data, where: str = "the latency table") -> "LatencyTable":
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise LatencyTableError(f"{where} is not a latency table (no \"format\": \"{FORMAT}\"); build one with "
+                                    f"'supernet latency'")
+        if data.get("version") != VERSION:
+            raise LatencyTableError(f"{where} has table version {data.get('version')!r}; this supernet reads version "
+                                    f"{VERSION}: build it again with 'supernet latency'")
+        try:
+            groups, spread = [], []
+            for g in data["groups"]:
+                table = {tuple(int(i) for i in k): float(ms) for k, ms, _ in g["entries"]}
+                groups.append((list(g["labels"]), table, None if g["gate"] is None else (g["gate"][0], int(g["gate"][1]))))
+                spread.append({tuple(int(i) for i in k): float(s) for k, _, s in g["entries"]})
+            return cls(dict(data["target"]), groups, spread, float(data["overhead_ms"]), data.get("check"),
+                       dict(data.get("settings") or {}))
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise LatencyTableError(f"{where} is damaged ({type(e).__name__}: {e}); build it again with "
+                                    f"'supernet latency'") from None
+
+    def save(self, path) -> Path:
+        return write_json(path, self.to_json())
+
+    @classmethod
+    def load(cls, path) -> "LatencyTable":
+        path = Path(path)
+        if not path.is_file():
+            raise LatencyTableError(f"latency table {path} does not exist; build it with 'supernet latency ... --out {path}'")
+        try:
+            data = read_json(path)
+        except ValueError as e:
+            raise LatencyTableError(f"latency table {path} is not valid JSON ({e})") from None
+        return cls.from_json(data, where=f"latency table {path}")
+
+    def require(self, expected: dict, where: str = "the latency table") -> None:
+        """Refuse the table unless it was measured for ``expected`` (``target_of``), naming the first
+        difference. A target whose device name was given (not ``auto``) skips the versions: a table
+        measured elsewhere is trusted by name."""
+        t = self.target
+        if t.get("fingerprint") != expected["fingerprint"]:
+            for key in ("space", "options", "input_shape"):
+                if t.get(key) != expected.get(key) and expected.get(key) is not None:
+                    raise LatencyTableError(f"{where} was measured for {key} {t.get(key)!r}, this model has "
+                                            f"{expected[key]!r}; build one for it with 'supernet latency'")
+            raise LatencyTableError(f"{where} was measured for another model (fingerprint {t.get('fingerprint')}, "
+                                    f"this one is {expected['fingerprint']}); build one for it with 'supernet latency'")
+        keys = ["backend", "device", "threads", "batch", "device_name"] + (["versions"] if expected["versions"] else [])
+        for key in keys:
+            if t.get(key) != expected[key]:
+                raise LatencyTableError(f"{where} was measured with {key} {t.get(key)!r}, this run needs {expected[key]!r} "
+                                        f"(latency.{key if key != 'versions' else 'device_name'}); build one for this "
+                                        f"target with 'supernet latency'")
+
+
+# --- timing ---------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _quiet_timing(threads: int):
+    """``threads`` torch threads, no autograd and no garbage collection while timing."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        if gc_was:
+            gc.enable()
+        torch.set_num_threads(before)
+
+
+def runner(module: nn.Module, inputs: list[torch.Tensor], backend: str, device: str, threads: int) -> Callable[[], float]:
+    """A function that runs ``module(*inputs)`` once on the backend and returns its time in ms."""
+    if backend == "onnxruntime":
+        import onnxruntime as ort
+        from .export import onnx_bytes
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.log_severity_level = 3  # no warnings about unused initialisers
+        session = ort.InferenceSession(onnx_bytes(module.cpu(), tuple(x.cpu() for x in inputs)), so,
+                                       providers=["CPUExecutionProvider"])
+        feeds = {i.name: x.cpu().numpy() for i, x in zip(session.get_inputs(), inputs)}
+
+        def run_ort() -> float:
+            t0 = time.perf_counter()
+            session.run(None, feeds)
+            return (time.perf_counter() - t0) * 1e3
+        return run_ort
+    module = module.to(device).eval()
+    inputs = [x.to(device) for x in inputs]
+    if device.startswith("cuda"):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+        def run_cuda() -> float:
+            start.record()
+            module(*inputs)
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end)
+        return run_cuda
+
+    def run_cpu() -> float:
+        t0 = time.perf_counter()
+        module(*inputs)
+        return (time.perf_counter() - t0) * 1e3
+    return run_cpu
+
+
+def measure(runs_of: list[Callable[[], float]], runs: int, warmup: int, max_spread: float, retries: int,
+            seed: int = 0, bar=None) -> list[tuple[float, float]]:
+    """``(median ms, spread)`` of each function, timed in interleaved rounds.
+
+    Every round calls each function once, in a fresh random order: the machine's drift (these VMs
+    change speed by tens of % within minutes) then falls on all entries alike, and each op runs
+    among others, as it does inside a network, rather than hot in a loop of its own. After
+    ``warmup`` untimed rounds come ``runs`` timed ones; the entries whose spread (interquartile
+    range / median) is above ``max_spread`` get ``runs`` more rounds, up to ``retries`` times,
+    and keep their tightest measurement.
+    """
+    rng = random.Random(seed)
+    best: list = [None] * len(runs_of)
+    todo = list(range(len(runs_of)))
+    for attempt in range(1 + retries):
+        samples: dict[int, list[float]] = {i: [] for i in todo}
+        for r in range(warmup + runs):
+            order = todo[:]
+            rng.shuffle(order)
+            for i in order:
+                ms = runs_of[i]()
+                if r >= warmup:
+                    samples[i].append(ms)
+            if bar is not None:
+                bar.update(1)
+        for i in todo:
+            xs = sorted(samples[i])
+            med = statistics.median(xs)
+            spread = (xs[(3 * len(xs)) // 4] - xs[len(xs) // 4]) / med if med > 0 else 0.0
+            if best[i] is None or spread < best[i][1]:
+                best[i] = (med, spread)
+        todo = [i for i in todo if best[i][1] > max_spread]
+        if not todo:
+            break
+    return best
+
+
+def _rounds(runs: int, warmup: int, retries: int) -> int:
+    return (1 + retries) * (runs + warmup)
+
+
+class _Stub(nn.Module):
+    """Stands in for a unit while the rest of the network is timed: an output of the unit's shape
+    that depends on the input, so that no exporter folds what follows into a constant."""
+
+    def __init__(self, out_shape: tuple[int, ...]):
+        super().__init__()
+        self.register_buffer("zeros", torch.zeros(1, *out_shape[1:]))
+
+    def forward(self, *xs):
+        x = xs[0]
+        return self.zeros + x.flatten(1)[:, :1].reshape(-1, *[1] * (self.zeros.dim() - 1))
+
+
+def _stubbed(model: nn.Module, units: list[Unit]) -> nn.Module:
+    """A copy of ``model`` whose units are choices among stubs (same labels, same gates)."""
+    names = {id(m): name for name, m in model.named_modules()}
+    out = copy.deepcopy(model)
+    for unit in units:
+        parent, _, child = names[id(unit.module)].rpartition(".")
+        stub = _Stub(unit.out_shape)
+        choice = LayerChoice([stub] * unit.module.n_options, label=unit.module.label)
+        if getattr(unit.module, "gate", None) is not None:
+            choice.gate = unit.module.gate
+        setattr(out.get_submodule(parent) if parent else out, child, choice)
+    return out
+
+
+# --- building and checking ---------------------------------------------------------------------------
+def build_table(model: nn.Module, input_shape: Optional[tuple[int, ...]] = None, backend: str = "torch",
+                device: str = "cpu", threads: int = 1, batch: int = 1, runs: int = 50, warmup: int = 5,
+                max_spread: float = 0.2, retries: int = 1, check: int = 0, seed: int = 0,
+                space: Optional[str] = None, options: Optional[dict] = None, cost: Optional[CostModel] = None,
+                progress: bool = True) -> LatencyTable:
+    """Time every option of every choice of ``model`` (and the rest of it) on the target.
+
+    With ``check=K``, K random subnets are timed end to end in the same rounds and the table is
+    checked against them (``check_table``'s figures, in ``table.check``).
+    ``cost``: the model's ``CostModel`` when one is at hand (its units are the table's units).
+    """
+    cost = cost or CostModel(model, input_shape)
+    target = target_of(model, cost.input_shape, backend, device, threads, batch, space, options)
+    settings = {"runs": runs, "warmup": warmup, "max_spread": max_spread, "retries": retries}
+    gen = torch.Generator().manual_seed(seed)
+
+    def inputs(shapes):
+        return [torch.randn(batch, *s[1:], generator=gen) for s in shapes]
+
+    rest_labels = cost.groups[-1][0]
+    archs = _random_archs(SearchSpace(model), check, seed)
+    with cost.measuring(model), _quiet_timing(threads):
+        entries: list[tuple[nn.Module, list]] = []  # what to time: every table entry, then the check's subnets
+
+        def index_unit(unit: Unit) -> dict:
+            xs = inputs(unit.shapes)
+            out = {}
+            for key in cost.combos(unit.labels):
+                out[key] = [len(entries)]
+                entries.append((cost.fixed_unit(unit, key), xs))
+            return out
+
+        where = tabulate(cost.units, index_unit, lambda a, b: a + b)  # key -> the entries that add up
+        stubbed = _stubbed(model, cost.units)
+        base = cost._probe_archs()[0]
+        stub_labels = SearchSpace(stubbed).labels
+        x = inputs([(1, *cost.input_shape)])
+        rest = {}
+        for key in cost.combos(rest_labels):
+            arch = {l: v for l, v in {**base, **dict(zip(rest_labels, key))}.items() if l in stub_labels}
+            rest[key] = [len(entries)]
+            entries.append((fix(stubbed, arch).eval(), x))
+        where.append((list(rest_labels), rest, None))
+        first_subnet = len(entries)
+        entries += [(fix(model, arch).eval(), x) for arch in archs]
+        timed = _time_entries(entries, backend, device, threads, settings, seed, progress,
+                              f"latency table ({backend}, {device}, {threads} thread{'s' * (threads != 1)}, batch {batch}"
+                              f"{f', {check} subnets' if check else ''})")
+    groups = [(labels, {k: sum(timed[i][0] for i in ix) for k, ix in t.items()}, gate) for labels, t, gate in where]
+    spread = [{k: max(timed[i][1] for i in ix) for k, ix in t.items()} for _, t, _ in where]
+    table = LatencyTable(target, groups, spread, settings=settings)
+    if check:
+        _fit_check(table, archs, timed[first_subnet:], seed, runs, interleaved=True)
+    return table
+
+
+def _time_entries(entries, backend, device, threads, settings, seed, progress, desc) -> list[tuple[float, float]]:
+    bar = progress_bar(total=len(entries), desc=f"{desc}: preparing", unit="entry", disable=not progress)
+    with bar:
+        runs_of = []
+        for module, xs in entries:
+            runs_of.append(runner(module, xs, backend, device, threads))
+            bar.update(1)
+    s = settings
+    bar = progress_bar(total=_rounds(s["runs"], s["warmup"], s["retries"]), desc=f"{desc}: timing",
+                       unit="round", disable=not progress)
+    with bar:
+        out = measure(runs_of, s["runs"], s["warmup"], s["max_spread"], s["retries"], seed, bar)
+        bar.update(bar.total - bar.n)  # rounds that no wide spread needed
+    return out
+
+
+def _random_archs(space: SearchSpace, k: int, seed: int) -> list[Arch]:
+    """``k`` distinct random architectures (fewer only if the space is smaller)."""
+    rng = random.Random(seed)
+    archs, seen = [], set()
+    for _ in range(100 * k):
+        if len(archs) == k:
+            break
+        arch = space.sample(rng)
+        key = space.encode(arch)
+        if key not in seen:
+            seen.add(key)
+            archs.append(arch)
+    return archs
+
+
+def check_table(model: nn.Module, table: LatencyTable, k: int = 20, seed: int = 0, progress: bool = True,
+                cost: Optional[CostModel] = None) -> dict:
+    """Time ``k`` random fixed subnets end to end on the table's target (now, on this machine), and
+    compare them with the table; the result goes in ``table.check`` and ``table.overhead_ms``.
+
+    ``build_table(check=K)`` does the same in the table's own rounds, so that drift between the
+    two measurements cannot enter; this one also shows how far the table is from today's timings.
+    """
+    t = table.target
+    cost = cost or CostModel(model, tuple(t["input_shape"]))
+    table.require(target_of(model, cost.input_shape, t["backend"], t["device"], t["threads"], t["batch"],
+                            t.get("space"), t.get("options")), where="the latency table")
+    archs = _random_archs(SearchSpace(model), k, seed)
+    gen = torch.Generator().manual_seed(seed)
+    x = [torch.randn(t["batch"], *cost.input_shape, generator=gen)]
+    was_training = model.training
+    try:
+        with _quiet_timing(t["threads"]):
+            entries = [(fix(model, arch).eval(), x) for arch in archs]
+            timed = _time_entries(entries, t["backend"], t["device"], t["threads"], table.settings, seed, progress,
+                                  f"check: {len(archs)} subnets end to end")
+    finally:
+        model.train(was_training)
+    return _fit_check(table, archs, timed, seed, table.settings["runs"], interleaved=False)
+
+
+def _fit_check(table: LatencyTable, archs: list[Arch], timed: list, seed: int, runs: int, interleaved: bool) -> dict:
+    """Fit ``table.overhead_ms`` (the median of measured - additive sum) and store the comparison:
+    mean absolute % error and max error with that overhead, the same with the overhead fitted on the
+    other k-1 subnets (leave-one-out, the honest figure), without any overhead, and the Kendall tau
+    of the ranking."""
+    from scipy.stats import kendalltau
+
+    if len(archs) < 3:
+        raise ValueError(f"a check needs at least 3 subnets to fit and test the overhead, got {len(archs)}")
+    measured = [ms for ms, _ in timed]
+    additive = [table.predict(a, overhead=False) for a in archs]
+    residual = [m - a for m, a in zip(measured, additive)]
+    overhead = statistics.median(residual)
+
+    def errors(over):
+        return [abs(a + o - m) / m for a, o, m in zip(additive, over, measured)]
+
+    fitted = errors([overhead] * len(archs))
+    loo = errors([statistics.median(residual[:i] + residual[i + 1:]) for i in range(len(archs))])
+    raw = errors([0.0] * len(archs))
+    table.overhead_ms = overhead
+    table.check = {"subnets": len(archs), "seed": seed, "runs": runs, "interleaved": interleaved,
+                   "overhead_ms": overhead, "mape": statistics.mean(fitted), "max_error": max(fitted),
+                   "mape_loo": statistics.mean(loo), "max_error_loo": max(loo),
+                   "mape_without_overhead": statistics.mean(raw),
+                   "kendall_tau": float(kendalltau(additive, measured).statistic),
+                   "measured_ms": measured, "additive_ms": additive, "spread": [s for _, s in timed], "archs": archs}
+    return table.check
+
+
+def check_line(check: dict) -> str:
+    """One line of a check's figures, as ``supernet latency --check`` prints them."""
+    return (f"check on {check['subnets']} random subnets: mean abs error {100 * check['mape']:.1f}% (max "
+            f"{100 * check['max_error']:.1f}%), leave-one-out {100 * check['mape_loo']:.1f}% (max "
+            f"{100 * check['max_error_loo']:.1f}%), without the overhead {100 * check['mape_without_overhead']:.1f}%; "
+            f"Kendall tau {check['kendall_tau']:.3f}; fitted overhead {check['overhead_ms']:+.4g} ms")
