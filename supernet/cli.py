@@ -69,16 +69,28 @@ def cmd_info(args) -> int:
     model = create(args.space, **overrides)
     cost = CostModel(model)
     space = cost.space
+    table = None
+    if args.latency_table is not None:  # the model must be the table's; its machine need not be this one
+        from .latency import LatencyTable, fingerprint
+        table = LatencyTable.load(args.latency_table)
+        table.require_model({"fingerprint": fingerprint(model, cost.input_shape), "space": args.space,
+                             "options": to_dict(options), "input_shape": list(cost.input_shape)},
+                            where=f"latency table {args.latency_table}")
+        cost.attach_latency(table)
     if args.arch is not None:
         arch = parse_arch(args.arch, space)
         flops, params = cost.cost(arch)
+        latency = None if table is None else cost.latency(arch)
         if args.json:
-            print(json.dumps({"space": args.space, "arch": arch, "flops": flops, "params": params}))
+            print(json.dumps({"space": args.space, "arch": arch, "flops": flops, "params": params,
+                              **({} if latency is None else {"latency_ms": latency})}))
         else:
             print(f"space   {args.space}")
             print(f"arch    {json.dumps(arch)}")
             print(f"FLOPs   {flops:,} ({_human(flops)} multiply-accumulates, conv+linear, batch 1)")
             print(f"params  {params:,} ({_human(params)}, fixed subnet with affine BN)")
+            if latency is not None:
+                print(f"latency {latency:.4g} ms predicted ({_target_words(table.target)})")
         return 0
     r = cost.range()
     summary = {"space": args.space, "options": to_dict(options), "labels": len(space.labels),
@@ -93,6 +105,80 @@ def cmd_info(args) -> int:
     print(f"size     {space.size:.4g} architectures ({space.size:,})")
     print(f"FLOPs    {_human(r['flops_min'])} .. {_human(r['flops_max'])}  ({r['flops_min']:,} .. {r['flops_max']:,})")
     print(f"params   {_human(r['params_min'])} .. {_human(r['params_max'])}  ({r['params_min']:,} .. {r['params_max']:,})")
+    if table is not None:
+        print(f"latency  {r['latency_min']:.4g} .. {r['latency_max']:.4g} ms predicted ({_target_words(table.target)})")
+    return 0
+
+
+def _target_words(t: dict) -> str:
+    return (f"{t['backend']} on {t['device_name']}, {t['threads']} thread{'s' * (t['threads'] != 1)}, "
+            f"batch {t['batch']}")
+
+
+def cmd_latency(args) -> int:
+    from . import pipeline
+    from .config import LatencyConfig
+    from .cost import CostModel
+    from .latency import LatencyTable, build_table, check_line, check_table
+    from .search.plot import plot_latency_check
+    from .spaces import create, space_options
+
+    if args.table is not None:  # check (again) a table that exists, on this machine, now
+        if args.space or args.config or args.run_dir or args.options:
+            raise ConfigError("--table checks an existing table for the model it names; give no SPACE, --config, "
+                              "--run-dir or options with it")
+        if not args.check:
+            raise ConfigError("--table needs --check K (the number of random subnets to time end to end)")
+        table = LatencyTable.load(args.table)
+        t = table.target
+        if not t.get("space"):
+            raise ConfigError(f"{args.table} names no space; check it from Python (supernet.latency.check_table)")
+        model = create(t["space"], **(t.get("options") or {}))
+        out = Path(args.out) if args.out else Path(args.table)
+        check = check_table(model, table, args.check, seed=args.seed, progress=not args.quiet)
+        table.save(out)
+        print(check_line(check))
+        plot = plot_latency_check(check, out.with_suffix(".png"), f"{t['space']}: {_target_words(t)}")
+        print(f"latency: overhead and check saved in {out}; plot {plot}")
+        return 0
+    if args.out is None:
+        raise ConfigError("latency needs --out FILE (where the table is written)")
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise FileExistsError(f"{out} already exists; pass --force to replace it (or choose another --out)")
+    sources = [x for x in (args.space, args.config, args.run_dir) if x is not None]
+    if len(sources) != 1:
+        raise ConfigError("latency needs exactly one of SPACE (with space options), --config CFG or --run-dir RUN")
+    if args.space is not None:
+        overrides = parse_overrides(args.options)
+        name, options = args.space, to_dict(space_options(args.space, overrides))
+        lc = LatencyConfig()
+    else:
+        if args.config is not None:
+            cfg = pipeline.load_config(pipeline.resolve_config_path(args.config), args.options, section="latency")
+        else:
+            cfg = pipeline.stage_config(args.run_dir, args.options, "latency")
+        data = pipeline.load_data(cfg)
+        name, lc = cfg.space.name, cfg.latency
+        options = to_dict(space_options(name, pipeline.model_options(cfg, data)))
+    model = create(name, **options)
+    pick = lambda given, default: default if given is None else given  # noqa: E731
+    backend, device = pick(args.backend, lc.backend), pick(args.device, lc.device)
+    threads, batch = pick(args.threads, lc.threads), pick(args.batch, lc.batch)
+    cost = CostModel(model)
+    table = build_table(model, backend=backend, device=device, threads=threads, batch=batch, runs=args.runs,
+                        warmup=args.warmup, max_spread=args.max_spread, retries=args.retries, check=args.check,
+                        seed=args.seed, space=name, options=options, cost=cost, progress=not args.quiet)
+    table.save(out)
+    cost.attach_latency(table)
+    r = cost.range()
+    entries = sum(len(t) for _, t, _ in table.groups)
+    print(f"latency: {entries} entries of space {name} ({_target_words(table.target)}) -> {out}")
+    print(f"latency: predicted {r['latency_min']:.4g} .. {r['latency_max']:.4g} ms over the space")
+    if table.check is not None:
+        print(check_line(table.check))
+        plot = plot_latency_check(table.check, out.with_suffix(".png"), f"{name}: {_target_words(table.target)}")
+        print(f"latency: plot {plot}")
     return 0
 
 
@@ -148,6 +234,11 @@ def cmd_export(args) -> int:
     check = "onnxruntime not installed, not checked" if r["max_abs_diff"] is None else \
         f"matches PyTorch, max |diff| {r['max_abs_diff']:.2e}"
     print(f"export: {r['arch']}, {r['onnx']} ({check})")
+    lat = r.get("latency")
+    if lat is not None:
+        print(f"export: ONNX Runtime latency {lat['median_ms']:.4g} ms (median of {lat['runs']}, batch {lat['batch']}, "
+              f"{lat['threads']} thread{'s' * (lat['threads'] != 1)}, {lat['device_name']}) -> "
+              f"{args.run_dir}/model_latency.json")
     return 0
 
 
@@ -181,7 +272,36 @@ def build_parser() -> argparse.ArgumentParser:
                       help="space options, e.g. num_classes=1000 input_size=224 channel_search=true width_mult=0.5")
     info.add_argument("--arch", help="an architecture: a JSON string, a JSON file, or an NNI-format file")
     info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.add_argument("--latency-table", metavar="FILE", help="a table from 'supernet latency' for this space: "
+                                                              "print the predicted latency (range)")
     info.set_defaults(func=cmd_info)
+
+    lat = sub.add_parser("latency", help="measure a latency lookup table on this machine (torch or ONNX Runtime)",
+                         description="Time every option of every choice at its input shape (and the rest of the "
+                                     "network) on this machine; with --check K, also time K random subnets end to "
+                                     "end and report the table's error, its ranking quality and the fitted overhead.")
+    lat.add_argument("space", nargs="?", help="a registered space (or use --config / --run-dir)")
+    lat.add_argument("options", nargs="*", metavar="key=value",
+                     help="space options after SPACE; config overrides with --config or --run-dir")
+    lat.add_argument("--config", help="the space and data of a config (a YAML file or a packaged one: digits, ...)")
+    lat.add_argument("--run-dir", type=_path, help="the space and data of a run's config.yaml")
+    lat.add_argument("--table", metavar="FILE", help="check this existing table (needs --check K)")
+    lat.add_argument("--out", metavar="FILE", help="where the table is written (JSON)")
+    lat.add_argument("--backend", choices=["torch", "onnxruntime"], help="default: latency.backend (torch)")
+    lat.add_argument("--device", help="cpu or cuda (torch backend); default: latency.device (cpu)")
+    lat.add_argument("--threads", type=int, help="intra-op threads while timing; default: latency.threads (1)")
+    lat.add_argument("--batch", type=int, help="the batch timed; default: latency.batch (1)")
+    lat.add_argument("--runs", type=int, default=50, help="timed rounds per entry (median taken; default 50)")
+    lat.add_argument("--warmup", type=int, default=5, help="untimed rounds first (default 5)")
+    lat.add_argument("--max-spread", type=float, default=0.2,
+                     help="re-measure entries whose interquartile range / median is above this (default 0.2)")
+    lat.add_argument("--retries", type=int, default=1, help="re-measurements of a wide entry (default 1)")
+    lat.add_argument("--check", type=int, default=0, metavar="K",
+                     help="also time K random subnets end to end: error, Kendall tau, fitted overhead")
+    lat.add_argument("--seed", type=int, default=0, help="which random subnets the check times")
+    lat.add_argument("--force", action="store_true", help="replace an existing --out file")
+    lat.add_argument("--quiet", action="store_true", help="no progress bars")
+    lat.set_defaults(func=cmd_latency)
 
     def stage(name, func, help_, config=False, arch=False, resume=True, options=True):
         sp = sub.add_parser(name, help=help_, description=help_)

@@ -14,7 +14,7 @@ from .typed import ConfigError, from_dict, merge, parse_overrides, to_dict
 
 __all__ = ["ConfigError", "from_dict", "to_dict", "parse_overrides", "merge", "load_config", "dump_config",
            "scope_overrides", "RunConfig", "SECTIONS", "SpaceConfig", "OptimConfig", "TrainConfig", "RetrainConfig", "SearchConfig",
-           "ExportConfig"]
+           "ExportConfig", "LatencyConfig"]
 
 
 @dataclass
@@ -132,6 +132,27 @@ class ExportConfig:
 
 
 @dataclass
+class LatencyConfig:
+    """The latency target: how a table was (or is to be) measured, and the table itself."""
+
+    table: Optional[str] = None      # a table from 'supernet latency' (latency constraints and losses need one)
+    backend: Literal["torch", "onnxruntime"] = "torch"  # what the table times, and how export measures (ORT)
+    device: str = "cpu"              # cpu or cuda (torch backend)
+    threads: int = 1                 # intra-op threads while timing (1: steadiest on a shared machine)
+    batch: int = 1                   # the batch that is timed (1: a single-image latency)
+    device_name: str = "auto"        # auto: this machine, with its torch/ORT versions; a CPU/GPU name: a table
+                                     # measured on that device is trusted without comparing versions
+
+    def __post_init__(self):
+        if self.threads < 1 or self.batch < 1:
+            raise ValueError(f"latency.threads and latency.batch must be >= 1, got {self.threads} and {self.batch}")
+        if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):
+            raise ValueError(f"latency.device {self.device!r}: use cpu or cuda (cuda:N)")
+        if self.backend == "onnxruntime" and self.device != "cpu":
+            raise ValueError("latency.backend=onnxruntime times on the CPU; set latency.device=cpu")
+
+
+@dataclass
 class RunConfig:
     """The whole pipeline; each stage reads its own section."""
 
@@ -142,6 +163,7 @@ class RunConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
 
     def __post_init__(self):
         self.strategy = check_settings(self.strategy)  # validated, with the strategy's defaults

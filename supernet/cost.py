@@ -14,6 +14,7 @@ choice) is measured the same way. A query is then one table lookup per choice: m
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import math
 import re
@@ -74,6 +75,11 @@ def check_countable(model: nn.Module) -> None:
                                       f"({type(m).__name__}): the cost model counts convolutions (1-3d, transposed) "
                                       f"and Linear layers; build the op from those, or leave the cost model out "
                                       f"(no FLOPs constraints)")
+
+
+def fingerprint(model: nn.Module, input_shape: tuple[int, ...]) -> str:
+    """What a table's numbers are numbers of: the supernet's modules (labels, options, widths) and input."""
+    return hashlib.sha256(f"{tuple(input_shape)}\n{model!r}".encode()).hexdigest()[:16]
 
 
 def count_params(module: nn.Module) -> int:
@@ -173,7 +179,8 @@ class CostModel:
         when its groups are not this model's (a table of another space or size)."""
         mine = [(list(labels), sorted(t), gate) for labels, t, gate in self.groups]
         theirs = [(list(labels), sorted(t), None if gate is None else tuple(gate)) for labels, t, gate in table.groups]
-        if mine != theirs:
+        measured_for = (getattr(table, "target", None) or {}).get("fingerprint")
+        if mine != theirs or measured_for not in (None, fingerprint(self.space.model, self.input_shape)):
             raise ValueError("the latency table does not fit this model: its choices or options differ (a table "
                              "of another space or space options); build one for this model with 'supernet latency'")
         self.latency_table = table

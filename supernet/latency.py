@@ -27,6 +27,7 @@ import contextlib
 import copy
 import gc
 import hashlib
+import json
 import platform
 import random
 import statistics
@@ -39,7 +40,7 @@ import torch
 from torch import nn
 
 from .arch import Arch, SearchSpace, fix
-from .cost import CostModel, Unit, tabulate
+from .cost import CostModel, Unit, fingerprint, tabulate
 from .io import read_json, write_json
 from .nn.choices import LayerChoice
 from .train.metrics import progress_bar
@@ -54,11 +55,6 @@ class LatencyTableError(ValueError):
 
 
 # --- the target ---------------------------------------------------------------------------------------
-def fingerprint(model: nn.Module, input_shape: tuple[int, ...]) -> str:
-    """What the table's numbers are numbers of: the supernet's modules (labels, options, widths) and input."""
-    return hashlib.sha256(f"{tuple(input_shape)}\n{model!r}".encode()).hexdigest()[:16]
-
-
 def device_name(device: str) -> str:
     """The model of the device that runs the timings: the CPU's (``/proc/cpuinfo``) or the GPU's."""
     if device.startswith("cuda"):
@@ -136,6 +132,23 @@ class LatencyTable:
             total += table[tuple(arch[l] for l in labels)]
         return total
 
+    def digest(self) -> str:
+        """A short checksum of the numbers (entries and overhead), e.g. for a resumed search to compare."""
+        data = {"groups": self.to_json()["groups"], "overhead_ms": self.overhead_ms}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def require_model(self, expected: dict, where: str = "the latency table") -> None:
+        """Refuse the table unless it was measured for this model (``expected``: a ``target_of`` or
+        a dict with its fingerprint, space, options and input shape), wherever it was measured."""
+        t = self.target
+        if t.get("fingerprint") != expected["fingerprint"]:
+            for key in ("space", "options", "input_shape"):
+                if t.get(key) != expected.get(key) and expected.get(key) is not None:
+                    raise LatencyTableError(f"{where} was measured for {key} {t.get(key)!r}, this model has "
+                                            f"{expected[key]!r}; build one for it with 'supernet latency'")
+            raise LatencyTableError(f"{where} was measured for another model (fingerprint {t.get('fingerprint')}, "
+                                    f"this one is {expected['fingerprint']}); build one for it with 'supernet latency'")
+
     # --- the file -----------------------------------------------------------------------------------
     def to_json(self) -> dict:
         return {"format": FORMAT, "version": VERSION, "target": self.target, "settings": self.settings,
@@ -183,13 +196,7 @@ class LatencyTable:
         difference. A target whose device name was given (not ``auto``) skips the versions: a table
         measured elsewhere is trusted by name."""
         t = self.target
-        if t.get("fingerprint") != expected["fingerprint"]:
-            for key in ("space", "options", "input_shape"):
-                if t.get(key) != expected.get(key) and expected.get(key) is not None:
-                    raise LatencyTableError(f"{where} was measured for {key} {t.get(key)!r}, this model has "
-                                            f"{expected[key]!r}; build one for it with 'supernet latency'")
-            raise LatencyTableError(f"{where} was measured for another model (fingerprint {t.get('fingerprint')}, "
-                                    f"this one is {expected['fingerprint']}); build one for it with 'supernet latency'")
+        self.require_model(expected, where)
         keys = ["backend", "device", "threads", "batch", "device_name"] + (["versions"] if expected["versions"] else [])
         for key in keys:
             if t.get(key) != expected[key]:
@@ -218,21 +225,8 @@ def _quiet_timing(threads: int):
 def runner(module: nn.Module, inputs: list[torch.Tensor], backend: str, device: str, threads: int) -> Callable[[], float]:
     """A function that runs ``module(*inputs)`` once on the backend and returns its time in ms."""
     if backend == "onnxruntime":
-        import onnxruntime as ort
         from .export import onnx_bytes
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.log_severity_level = 3  # no warnings about unused initialisers
-        session = ort.InferenceSession(onnx_bytes(module.cpu(), tuple(x.cpu() for x in inputs)), so,
-                                       providers=["CPUExecutionProvider"])
-        feeds = {i.name: x.cpu().numpy() for i, x in zip(session.get_inputs(), inputs)}
-
-        def run_ort() -> float:
-            t0 = time.perf_counter()
-            session.run(None, feeds)
-            return (time.perf_counter() - t0) * 1e3
-        return run_ort
+        return ort_runner(onnx_bytes(module.cpu(), tuple(x.cpu() for x in inputs)), inputs, threads)
     module = module.to(device).eval()
     inputs = [x.to(device) for x in inputs]
     if device.startswith("cuda"):
@@ -251,6 +245,38 @@ def runner(module: nn.Module, inputs: list[torch.Tensor], backend: str, device: 
         module(*inputs)
         return (time.perf_counter() - t0) * 1e3
     return run_cpu
+
+
+def ort_runner(model, inputs: list[torch.Tensor], threads: int) -> Callable[[], float]:
+    """One timed ``InferenceSession.run`` of an ONNX model (bytes or a path) on the CPU, with
+    ``threads`` intra-op threads, one inter-op thread and sequential execution."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3  # no warnings about unused initialisers
+    session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), so,
+                                   providers=["CPUExecutionProvider"])
+    feeds = {i.name: x.cpu().numpy() for i, x in zip(session.get_inputs(), inputs)}
+
+    def run() -> float:
+        t0 = time.perf_counter()
+        session.run(None, feeds)
+        return (time.perf_counter() - t0) * 1e3
+    return run
+
+
+def onnx_latency(path, input_shape: tuple[int, ...], threads: int = 1, batch: int = 1, runs: int = 100,
+                 warmup: int = 10) -> dict:
+    """The measured latency of an exported model file in ONNX Runtime on this CPU (what
+    ``supernet export`` writes beside ``model.onnx``)."""
+    import onnxruntime
+    x = [torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(0))]
+    with _quiet_timing(threads):
+        ((ms, spread),) = measure([ort_runner(Path(path), x, threads)], runs, warmup, 0.2, 1)
+    return {"file": Path(path).name, "backend": "onnxruntime", "device": "cpu", "device_name": device_name("cpu"),
+            "threads": threads, "batch": batch, "input_shape": list(input_shape), "runs": runs, "median_ms": ms,
+            "spread": spread, "versions": {"onnxruntime": onnxruntime.__version__}}
 
 
 def measure(runs_of: list[Callable[[], float]], runs: int, warmup: int, max_spread: float, retries: int,

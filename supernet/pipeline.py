@@ -5,7 +5,7 @@
       supernet/last.pt step-*.pt metrics.jsonl
       search/state.json history.jsonl topk.json best_arch.json search.png
       retrain/last.pt metrics.jsonl
-      eval.json arch.json model.onnx
+      eval.json arch.json model.onnx model_latency.json (measured in ONNX Runtime)
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from torch.utils.data import Subset
 from .arch import SearchSpace, fix, parse_arch
 from .config import ConfigError, RunConfig, SearchConfig, dump_config, load_config, parse_overrides, scope_overrides, to_dict
 from .cost import Constraints, CostModel
+from .latency import LatencyTable, LatencyTableError, onnx_latency, target_of
 from .data import build_data
 from .data.loader import Compact, Cutout, eval_loader, fixed_batches
 from .io import read_json, write_json, write_text
@@ -30,7 +31,7 @@ from .search import CandidateEvaluator, EvolutionSearch, recalibrate_bn
 from .search.evolution import SearchStateError
 from .search.plot import plot_arch_history, plot_search
 from .search.state import check_population, validate_state
-from .spaces import create
+from .spaces import create, space_options
 from .strategies import Plain, build_strategy
 from .train import CheckpointError, evaluate as evaluate_model, fit, load_latest, save_checkpoint
 from .train import dist
@@ -41,7 +42,9 @@ from .train.metrics import progress_bar
 
 PACKAGED_CONFIGS = Path(__file__).parent / "configs"
 # Keys a later stage may change besides its own section: where the data lives and how it is read.
-SHARED_KEYS = {"data": {"root", "num_workers"}}
+# The latency target may be set at any stage: the table is checked against the model whenever it is used.
+SHARED_KEYS = {"data": {"root", "num_workers"},
+               "latency": {"table", "backend", "device", "threads", "batch", "device_name"}}
 
 
 def resolve_config_path(name: str | Path) -> Path:
@@ -130,6 +133,32 @@ def build_supernet(cfg: RunConfig, data):
     return create(cfg.space.name, **model_options(cfg, data))
 
 
+def cost_model(cfg: RunConfig, model, options: dict, where: str = "") -> CostModel:
+    """The model's FLOPs/params tables, with the run's latency table attached when one is set
+    (refused, naming the difference, when it was measured for another model or target)."""
+    cost = CostModel(model)
+    lc = cfg.latency
+    if lc.table is None:
+        return cost
+    table = LatencyTable.load(lc.table)
+    options = to_dict(space_options(cfg.space.name, options))  # every option, as 'supernet latency' records them
+    table.require(target_of(model, cost.input_shape, lc.backend, lc.device, lc.threads, lc.batch, cfg.space.name,
+                            options, name=lc.device_name), where=f"latency table {lc.table}")
+    cost.attach_latency(table)
+    return cost
+
+
+def needs_latency_table(constraints: list[str], cfg: RunConfig, key: str, run_dir: Optional[Path] = None) -> None:
+    """A latency constraint with no ``latency.table``: one line with the command that builds one."""
+    timed = [c for c in constraints if str(c).replace(" ", "").startswith("latency")]
+    if timed and cfg.latency.table is None:
+        source = f"--run-dir {run_dir}" if run_dir is not None else "--config CONFIG"
+        lc = cfg.latency
+        raise ConfigError(f"{key} {timed[0]!r} needs a latency table for this target: build one with 'supernet latency "
+                          f"{source} --backend {lc.backend} --threads {lc.threads} --batch {lc.batch} --out latency.json' "
+                          f"and set latency.table=latency.json")
+
+
 def supernet_meta(cfg: RunConfig, data) -> dict:
     """What a supernet checkpoint's weights mean; a resume must match it."""
     return {"kind": "supernet", "space": cfg.space.name, "options": model_options(cfg, data),
@@ -198,7 +227,9 @@ def _train_supernet(run_dir: Path, cfg: RunConfig, resume: bool, force: bool) ->
     data = load_data(cfg)
     torch.manual_seed(cfg.supernet.seed)  # the initial weights, so that a run is a function of its config
     model = build_supernet(cfg, data)
-    strategy = build_strategy(cfg.strategy, SearchSpace(model), cfg.supernet.seed)
+    needs_latency_table(cfg.strategy.get("constraints") or [], cfg, "strategy.constraints")
+    cost = cost_model(cfg, model, model_options(cfg, data)) if cfg.latency.table else None
+    strategy = build_strategy(cfg.strategy, SearchSpace(model), cfg.supernet.seed, cost=cost)
     summary = _fit_stage(run_dir, "supernet", cfg, resume, force, model, data.train, cfg.supernet, strategy=strategy,
                          meta=supernet_meta(cfg, data), desc=f"supernet ({strategy.name})")
     arch = strategy.export()
@@ -236,8 +267,9 @@ def _search(run_dir: Path, overrides: list[str], resume: bool, force: bool) -> d
         raise CheckpointError(f"{out} already holds a search; pass --resume to continue it or --force to start over")
     device = resolve_device(sc.device)
     data = load_data(cfg)  # the search reads data.train (recalibration) and data.val (scores) only
+    needs_latency_table(sc.constraints, cfg, "search.constraints", run_dir)
     model, supernet_id = _load_supernet(run_dir, cfg, data, device)
-    cost = CostModel(model)
+    cost = cost_model(cfg, model, model_options(cfg, data))
     constraints = Constraints(cost, sc.constraints)
     check_population(sc, SearchSpace(model))  # a generation too large for memory, before it is built
     if state is not None:
@@ -294,11 +326,12 @@ def _search(run_dir: Path, overrides: list[str], resume: bool, force: bool) -> d
         return summary
     assert constraints.ok(best["arch"]), "a resumed search kept a candidate that breaks search.constraints"
     write_json(out / "best_arch.json", {"arch": best["arch"], "space": cfg.space.name, **{
-        k: best[k] for k in ("top1", "top5", "flops", "params", "generation")}})
+        k: best[k] for k in ("top1", "top5", "flops", "params", "latency_ms", "generation") if k in best}})
     bounds = constraints.items
-    flops_max = min((c.max for c in bounds if c.metric == "flops" and c.max is not None), default=None)
-    flops_min = max((c.min for c in bounds if c.metric == "flops" and c.min is not None), default=None)
-    plot_search(engine.results, out / "search.png", flops_max, flops_min,
+    metric = "latency" if any(c.metric == "latency" for c in bounds) else "flops"  # the x-axis of search.png
+    upper = min((c.max for c in bounds if c.metric == metric and c.max is not None), default=None)
+    lower = max((c.min for c in bounds if c.metric == metric and c.min is not None), default=None)
+    plot_search(engine.results, out / "search.png", upper, lower, metric=metric,
                 title=f"{sc.algorithm} search on {cfg.space.name}: best top-1 {100 * best['top1']:.2f}%")
     return summary
 
@@ -430,8 +463,35 @@ def _evaluate(run_dir: Path, force: bool) -> dict:
     flops, params = CostModel(create(cfg.space.name, **subnet_options(cfg, data))).cost(arch)
     report = {"top1": result["top1"], "top5": result["top5"], "loss": result["loss"], "n": result["n"],
               "split": "test", "arch": arch, "flops": flops, "params": params}
+    latency = latency_report(run_dir, cfg, data, arch)
+    if latency:
+        report["latency"] = latency
     write_json(run_dir / "eval.json", report)
     return report
+
+
+def latency_report(run_dir: Path, cfg: RunConfig, data, arch: dict) -> dict:
+    """The retrained network's latency: the table's prediction (when ``latency.table`` is set and the
+    retrained network is the searched one) and the exported ONNX model's measured latency."""
+    out = {}
+    options = subnet_options(cfg, data)
+    if cfg.latency.table is not None:
+        if options != model_options(cfg, data):
+            print("note: no latency-table prediction: the retrained network has other space options than the "
+                  "searched one (retrain.space_options)", file=sys.stderr)
+        else:
+            try:
+                cost = cost_model(cfg, create(cfg.space.name, **options), options)
+            except LatencyTableError as e:
+                print(f"note: no latency-table prediction: {e}", file=sys.stderr)
+            else:
+                t = cost.latency_table.target
+                out["table"] = {"ms": cost.latency(arch), "backend": t["backend"], "device_name": t["device_name"],
+                                "threads": t["threads"], "batch": t["batch"], "file": str(cfg.latency.table)}
+    measured = run_dir / "model_latency.json"
+    if measured.is_file():
+        out["onnxruntime"] = read_json(measured)
+    return out
 
 
 def export(run_dir: Path, overrides: list[str] = (), force: bool = False) -> dict | None:
@@ -459,5 +519,14 @@ def _export(run_dir: Path, overrides: list[str], force: bool) -> dict:
     if diff is not None and diff > 1e-3:
         onnx_path.unlink()  # a failed export leaves neither file, so a retry is not refused
         raise RuntimeError(f"ONNX output differs from PyTorch by {diff:.3g} on a test batch")
+    latency = None
+    if diff is not None:  # onnxruntime is installed: the deployed file's own latency on this CPU
+        lc = cfg.latency
+        latency = onnx_latency(onnx_path, tuple(sample.shape[1:]), lc.threads, lc.batch)
+        write_json(run_dir / "model_latency.json", latency)
+        if (run_dir / "eval.json").is_file():  # evaluate ran first: its report gets the measurement too
+            report = read_json(run_dir / "eval.json")
+            report["latency"] = {**report.get("latency", {}), "onnxruntime": latency}
+            write_json(run_dir / "eval.json", report)
     write_json(run_dir / "arch.json", arch)  # last: arch.json means the export is complete
-    return {"arch": str(run_dir / "arch.json"), "onnx": str(onnx_path), "max_abs_diff": diff}
+    return {"arch": str(run_dir / "arch.json"), "onnx": str(onnx_path), "max_abs_diff": diff, "latency": latency}

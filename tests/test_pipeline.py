@@ -85,7 +85,10 @@ def test_stage_by_stage_with_resume(tmp_path, config, capsys):
     assert 0 <= report["top1"] <= report["top5"] <= 1 and report["n"] == 32 and report["split"] == "test"
 
     out = cli(capsys, "export", "--run-dir", run)
-    assert "matches PyTorch" in out
+    assert "matches PyTorch" in out and "ONNX Runtime latency" in out
+    measured = json.loads((run / "model_latency.json").read_text())
+    assert measured["median_ms"] > 0 and measured["backend"] == "onnxruntime" and measured["batch"] == 1
+    assert json.loads((run / "eval.json").read_text())["latency"]["onnxruntime"] == measured  # evaluate ran first
     assert json.loads((run / "arch.json").read_text()) == best["arch"]
     session = ort.InferenceSession(str(run / "model.onnx"), providers=["CPUExecutionProvider"])
     x = torch.randn(5, 3, 16, 16)

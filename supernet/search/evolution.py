@@ -79,6 +79,8 @@ class EvolutionSearch:
         out = {k: getattr(self.cfg, k) for k in FIXED}
         items = self.constraints.items if self.constraints else []
         out["constraints"] = sorted(([c.metric, c.min, c.max] for c in items), key=json.dumps)
+        if any(c.metric == "latency" for c in items):  # the same bounds under another table are another search
+            out["latency_table"] = self.cost.latency_table.digest()
         return out
 
     def state_dict(self) -> dict:
@@ -200,6 +202,8 @@ class EvolutionSearch:
             record = {"generation": self.generation, "origin": origin, "arch": arch,
                       "top1": 1 - score["top1_err"], "top5": 1 - score["top5_err"], **score,
                       "flops": flops, "params": params}
+            if getattr(self.cost, "latency_table", None) is not None:
+                record["latency_ms"] = self.cost.latency(arch)  # predicted by the run's table
             self.visited.add(self._key(arch))
             self.results.append(record)
             new.append(record)

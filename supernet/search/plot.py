@@ -8,8 +8,10 @@ from pathlib import Path
 from ..io import atomic_write
 
 
-def plot_search(results: list[dict], path: Path, flops_max: float | None = None, flops_min: float | None = None,
-                title: str = "") -> Path:
+def plot_search(results: list[dict], path: Path, upper: float | None = None, lower: float | None = None,
+                title: str = "", metric: str = "flops") -> Path:
+    """Top-1 by generation, and top-1 against FLOPs (or predicted latency, when the search was
+    constrained on latency), with the constraint's bounds as lines."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -28,15 +30,18 @@ def plot_search(results: list[dict], path: Path, flops_max: float | None = None,
     ax1.set_ylabel("supernet top-1 on held-out split (%)")
     ax1.legend(loc="lower right")
     ax1.grid(alpha=0.3)
-    flops = [r["flops"] / 1e6 for r in results]
-    sc = ax2.scatter(flops, top1, c=gens, s=8, cmap="viridis")
+    if metric == "latency":
+        xs, scale, unit, xlabel = [r["latency_ms"] for r in results], 1.0, "ms", "predicted latency (ms, latency table)"
+    else:
+        xs, scale, unit, xlabel = [r["flops"] / 1e6 for r in results], 1e6, "M", "MFLOPs (multiply-accumulates)"
+    sc = ax2.scatter(xs, top1, c=gens, s=8, cmap="viridis")
     fig.colorbar(sc, ax=ax2, label="generation")
-    for bound, name in ((flops_max, "max"), (flops_min, "min")):
+    for bound, name in ((upper, "max"), (lower, "min")):
         if bound is not None:
-            ax2.axvline(bound / 1e6, color="C3", ls="--", label=f"FLOPs {name} {bound / 1e6:g}M")
-    if flops_max is not None or flops_min is not None:
+            ax2.axvline(bound / scale, color="C3", ls="--", label=f"{metric} {name} {bound / scale:.4g}{unit}")
+    if upper is not None or lower is not None:
         ax2.legend(loc="lower right")
-    ax2.set_xlabel("MFLOPs (multiply-accumulates)")
+    ax2.set_xlabel(xlabel)
     ax2.set_ylabel("top-1 (%)")
     ax2.grid(alpha=0.3)
     if title:
@@ -257,3 +262,28 @@ def _label_spot(a: tuple[float, float], control: tuple[float, float], b: tuple[f
     x, y = min(spots, key=lambda s: overlap(*s))  # min keeps the first of equals
     taken.append((x - size[0] / 2, y - size[1] / 2, x + size[0] / 2, y + size[1] / 2))
     return x, y
+
+
+def plot_latency_check(check: dict, path: Path, title: str = "") -> Path:
+    """``supernet latency --check``: the table's prediction against the measured latency of each
+    random subnet, with the y = x line; the figures in the title."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.8))
+    predicted = [a + check["overhead_ms"] for a in check["additive_ms"]]
+    measured = check["measured_ms"]
+    ax.scatter(measured, predicted, s=14, label=f"{check['subnets']} random subnets")
+    lo, hi = min(measured + predicted), max(measured + predicted)
+    ax.plot([lo, hi], [lo, hi], color="C3", lw=1, label="prediction = measurement")
+    ax.set_xlabel("measured end to end (ms, median)")
+    ax.set_ylabel("predicted by the table (ms)")
+    ax.set_title(f"{title}\nMAPE {100 * check['mape']:.1f}% (leave-one-out {100 * check['mape_loo']:.1f}%), "
+                 f"max {100 * check['max_error']:.1f}%, Kendall tau {check['kendall_tau']:.2f}", fontsize=9)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), mode="wb")
+    plt.close(fig)
+    return Path(path)

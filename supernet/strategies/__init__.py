@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 
 from ..arch import SearchSpace
 from ..typed import ConfigError, from_dict, to_dict
@@ -65,11 +66,16 @@ def check_settings(settings: dict | None) -> dict:
     return {"name": name, **to_dict(config)}
 
 
-def build_strategy(settings: dict | None, space: SearchSpace, seed: int) -> Strategy:
-    """The strategy a (validated) ``strategy`` section describes, for ``space``."""
+def build_strategy(settings: dict | None, space: SearchSpace, seed: int, cost=None) -> Strategy:
+    """The strategy a (validated) ``strategy`` section describes, for ``space``.
+
+    ``cost``: the run's ``CostModel`` with its latency table (``latency.table``), for a strategy
+    whose ``__init__`` takes ``cost=`` (latency constraints and losses); others do not get it.
+    """
     settings = dict(settings or {})
     cls = strategy_class(settings.pop("name", "spos"))
-    return cls(space, from_dict(cls.Config, settings, where="strategy."), seed)
+    kw = {"cost": cost} if cost is not None and "cost" in inspect.signature(cls).parameters else {}
+    return cls(space, from_dict(cls.Config, settings, where="strategy."), seed, **kw)
 
 
 __all__ = ["Strategy", "StepContext", "Plain", "SPOS", "FairNAS", "DARTS", "PathSampler", "fair_paths", "STRATEGIES",

@@ -1,4 +1,4 @@
-"""SPOS: uniform single-path sampling, optionally under FLOPs/params constraints (REFERENCE §3-4).
+"""SPOS: uniform single-path sampling, optionally under FLOPs/params/latency constraints (REFERENCE §3-4).
 
 Guo et al., "Single Path One-Shot Neural Architecture Search with Uniform Sampling", ECCV 2020,
 https://arxiv.org/abs/1904.00420. One step: draw a path, train it, update only its weights.
@@ -24,7 +24,7 @@ class SPOS(Strategy):
 
     @dataclass
     class Config:
-        constraints: list[str] = field(default_factory=list)  # hard limits on every sampled path, e.g. ["flops<=330M"]
+        constraints: list[str] = field(default_factory=list)  # hard limits on every sampled path, e.g. ["flops<=330M"], ["latency<=2ms"]
         flops_bins: Optional[list[float]] = None  # official: [290e6, 300e6, ..., 360e6] = 7 bins, one drawn uniformly per step
         max_tries: int = 500                      # official: 500 tries per step, then a plain uniform path
 
@@ -34,10 +34,12 @@ class SPOS(Strategy):
             if self.flops_bins is not None and (len(self.flops_bins) < 2 or sorted(self.flops_bins) != list(self.flops_bins)):
                 raise ValueError(f"flops_bins must be >= 2 increasing bin edges, got {self.flops_bins}")
 
-    def __init__(self, space: SearchSpace, config: Optional[Config] = None, seed: int = 0):
+    def __init__(self, space: SearchSpace, config: Optional[Config] = None, seed: int = 0,
+                 cost: Optional[CostModel] = None):
         super().__init__(space, config, seed)
         c = self.config
-        cost = CostModel(space.model) if (c.constraints or c.flops_bins) else None
+        if cost is None and (c.constraints or c.flops_bins):
+            cost = CostModel(space.model)  # FLOPs and params; latency constraints need the run's table (cost=)
         self.sampler = PathSampler(space, seed, cost, Constraints(cost, c.constraints) if cost else None,
                                    c.flops_bins, c.max_tries)
 
@@ -102,6 +104,7 @@ class PathSampler:
             if self.constraints is None or self.constraints.ok(arch):
                 return arch
         r = self.cost.range()
+        timed = f", predicted latency {r['latency_min']:.4g} .. {r['latency_max']:.4g} ms" if "latency_min" in r else ""
         raise ValueError(f"no path met {self.constraints} in {self.max_tries} tries at step {step}; the space's "
-                         f"FLOPs range is {fmt_count(r['flops_min'])} .. {fmt_count(r['flops_max'])}: loosen the "
-                         f"constraint or raise sampling.max_tries")
+                         f"FLOPs range is {fmt_count(r['flops_min'])} .. {fmt_count(r['flops_max'])}{timed}: loosen the "
+                         f"constraint or raise strategy.max_tries")
