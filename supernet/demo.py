@@ -69,7 +69,9 @@ def run_demo(run_dir: Optional[Path] = None, overrides: list[str] = (), method: 
         "evaluate": f"test top-1 {ev['top1']:.4f}, top-5 {ev['top5']:.4f} ({ev['n']} images)",
         "export": f"arch.json only: ONNX skipped ({INSTALL})" if ex.get("skipped") else
                   "arch.json, model.onnx" + ("" if ex["max_abs_diff"] is None else
-                                             f" (ONNX vs PyTorch max |diff| {ex['max_abs_diff']:.1e})"),
+                                             f" (ONNX vs PyTorch max |diff| {ex['max_abs_diff']:.1e}; "
+                                             f"ONNX Runtime {ex['latency']['median_ms']:.3g} ms at batch "
+                                             f"{ex['latency']['batch']})"),
     }
     width = max(len(v) for v in results.values())
     print(f"\n{'stage':<15} {'result':<{width}} {'time':>7}")

@@ -287,14 +287,15 @@ def measure(runs_of: list[Callable[[], float]], runs: int, warmup: int, max_spre
     change speed by tens of % within minutes) then falls on all entries alike, and each op runs
     among others, as it does inside a network, rather than hot in a loop of its own. After
     ``warmup`` untimed rounds come ``runs`` timed ones; the entries whose spread (interquartile
-    range / median) is above ``max_spread`` get ``runs`` more rounds, up to ``retries`` times,
-    and keep their tightest measurement.
+    range / median) is above ``max_spread`` get ``runs`` more rounds, up to ``retries`` times;
+    their median is then over all their samples (keeping only the tightest attempt would take an
+    entry's figure from another stretch of time than its neighbours').
     """
     rng = random.Random(seed)
-    best: list = [None] * len(runs_of)
+    samples: list[list[float]] = [[] for _ in runs_of]
+    out: list = [None] * len(runs_of)
     todo = list(range(len(runs_of)))
     for attempt in range(1 + retries):
-        samples: dict[int, list[float]] = {i: [] for i in todo}
         for r in range(warmup + runs):
             order = todo[:]
             rng.shuffle(order)
@@ -307,13 +308,11 @@ def measure(runs_of: list[Callable[[], float]], runs: int, warmup: int, max_spre
         for i in todo:
             xs = sorted(samples[i])
             med = statistics.median(xs)
-            spread = (xs[(3 * len(xs)) // 4] - xs[len(xs) // 4]) / med if med > 0 else 0.0
-            if best[i] is None or spread < best[i][1]:
-                best[i] = (med, spread)
-        todo = [i for i in todo if best[i][1] > max_spread]
+            out[i] = (med, (xs[(3 * len(xs)) // 4] - xs[len(xs) // 4]) / med if med > 0 else 0.0)
+        todo = [i for i in todo if out[i][1] > max_spread]
         if not todo:
             break
-    return best
+    return out
 
 
 def _rounds(runs: int, warmup: int, retries: int) -> int:
