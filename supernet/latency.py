@@ -273,15 +273,16 @@ def onnx_latency(path, input_shape: tuple[int, ...], threads: int = 1, batch: in
     import onnxruntime
     x = [torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(0))]
     with _quiet_timing(threads):
-        ((ms, spread),) = measure([ort_runner(Path(path), x, threads)], runs, warmup, 0.2, 1)
+        ((ms, spread, _),) = measure([ort_runner(Path(path), x, threads)], runs, warmup, 0.2, 1)
     return {"file": Path(path).name, "backend": "onnxruntime", "device": "cpu", "device_name": device_name("cpu"),
             "threads": threads, "batch": batch, "input_shape": list(input_shape), "runs": runs, "median_ms": ms,
             "spread": spread, "versions": {"onnxruntime": onnxruntime.__version__}}
 
 
 def measure(runs_of: list[Callable[[], float]], runs: int, warmup: int, max_spread: float, retries: int,
-            seed: int = 0, bar=None) -> list[tuple[float, float]]:
-    """``(median ms, spread)`` of each function, timed in interleaved rounds.
+            seed: int = 0, bar=None) -> list[tuple[float, float, tuple[float, float]]]:
+    """``(median ms, spread, (median of the even rounds, of the odd rounds))`` of each function,
+    timed in interleaved rounds.
 
     Every round calls each function once, in a fresh random order: the machine's drift (these VMs
     change speed by tens of % within minutes) then falls on all entries alike, and each op runs
@@ -308,7 +309,8 @@ def measure(runs_of: list[Callable[[], float]], runs: int, warmup: int, max_spre
         for i in todo:
             xs = sorted(samples[i])
             med = statistics.median(xs)
-            out[i] = (med, (xs[(3 * len(xs)) // 4] - xs[len(xs) // 4]) / med if med > 0 else 0.0)
+            halves = (statistics.median(samples[i][0::2]), statistics.median(samples[i][1::2]))
+            out[i] = (med, (xs[(3 * len(xs)) // 4] - xs[len(xs) // 4]) / med if med > 0 else 0.0, halves)
         todo = [i for i in todo if out[i][1] > max_spread]
         if not todo:
             break
@@ -464,12 +466,13 @@ def _fit_check(table: LatencyTable, archs: list[Arch], timed: list, seed: int, r
     """Fit ``table.overhead_ms`` (the median of measured - additive sum) and store the comparison:
     mean absolute % error and max error with that overhead, the same with the overhead fitted on the
     other k-1 subnets (leave-one-out, the honest figure), without any overhead, and the Kendall tau
-    of the ranking."""
+    of the ranking, beside the tau of the measurement against its own repeat (even against odd
+    rounds): what noise allows any predictor to reach on this machine."""
     from scipy.stats import kendalltau
 
     if len(archs) < 3:
         raise ValueError(f"a check needs at least 3 subnets to fit and test the overhead, got {len(archs)}")
-    measured = [ms for ms, _ in timed]
+    measured = [ms for ms, _, _ in timed]
     additive = [table.predict(a, overhead=False) for a in archs]
     residual = [m - a for m, a in zip(measured, additive)]
     overhead = statistics.median(residual)
@@ -486,7 +489,9 @@ def _fit_check(table: LatencyTable, archs: list[Arch], timed: list, seed: int, r
                    "mape_loo": statistics.mean(loo), "max_error_loo": max(loo),
                    "mape_without_overhead": statistics.mean(raw),
                    "kendall_tau": float(kendalltau(additive, measured).statistic),
-                   "measured_ms": measured, "additive_ms": additive, "spread": [s for _, s in timed], "archs": archs}
+                   # the measurement against itself (even rounds vs odd rounds): the tau that noise allows
+                   "kendall_tau_repeat": float(kendalltau(*zip(*(h for _, _, h in timed))).statistic),
+                   "measured_ms": measured, "additive_ms": additive, "spread": [s for _, s, _ in timed], "archs": archs}
     return table.check
 
 
@@ -495,4 +500,5 @@ def check_line(check: dict) -> str:
     return (f"check on {check['subnets']} random subnets: mean abs error {100 * check['mape']:.1f}% (max "
             f"{100 * check['max_error']:.1f}%), leave-one-out {100 * check['mape_loo']:.1f}% (max "
             f"{100 * check['max_error_loo']:.1f}%), without the overhead {100 * check['mape_without_overhead']:.1f}%; "
-            f"Kendall tau {check['kendall_tau']:.3f}; fitted overhead {check['overhead_ms']:+.4g} ms")
+            f"Kendall tau {check['kendall_tau']:.3f} (the measurement against its own repeat: "
+            f"{check.get('kendall_tau_repeat', float('nan')):.3f}); fitted overhead {check['overhead_ms']:+.4g} ms")

@@ -116,6 +116,7 @@ def test_the_check_fits_the_overhead_and_reports_error_and_ranking(shuffle, tabl
     residual = sorted(m - a for m, a in zip(check["measured_ms"], check["additive_ms"]))
     assert check["overhead_ms"] == pytest.approx(residual[2]) == table.overhead_ms  # the median
     assert check["subnets"] == 5 and not check["interleaved"] and -1 <= check["kendall_tau"] <= 1
+    assert -1 <= check["kendall_tau_repeat"] <= 1
     assert 0 <= check["mape"] <= check["max_error"] and 0 <= check["mape_loo"] <= check["max_error_loo"]
     assert all(m > 0 for m in check["measured_ms"])
     arch = check["archs"][0]
