@@ -292,6 +292,9 @@ def measure(runs_of: list[Callable[[], float]], runs: int, warmup: int, max_spre
     their median is then over all their samples (keeping only the tightest attempt would take an
     entry's figure from another stretch of time than its neighbours').
     """
+    if runs < 2 or warmup < 0 or retries < 0 or max_spread <= 0:
+        raise ValueError(f"latency timing needs runs >= 2 (a median and its spread), warmup >= 0, retries >= 0 and "
+                         f"max_spread > 0; got runs={runs}, warmup={warmup}, retries={retries}, max_spread={max_spread}")
     rng = random.Random(seed)
     samples: list[list[float]] = [[] for _ in runs_of]
     out: list = [None] * len(runs_of)

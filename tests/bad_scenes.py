@@ -4,6 +4,7 @@ Each function prepares files under the temp folder ``t`` or the run ``r`` and re
 """
 import argparse
 import json
+from pathlib import Path
 
 from supernet.train import load_checkpoint, save_checkpoint
 
@@ -65,3 +66,14 @@ def state_without_key(t, r, key="topk"):
     del state[key]
     path.write_text(json.dumps(state))
     return ["search", "--run-dir", r, "--resume", "generations=2"]
+
+
+def other_latency_table(tmp_path: Path) -> Path:
+    """A latency table measured (quickly) for another model than the run's: width_mult 0.5."""
+    from supernet.latency import build_table
+    from supernet.spaces import create
+    options = {"width_mult": 0.5, "stage_repeats": [1, 1, 1, 1], "channel_search": True, "num_classes": 4,
+               "input_size": 16}
+    table = build_table(create("shufflenet-cifar", **options), runs=2, warmup=0, retries=0, space="shufflenet-cifar",
+                        options=options, progress=False)
+    return table.save(tmp_path / "other-latency.json")
