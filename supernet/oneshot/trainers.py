@@ -75,6 +75,9 @@ class Metered(Strategy):
     def export(self):
         return self.inner.export()
 
+    def export_info(self):
+        return self.inner.export_info()
+
 
 class OneShotTrainer(BaseOneShotTrainer):
     """What every NNI-style trainer shares: NNI's arguments mapped onto the loop."""
