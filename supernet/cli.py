@@ -334,9 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
           resume=False)
     demo = stage("demo", cmd_demo, "the whole pipeline on the embedded digits data, then a summary table",
                  resume=False)
-    demo.add_argument("--method", choices=["spos", "darts"], default="spos",
+    demo.add_argument("--method", choices=["spos", "darts", "enas"], default="spos",
                       help="spos: supernet, evolution search, retrain (configs/digits.yaml); darts: "
-                           "differentiable search, the architecture derived from α (configs/darts-digits.yaml)")
+                           "differentiable search, the architecture derived from α (configs/darts-digits.yaml); "
+                           "enas: an RL controller picks the architecture (configs/enas-digits.yaml)")
 
     bench = sub.add_parser("bench", help="benchmark: supernet step overhead, candidate evaluation, cost queries, memory",
                            description="Measure the supernet step against the fixed subnet, the candidate "

@@ -123,3 +123,31 @@ def test_bad_settings_are_refused_with_the_fix():
     model.skip.anchors = ["op_0", "nope", None, None, None, None]
     with pytest.raises(ValueError, match="anchor 'nope' is not a label decided before it"):
         ENAS(SearchSpace(model)).setup(torch.device("cpu"))
+
+
+def test_enas_runs_every_stage_from_the_cli_on_the_micro_space(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from supernet.cli import main
+    from supernet.train.metrics import read_metrics
+    config = {
+        "data": {"name": "synthetic", "image_size": 16, "synthetic_train": 64, "synthetic_test": 16,
+                 "synthetic_classes": 3, "val_per_class": 2},
+        "space": {"name": "enas-micro", "options": {"cells": 1, "channels": 4, "nodes": 3}},
+        "strategy": {"name": "enas", "train_steps": 2, "ctrl_steps": 1, "ctrl_aggregate": 2, "export_samples": 4,
+                     "tanh_constant": 1.1, "ctrl_lr": 0.0035, "held_out": 0.25},
+        "supernet": {"steps": 4, "batch_size": 8, "checkpoint_every": 2, "log_every": 2, "progress": False,
+                     "grad_clip": 5.0, "optim": {"lr": 0.05}},
+        "retrain": {"steps": 2, "batch_size": 8, "checkpoint_every": 2, "progress": False, "optim": {"lr": 0.05}},
+    }
+    (tmp_path / "enas.yaml").write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    for argv in (["train-supernet", "--config", tmp_path / "enas.yaml"], ["retrain"], ["evaluate"], ["export"]):
+        assert main([str(a) for a in argv] + ["--run-dir", str(run)]) == 0, capsys.readouterr().err
+    best = json.loads((run / "search" / "best_arch.json").read_text())
+    assert best["strategy"] == "enas" and best["chosen_by"].startswith("best of 4") and best["step"] == 3
+    assert (run / "search" / "search.png").stat().st_size > 0
+    assert "controller_reward" in read_metrics(run / "supernet" / "metrics.jsonl")[1]
+    assert json.loads((run / "eval.json").read_text())["arch"] == best["arch"] and (run / "model.onnx").exists()
