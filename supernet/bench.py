@@ -449,8 +449,8 @@ def _memory_line(lines: list, label: str, a: int, b: int) -> None:
 
 def _enas_rows(d: dict, row) -> None:
     s = d["setting"]
-    where = f"{s['space']} {s['options']['layers']}x{s['options']['channels']}, {s['size']}px, b{s['batch']}"
-    row(f"enas shared-weight step ({where}): ours / fixed subnet it sampled", d["ratio_over_fixed"])
+    where = f"{s['options']['layers']}x{s['options']['channels']}, {s['size']}px, b{s['batch']}"
+    row(f"enas step (macro {where}): ours / fixed subnets sampled", d["ratio_over_fixed"])
     row("enas shared-weight step: ours (ms)", d["ms"]["ours"], "{:.1f}")
     row("enas shared-weight step: fixed subnet (ms)", d["ms"]["fixed"], "{:.1f}")
     row(f"enas controller step: {s['aggregate']} samples + rewards + update (ms)", d["controller_step_ms"], "{:.0f}")
