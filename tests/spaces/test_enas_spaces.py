@@ -68,3 +68,9 @@ def test_macro_shapes_do_not_depend_on_the_skip_set():
         space.activate(arch)
         assert model(x).shape == (2, 10)
         assert torch.allclose(fix(model, arch).eval()(x), model(x), atol=1e-5)
+
+
+def test_a_latency_table_of_the_micro_space_is_refused_clearly():
+    from supernet.latency import build_table
+    with pytest.raises(NotImplementedError, match="NoneChosen-gated modules"):
+        build_table(create("enas-micro", cells=1, channels=4, nodes=2, input_size=8), progress=False)
