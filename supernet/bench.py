@@ -12,6 +12,8 @@
 - **memory**: peak bytes of one supernet training step against one fixed-subnet step.
 - **darts**: a DARTS search step against the same arithmetic written by hand, second order over
   first, and its memory (``supernet/bench_family.py``).
+- **enas**: a shared-weight ENAS step against the fixed subnet it sampled, and a controller step
+  (``supernet/bench_family.py``).
 
 Times are medians over rounds with a 95% confidence interval of the median, min-max and n.
 Compare ratios, not absolute times, across machines: CPU speed on shared machines drifts by tens
@@ -63,9 +65,11 @@ EVAL = dict(space="shufflenet", size=32, classes=10, batch=16, recal_batches=4, 
 COST = dict(space="shufflenet", options={}, constraint="flops<=330M")  # the official space and budget
 # How long each part runs: seconds of step rounds per shape (at least step_rounds rounds), repetitions
 # of the candidate evaluation, rounds of cost queries.
-EFFORT = {"quick": dict(step_s=20, step_rounds=6, eval_reps=2, cost_rounds=5, darts_s=30, darts_rounds=3),
-          "full": dict(step_s=90, step_rounds=20, eval_reps=5, cost_rounds=20, darts_s=300, darts_rounds=10)}
-PARTS = ("spos", "darts")  # --only: the SPOS figures (step, eval, cost, memory) or the DARTS rows
+EFFORT = {"quick": dict(step_s=20, step_rounds=6, eval_reps=2, cost_rounds=5, darts_s=30, darts_rounds=3, enas_s=30,
+                        enas_rounds=6),
+          "full": dict(step_s=90, step_rounds=20, eval_reps=5, cost_rounds=20, darts_s=300, darts_rounds=10, enas_s=120,
+                       enas_rounds=20)}
+PARTS = ("spos", "darts", "enas")  # --only: the SPOS figures (step, eval, cost, memory), the DARTS or the ENAS rows
 
 
 def summary(xs: list[float]) -> dict:
@@ -344,7 +348,7 @@ def bench_cost(rounds: int, seed: int = 0) -> dict:
 # --- the whole suite --------------------------------------------------------------------------------
 def run(quick: bool = False, progress: bool = True, nni: Optional[dict] = None, only: Optional[str] = None,
         nni_family: Optional[dict] = None) -> dict:
-    from .bench_family import bench_darts, nni_darts
+    from .bench_family import bench_darts, bench_enas, nni_darts
     e = EFFORT["quick" if quick else "full"]
     t0 = time.perf_counter()
     result: dict = {"machine": machine(), "quick": quick}
@@ -356,6 +360,8 @@ def run(quick: bool = False, progress: bool = True, nni: Optional[dict] = None, 
             except (KeyError, TypeError) as err:
                 raise ValueError(f"the NNI family results lack {err}; pass the file written by "
                                  f"family_cpu.py --json") from None
+    if only in (None, "enas"):
+        result["enas"] = bench_enas(e["enas_s"], e["enas_rounds"], progress=progress)
     if only in (None, "spos"):
         steps = {name: bench_step(name, e["step_s"], e["step_rounds"], progress=progress) for name in SHAPES}
         result["step"] = steps
@@ -401,6 +407,8 @@ def format_table(res: dict) -> str:
 
     if "darts" in res:
         _darts_rows(res["darts"], row, lines)
+    if "enas" in res:
+        _enas_rows(res["enas"], row)
     if "step" in res:
         _spos_rows(res, row, lines)
     lines.append(f"total {res['seconds']:.0f} s")
@@ -437,6 +445,17 @@ def _spos_rows(res: dict, row, lines: list) -> None:
 def _memory_line(lines: list, label: str, a: int, b: int) -> None:
     """A table line for two peaks in bytes: their ratio, and both in MB."""
     lines.append(f"| {label:<66} | {a / b:>10.2f} | {'':>19} | {f'{a / 2**20:.0f} / {b / 2**20:.0f}':>19} | {1:>3} |")
+
+
+def _enas_rows(d: dict, row) -> None:
+    s = d["setting"]
+    where = f"{s['options']['layers']}x{s['options']['channels']}, {s['size']}px, b{s['batch']}"
+    row(f"enas step (macro {where}): ours / fixed subnets sampled", d["ratio_over_fixed"])
+    row("enas shared-weight step: ours (ms)", d["ms"]["ours"], "{:.1f}")
+    row("enas shared-weight step: fixed subnet (ms)", d["ms"]["fixed"], "{:.1f}")
+    row(f"enas controller step: {s['aggregate']} samples + rewards + update (ms)", d["controller_step_ms"], "{:.0f}")
+    row(f"enas controller step: controller alone ({s['aggregate']} samples, bwd, Adam; ms)", d["controller_alone_ms"],
+        "{:.1f}")
 
 
 def _darts_rows(d: dict, row, lines: list) -> None:

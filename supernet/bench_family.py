@@ -206,3 +206,93 @@ def nni_darts(raw: dict) -> dict:
     return {"step_ms": step["median_ms"], "n": step["n"], "ratio_to_fixed": step["ratio_to_fixed"],
             "rss_growth_mb": step["growth_mb"], "fixed_ms": fixed["median_ms"], "fixed_rss_growth_mb": fixed["growth_mb"],
             "versions": raw.get("meta", {}).get("versions")}
+
+
+# --- ENAS ---------------------------------------------------------------------------------------------
+# The official macro search network (12 layers, 36 filters, 32x32), at the NNI peer's batch of 16.
+ENAS_SETTING = dict(space="enas-macro", size=32, batch=16, classes=10, options=dict(layers=12, channels=36),
+                    train_steps=10, aggregate=20)
+
+
+def bench_enas(seconds: float, min_rounds: int, seed: int = 0, progress: bool = True,
+               setting: Optional[dict] = None) -> dict:
+    """Rounds of one shared-weight phase under ``enas`` (the phase's batched draw included) against
+    the fixed subnets of the same architectures, same batch, in a rotated order; then controller
+    steps: the whole step (``ctrl_aggregate`` samples, their rewards on held-out batches and the
+    update) and the controller alone (the samples, the REINFORCE loss's backward and Adam)."""
+    from .bench import _check_same_function, _context, _sgd, _train_step, summary
+    from .strategies import ENAS
+    from .train.metrics import progress_bar
+    from .train.optim import step_on_path
+    s = {**ENAS_SETTING, **(setting or {})}
+    torch.manual_seed(seed)
+    net = create(s["space"], input_size=s["size"], num_classes=s["classes"], **s["options"]).train()
+    space = SearchSpace(net)
+    gen = torch.Generator().manual_seed(seed)
+    batch = lambda: (torch.randn(s["batch"], 3, s["size"], s["size"], generator=gen),  # noqa: E731
+                     torch.randint(s["classes"], (s["batch"],), generator=gen))
+    (x, y), (xv, yv) = batch(), batch()
+    opt = _sgd(net, lr=0.05, weight_decay=2.5e-4)
+    ctx = _context(net, opt, held_out=lambda i: (xv, yv))
+    cpu = torch.device("cpu")
+    shared = ENAS(space, ENAS.Config(train_steps=s["train_steps"]), seed=seed)
+    shared.setup(cpu)
+    shared.controller_phase = lambda *args: None  # timed below, on its own
+    k = s["train_steps"]
+    first = shared.phase_archs(0)[0]
+    _check_same_function(net, space, first, fix(net, first), x)
+
+    times = {"ours": [], "fixed": []}
+    ratio = []
+    bar = progress_bar(desc="enas phase rounds", unit="round", disable=not progress, leave=False)
+    t_end = time.perf_counter() + seconds
+    r = 0
+    while r <= min_rounds or time.perf_counter() < t_end:  # round 0 warms up
+        archs = shared.phase_archs(r)
+        fixed = [fix(net, a) for a in archs]  # built outside the timing
+        opts = [_sgd(f, lr=0.05, weight_decay=2.5e-4) for f in fixed]
+        shared._phase = (None, [])  # the timed phase draws its architectures again (the same ones)
+
+        def ours():
+            for t in range(r * k, (r + 1) * k):
+                shared.train_step(t, x, y, ctx)
+                step_on_path(opt)
+
+        def plain():
+            for f, o in zip(fixed, opts):
+                _train_step(f, o, x, y)
+
+        got = {}
+        for name, fn in ([("ours", ours), ("fixed", plain)] if r % 2 == 0 else [("fixed", plain), ("ours", ours)]):
+            t0 = time.perf_counter()
+            fn()
+            got[name] = (time.perf_counter() - t0) / k
+        if r > 0:
+            for name in got:
+                times[name].append(got[name])
+            ratio.append(got["ours"] / got["fixed"])
+            bar.update(1)
+        r += 1
+    bar.close()
+
+    # Controller steps: the whole step through the strategy, and the controller's own share.
+    ctrl = ENAS(space, ENAS.Config(ctrl_steps=1, ctrl_aggregate=s["aggregate"]), seed=seed)
+    ctrl.setup(cpu)
+    whole, alone = [], []
+    for i in range(max(3, min_rounds // 2) + 1):
+        t0 = time.perf_counter()
+        ctrl.controller_phase(i + 1, i + 1, ctx)
+        t1 = time.perf_counter()
+        sample = ctrl.controller.sample(s["aggregate"], torch.Generator().manual_seed(i))
+        loss = (sample.nll * 0.1 + 0.8 * sample.skip_penalty).mean()
+        ctrl.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        ctrl.optimizer.step()
+        t2 = time.perf_counter()
+        if i:  # the first of each warms up
+            whole.append(t1 - t0)
+            alone.append(t2 - t1)
+    return {"setting": {**s, "params": sum(p.numel() for p in net.parameters()), "labels": len(space.labels)},
+            "ms": {k_: summary([v * 1e3 for v in vs]) for k_, vs in times.items()},
+            "ratio_over_fixed": summary(ratio), "controller_step_ms": summary([v * 1e3 for v in whole]),
+            "controller_alone_ms": summary([v * 1e3 for v in alone])}

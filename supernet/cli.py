@@ -334,9 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
           resume=False)
     demo = stage("demo", cmd_demo, "the whole pipeline on the embedded digits data, then a summary table",
                  resume=False)
-    demo.add_argument("--method", choices=["spos", "darts"], default="spos",
+    demo.add_argument("--method", choices=["spos", "darts", "enas"], default="spos",
                       help="spos: supernet, evolution search, retrain (configs/digits.yaml); darts: "
-                           "differentiable search, the architecture derived from α (configs/darts-digits.yaml)")
+                           "differentiable search, the architecture derived from α (configs/darts-digits.yaml); "
+                           "enas: an RL controller picks the architecture (configs/enas-digits.yaml)")
 
     bench = sub.add_parser("bench", help="benchmark: supernet step overhead, candidate evaluation, cost queries, memory",
                            description="Measure the supernet step against the fixed subnet, the candidate "
@@ -346,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
     bench.add_argument("--nni", metavar="FILE", help="add the NNI 3.0 peer's figures (spos_cpu.py --json FILE)")
     bench.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
-    bench.add_argument("--only", choices=["spos", "darts"], help="only the SPOS figures or only the DARTS rows")
+    bench.add_argument("--only", choices=["spos", "darts", "enas"], help="only the SPOS figures, the DARTS or the ENAS rows")
     bench.add_argument("--nni-family", metavar="FILE",
                        help="add NNI 3.0's DARTS figures (../shared/peers/nni/family_cpu.py --json FILE)")
     bench.set_defaults(func=cmd_bench)

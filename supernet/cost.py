@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .arch import Arch, SearchSpace, fix_module, fix
-from .nn.choices import InputChoice, LayerChoice
+from .nn.choices import InputChoice, LayerChoice, NoneChosen, gate_open, gate_pairs
 
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -88,14 +88,15 @@ def count_params(module: nn.Module) -> int:
 
 @dataclass(eq=False)
 class Unit:
-    """One top-level ``LayerChoice`` as the tables see it: the labels inside it (its own and the
-    width choices it holds), its input shapes and output shape at batch 1, and its gate."""
+    """One top-level ``LayerChoice`` (or another gated module: an ENAS cell's per-state output conv) as
+    the tables see it: the labels inside it (its own and the width choices it holds), its input
+    shapes and output shape at batch 1, and its gate (``(label, i)`` or a ``NoneChosen``)."""
 
     module: nn.Module
     labels: list[str]
     shapes: list[tuple[int, ...]]
     out_shape: tuple[int, ...]
-    gate: tuple[str, int] | None
+    gate: "tuple[str, int] | NoneChosen | None"
 
 
 def tabulate(units: list[Unit], measure: Callable[[Unit], dict], add: Callable) -> list[tuple[list[str], dict, tuple | None]]:
@@ -141,7 +142,9 @@ class CostModel:
         self.space = space = SearchSpace(model)
         device = next(model.parameters()).device
         x = torch.zeros(1, *self.input_shape, device=device)
-        units = [m for m in model.modules() if isinstance(m, LayerChoice)]
+        # Units: the top-level choices, and the other modules computed only under a gate (an ENAS
+        # cell's per-state output conv), each tabulated at its real input shape.
+        units = [m for m in model.modules() if isinstance(m, LayerChoice) or getattr(m, "gate", None) is not None]
         nested = {id(c) for u in units for c in u.modules() if c is not u}
         units = [u for u in units if id(u) not in nested]  # top-level choices only
         gates = [self._gate(u) for u in units]
@@ -156,9 +159,9 @@ class CostModel:
         for i, (unit, gate) in enumerate(zip(units, gates)):
             seen = [p[i] for p in probes if p[i] is not None]
             if not seen:
-                raise NotImplementedError(f"LayerChoice '{unit.label}' is not reached by the forward pass; cannot cost it")
+                raise NotImplementedError(f"{_name(unit)} is not reached by the forward pass; cannot cost it")
             if any(s[0] != seen[0][0] for s in seen[1:]):
-                raise NotImplementedError(f"the input shape of LayerChoice '{unit.label}' depends on other choices "
+                raise NotImplementedError(f"the input shape of {_name(unit)} depends on other choices "
                                           f"({' vs '.join(str(s[0]) for s in seen)}); the lookup-table cost model "
                                           f"needs fixed input shapes per choice")
             labels = [l for l in _labels_in(unit) if not isinstance(space.choice(l), InputChoice)]
@@ -185,17 +188,22 @@ class CostModel:
                              "of another space or space options); build one for this model with 'supernet latency'")
         self.latency_table = table
 
-    def _gate(self, unit: LayerChoice):
-        """``(input_label, index)`` when the unit is computed only if that input is chosen (DARTS edges)."""
+    def _gate(self, unit: nn.Module):
+        """``(input_label, index)`` when the unit is computed only if that input is chosen (DARTS
+        edges), a ``NoneChosen`` when only while none of its pairs is (ENAS cells' output convs)."""
         gate = getattr(unit, "gate", None)
         if gate is None:
             return None
-        label, index = gate
-        if label not in self.space.labels or not isinstance(self.space.choice(label), InputChoice) or \
-                not 0 <= index < self.space.n_options(label):
-            raise ValueError(f"LayerChoice '{unit.label}' has gate {gate!r}, which is not an (InputChoice label, "
-                             f"input index) of this model")
-        return (label, index)
+        name = _name(unit)
+        ok = isinstance(gate, NoneChosen) or (isinstance(gate, tuple) and len(gate) == 2)
+        for pair in gate_pairs(gate) if ok else []:
+            label, index = pair if len(pair) == 2 else (None, None)
+            ok = ok and label in self.space.labels and isinstance(self.space.choice(label), InputChoice) and \
+                isinstance(index, int) and 0 <= index < self.space.n_options(label)
+        if not ok:
+            raise ValueError(f"{name} has gate {gate!r}, which is neither an (InputChoice label, input index) of "
+                             f"this model nor a NoneChosen of such pairs")
+        return gate if isinstance(gate, NoneChosen) else tuple(gate)
 
     # --- building -------------------------------------------------------------------------------
     def _probe_archs(self) -> list[Arch]:
@@ -283,7 +291,7 @@ class CostModel:
             sub = fix(model, arch).eval()
             flops, params = count_macs(sub, x), count_params(sub)
             for unit_labels, unit_table, gate in self.groups:
-                if gate is None or gate[1] in arch[gate[0]]:  # a closed gate's unit is not in the fixed model
+                if gate is None or gate_open(gate, arch):  # a closed gate's unit is not in the fixed model
                     f, p = unit_table[tuple(arch[l] for l in unit_labels)]
                     flops, params = flops - f, params - p
             table[key] = (flops, params)
@@ -303,8 +311,8 @@ class CostModel:
         flops = params = 0
         try:
             for labels, table, gate in self._lookup:
-                if gate is not None and gate[1] not in arch[gate[0]]:
-                    continue  # an edge whose input is not chosen is not built
+                if gate is not None and not gate_open(gate, arch):
+                    continue  # an edge whose input is not chosen (an ENAS output conv of a used state) is not built
                 f, p = table[tuple(arch[l] for l in labels)]
                 flops += f
                 params += p
@@ -369,14 +377,21 @@ class CostModel:
         """Per independent part of the cost, its extreme value of ``metric`` and the choices that
         reach it. Ungated groups are independent; gated groups are coupled through their
         InputChoice, whose every valid selection is tried."""
-        parts, gated = [], {}
+        parts, gated, unused = [], {}, []
         for labels, table, gate in self._tables(metric):
             key = pick(table, key=table.__getitem__)
             best = (table[key], dict(zip(labels, key)))
             if gate is None:
                 parts.append(best)
+            elif isinstance(gate, NoneChosen):
+                unused.append((gate, best))
             else:
                 gated.setdefault(gate[0], {}).setdefault(gate[1], []).append(best)
+        both = {l for g, _ in unused for l in g.labels()} & set(gated)
+        if both:
+            raise NotImplementedError(f"InputChoice '{sorted(both)[0]}' both opens edges and closes NoneChosen gates; "
+                                      f"the min/max range of such a space is not implemented")
+        parts += self._unused_extremes(unused, pick)
         for label, by_input in gated.items():
             def value(selection):
                 return sum(v for k in selection for v, _ in by_input.get(k, []))
@@ -388,10 +403,48 @@ class CostModel:
             parts.append((value(selection), choices))
         return parts
 
+    MAX_STATES = 200_000  # states x selections of the NoneChosen enumeration; beyond it the range is refused
+
+    def _unused_extremes(self, units: list, pick) -> list[tuple[float, dict]]:
+        """The extreme total of the NoneChosen-gated units (an ENAS cell's output convs), and the
+        selections that reach it: the InputChoices are visited one by one, keeping every distinct
+        set of closed units (at most 2^units) with one selection that closes exactly that set."""
+        if not units:
+            return []
+        labels = [l for l in self.space.labels if any(l in g.labels() for g, _ in units)]
+        closes = {(l, k): frozenset(u for u, (g, _) in enumerate(units) if (l, k) in g.pairs)
+                  for l in labels for k in range(self.space.n_options(l))}
+        states: dict[frozenset, dict] = {frozenset(): {}}
+        for label in labels:
+            options = _selections(self.space.choice(label))
+            if len(states) * len(options) > self.MAX_STATES:
+                raise NotImplementedError(f"the cost range over the NoneChosen gates of {labels[0]} .. "
+                                          f"{labels[-1]} needs more than {self.MAX_STATES:,} states; cost() of one "
+                                          f"architecture is still exact")
+            new: dict[frozenset, dict] = {}
+            for closed, chosen in states.items():
+                for sel in options:
+                    c = closed.union(*(closes[(label, k)] for k in sel))
+                    new.setdefault(c, {**chosen, label: list(sel)})
+            states = new
+
+        def value(closed):
+            return sum(v for u, (_, (v, _)) in enumerate(units) if u not in closed)
+        closed = pick(states, key=value)
+        choices = dict(states[closed])
+        for u, (_, (_, c)) in enumerate(units):
+            if u not in closed:
+                choices.update(c)
+        return [(value(closed), choices)]
+
 
 def _selections(c: InputChoice) -> list[tuple[int, ...]]:
     sizes = range(c.n_options + 1) if c.n_chosen is None else [c.n_chosen]
     return [t for k in sizes for t in itertools.combinations(range(c.n_options), k)]
+
+
+def _name(unit: nn.Module) -> str:
+    return f"LayerChoice '{unit.label}'" if isinstance(unit, LayerChoice) else f"gated {type(unit).__name__}"
 
 
 def _labels_in(module: nn.Module) -> list[str]:

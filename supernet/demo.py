@@ -13,7 +13,7 @@ from .export import INSTALL, check_export, missing_dependencies
 from .io import write_json
 
 
-DEMOS = {"spos": ("digits", "SPOS"), "darts": ("darts-digits", "DARTS")}  # method -> (packaged config, name)
+DEMOS = {"spos": ("digits", "SPOS"), "darts": ("darts-digits", "DARTS"), "enas": ("enas-digits", "ENAS")}  # method -> (packaged config, name)
 
 
 def run_demo(run_dir: Optional[Path] = None, overrides: list[str] = (), method: str = "spos") -> dict:
@@ -58,10 +58,11 @@ def run_demo(run_dir: Optional[Path] = None, overrides: list[str] = (), method: 
             ex = timed("export", lambda: pipeline.export(run_dir))
     total = time.perf_counter() - t_all
 
-    on = "on sampled paths" if found is not None else "of the weighted supernet"
+    on = "on sampled paths" if found is not None or method == "enas" else "of the weighted supernet"
+    chose = {"darts": ", architecture derived from α", "enas": ", architecture chosen by the controller"}
     results = {
         "train-supernet": f"{sup['steps']} steps, train top-1 {sup.get('acc', float('nan')):.3f} {on}"
-                          + ("" if found is not None else ", architecture derived from α"),
+                          + ("" if found is not None else chose.get(method, "")),
         **({} if found is None else {"search": f"{found['evaluated']} candidates; best held-out top-1 "
                                                 f"{found['best']['top1']:.4f} (random architectures: "
                                                 f"{found['random_mean_top1']:.4f} mean)"}),

@@ -42,7 +42,7 @@ from torch import nn
 from .arch import Arch, SearchSpace, fix
 from .cost import CostModel, Unit, fingerprint, tabulate
 from .io import read_json, write_json
-from .nn.choices import LayerChoice
+from .nn.choices import LayerChoice, NoneChosen, gate_open
 from .train.metrics import progress_bar
 
 FORMAT = "supernet-latency-table"
@@ -127,7 +127,7 @@ class LatencyTable:
         """Predicted latency (ms) of a valid architecture: a handful of dict lookups."""
         total = self.overhead_ms if overhead else 0.0
         for labels, table, gate in self.groups:
-            if gate is not None and gate[1] not in arch[gate[0]]:
+            if gate is not None and not gate_open(gate, arch):
                 continue  # an edge whose input is not chosen is not built
             total += table[tuple(arch[l] for l in labels)]
         return total
@@ -364,6 +364,9 @@ def build_table(model: nn.Module, input_shape: Optional[tuple[int, ...]] = None,
     ``cost``: the model's ``CostModel`` when one is at hand (its units are the table's units).
     """
     cost = cost or CostModel(model, input_shape)
+    if any(isinstance(u.gate, NoneChosen) for u in cost.units):  # the ENAS micro cell's output convs
+        raise NotImplementedError("latency tables do not support NoneChosen-gated modules (the enas-micro cells' "
+                                  "output convs) yet; use FLOPs/params constraints on this space")
     target = target_of(model, cost.input_shape, backend, device, threads, batch, space, options)
     settings = {"runs": runs, "warmup": warmup, "max_spread": max_spread, "retries": retries}
     gen = torch.Generator().manual_seed(seed)

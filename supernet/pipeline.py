@@ -242,7 +242,7 @@ def _train_supernet(run_dir: Path, cfg: RunConfig, resume: bool, force: bool) ->
             plot_arch_history(history, out / "search.png",
                               title=f"{strategy.name} on {cfg.space.name}: weights over {summary['steps']} steps")
         write_json(out / "best_arch.json", {"arch": arch, "space": cfg.space.name, "strategy": strategy.name,
-                                            "step": summary.get("step")})
+                                            "step": summary.get("step"), **strategy.export_info()})
     return {**summary, "strategy": strategy.name, "arch": arch}
 
 

@@ -12,10 +12,12 @@ def test_bench_quick_writes_the_table_and_json(tmp_path, monkeypatch, capsys):
                                             recal_batches=2, val_images=8, options=tiny))
     monkeypatch.setattr(bench, "COST", dict(space="shufflenet-cifar", options=tiny, constraint="flops<=10M"))
     monkeypatch.setitem(bench.EFFORT, "quick", dict(step_s=1, step_rounds=6, eval_reps=2, cost_rounds=5, darts_s=0,
-                                                    darts_rounds=2))
+                                                    darts_rounds=2, enas_s=0, enas_rounds=2))
     from supernet import bench_family
     monkeypatch.setattr(bench_family, "DARTS_SETTING", dict(size=16, batch=4, classes=10, grad_clip=5.0,
                                                             options=dict(channels=4, layers=3)))
+    monkeypatch.setattr(bench_family, "ENAS_SETTING", dict(space="enas-macro", size=16, batch=4, classes=10, train_steps=3,
+                                                           aggregate=2, options=dict(layers=3, channels=4)))
     nni = {"interleaved": {"median_ratio_pinned_over_fixed": 1.13, "median_ratio_random_over_fixed": 1.25},
            "evolution": {"total_s": 24.0, "trials": 20}, "args": {"batch_size": 16}}
     (tmp_path / "nni.json").write_text(json.dumps(nni))
@@ -43,6 +45,9 @@ def test_bench_quick_writes_the_table_and_json(tmp_path, monkeypatch, capsys):
     assert d["unrolled_over_first"]["median"] > 1 and d["nni"]["step_ms"] == 8195.0
     assert d["memory"]["search_step"]["peak_bytes"] > d["memory"]["fixed_darts_v2"]["peak_bytes"] > 0
     assert "darts step" in table and "NNI 3.0 DARTS" in table
+    e = res["enas"]
+    assert e["ratio_over_fixed"]["n"] == 2 and 0.3 < e["ratio_over_fixed"]["median"] < 3
+    assert e["controller_step_ms"]["median"] > e["controller_alone_ms"]["median"] > 0 and "enas controller step" in table
     step = res["step"]["tiny@16/b4"]["ratio_pinned"]
     assert step["n"] >= 6 and step["ci95"][0] <= step["median"] <= step["ci95"][1]
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
@@ -227,3 +228,31 @@ class ChannelChoice(Choice):
 
     def forward(self, x):  # the choice itself is never on the data path
         raise RuntimeError(f"ChannelChoice '{self.label}' is read by sliced layers; it is not called")
+
+
+# --- gates: a module that is computed only under some input selections -----------------------------
+# A module (a DARTS edge, an ENAS cell's output conv) may carry ``gate``; ``fix`` keeps it and the
+# cost model counts it only while the gate is open:
+#   (label, i)             open while input i of InputChoice ``label`` is chosen (a DARTS edge);
+#   NoneChosen(pairs)      open while none of the (label, i) pairs is chosen (an ENAS cell's
+#                          output takes the states that no node chose).
+@dataclass(frozen=True)
+class NoneChosen:
+    """A gate open while no (InputChoice label, input index) of ``pairs`` is chosen."""
+
+    pairs: tuple
+
+    def labels(self) -> list[str]:
+        return list(dict.fromkeys(label for label, _ in self.pairs))
+
+
+def gate_open(gate, arch: dict) -> bool:
+    """Whether a module with this ``gate`` is computed under ``arch`` (label -> index lists)."""
+    if isinstance(gate, NoneChosen):
+        return not any(i in arch[label] for label, i in gate.pairs)
+    label, i = gate
+    return i in arch[label]
+
+
+def gate_pairs(gate) -> list[tuple[str, int]]:
+    return list(gate.pairs) if isinstance(gate, NoneChosen) else [tuple(gate)]

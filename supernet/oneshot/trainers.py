@@ -75,6 +75,9 @@ class Metered(Strategy):
     def export(self):
         return self.inner.export()
 
+    def export_info(self):
+        return self.inner.export_info()
+
 
 class OneShotTrainer(BaseOneShotTrainer):
     """What every NNI-style trainer shares: NNI's arguments mapped onto the loop."""
@@ -190,6 +193,64 @@ class DartsTrainer(OneShotTrainer):
         self.grad_clip = grad_clip or 0.0
         self.strategy = DARTS(self.space, DARTS.Config(unrolled=unrolled, arch_lr=arc_learning_rate, held_out=0.5),
                               seed=seed)
+
+    def fit(self) -> None:
+        self._train(self.strategy, grad_clip=self.grad_clip)
+
+    def export(self) -> Arch:
+        return self.strategy.export()
+
+
+class EnasTrainer(OneShotTrainer):
+    """ENAS with NNI's ``EnasTrainer`` signature: the ``enas`` strategy on the shared loop.
+
+    ``dataset`` is split in two seeded random halves (NNI: the two contiguous halves): one trains
+    the weights with your optimizer and its LR, an epoch being one pass over it; the other scores
+    the controller's samples with ``reward_function(logits, y)``. After each epoch the controller
+    takes one step per ``ctrl_steps_aggregate`` batches of the other half, each sample scored on
+    one batch, reward + ``entropy_weight`` x entropy against an EMA baseline (``baseline_decay``),
+    plus ``skip_weight`` x the skip penalty, with Adam at ``ctrl_lr``. The weights' gradient norm is
+    clipped to ``grad_clip``. ``export()`` differs from NNI on purpose: NNI returned one random
+    sample of the controller; this returns the best of 100 samples by ``reward_function`` on the
+    same held-out batch (``export_samples`` sets N).
+
+    Args:
+        ctrl_kwargs: NNI's ReinforceController arguments: ``lstm_size``, ``lstm_num_layers``,
+            ``tanh_constant``, ``skip_target``, ``temperature`` and ``entropy_reduction`` ('sum' only).
+            NNI applies one tanh constant to every decision (no op reduction), and so does this face.
+        seed: fixes the controller's initialisation, the split, the batches and the samples.
+    """
+
+    CTRL_KEYS = {"lstm_size": "lstm_size", "lstm_num_layers": "lstm_layers", "tanh_constant": "tanh_constant",
+                 "skip_target": "skip_target", "temperature": "temperature"}
+
+    def __init__(self, model, loss, metrics, reward_function, optimizer, num_epochs, dataset, batch_size=64,
+                 workers=4, device=None, log_frequency=None, grad_clip=5.0, entropy_weight=0.0001, skip_weight=0.8,
+                 baseline_decay=0.999, ctrl_lr=0.00035, ctrl_steps_aggregate=20, ctrl_kwargs=None, *,
+                 export_samples: int = 100, seed: int = 0):
+        from ..strategies import ENAS
+        if grad_clip is not None and grad_clip < 0:
+            raise ValueError(f"grad_clip must be >= 0 (0 or None: no clipping), got {grad_clip}")
+        super().__init__(model, loss, metrics, optimizer, num_epochs, dataset, batch_size, workers, device,
+                         log_frequency, seed)
+        ctrl = dict(ctrl_kwargs or {})
+        if ctrl.pop("entropy_reduction", "sum") != "sum":
+            raise ValueError("ctrl_kwargs entropy_reduction: only 'sum' is supported (NNI's default)")
+        unknown = [k for k in ctrl if k not in self.CTRL_KEYS]
+        if unknown:
+            raise ValueError(f"unknown ctrl_kwargs key {unknown[0]!r}; valid: {', '.join(self.CTRL_KEYS)}, "
+                             f"entropy_reduction")
+        half = len(dataset) // 2
+        per_epoch = max(1, (len(dataset) - half) // batch_size)  # an epoch is a pass over the weights' half
+        self.steps = num_epochs * per_epoch
+        self.log_frequency = log_frequency or per_epoch
+        self.grad_clip = grad_clip or 0.0
+        config = ENAS.Config(entropy_weight=entropy_weight, skip_weight=skip_weight, baseline_decay=baseline_decay,
+                             ctrl_lr=ctrl_lr, ctrl_aggregate=ctrl_steps_aggregate, op_tanh_reduce=1.0,
+                             ctrl_steps=max(1, half // batch_size // ctrl_steps_aggregate), train_steps=per_epoch,
+                             held_out=0.5, export_samples=export_samples,
+                             **{self.CTRL_KEYS[k]: v for k, v in ctrl.items()})
+        self.strategy = ENAS(self.space, config, seed=seed, reward_function=reward_function)
 
     def fit(self) -> None:
         self._train(self.strategy, grad_clip=self.grad_clip)

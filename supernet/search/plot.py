@@ -71,6 +71,8 @@ def plot_arch_history(data: dict, path: Path, title: str = "") -> Path:
     Returns:
         ``path``.
     """
+    if data.get("kind") == "controller":
+        return plot_controller(data, path, title)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -124,6 +126,52 @@ def plot_arch_history(data: dict, path: Path, title: str = "") -> Path:
         atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100), mode="wb")
     finally:
         plt.close(fig)
+    return Path(path)
+
+
+def plot_controller(data: dict, path: Path, title: str = "") -> Path:
+    """``search.png`` for ENAS: the controller's mean reward and its baseline, the entropy of its
+    decisions and the skip density, one point per controller phase; and the export's candidate
+    scores, when it scored sampled architectures."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    history, scores = data["history"], data.get("scores")
+    fig, axes = plt.subplots(1, 3 if scores else 2, figsize=(13 if scores else 9, 3.8))
+    steps = [h["step"] for h in history]
+    ax = axes[0]
+    ax.plot(steps, [h["reward"] for h in history], marker="o", ms=3, label="mean reward")
+    ax.plot(steps, [h["baseline"] for h in history], ls="--", label="baseline")
+    ax.set_xlabel("step")
+    ax.set_ylabel("held-out reward")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    ax = axes[1]
+    ax.plot(steps, [h["entropy"] for h in history], color="C2", marker="o", ms=3, label="entropy (nats)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("entropy of an architecture")
+    ax.grid(alpha=0.3)
+    density = [h.get("skip_density") for h in history]
+    if all(d is not None for d in density) and density:
+        twin = ax.twinx()
+        twin.plot(steps, density, color="C3", ls=":", label="skip density")
+        twin.set_ylabel("skip density")
+        twin.set_ylim(0, 1)
+        twin.legend(loc="upper right")
+    ax.legend(loc="lower left")
+    if scores:
+        ax = axes[2]
+        ax.hist(scores, bins=20, color="C0", alpha=0.7)
+        ax.axvline(max(scores), color="C3", ls="--", label=f"exported {max(scores):.3f}")
+        ax.set_xlabel("held-out score")
+        ax.set_ylabel(f"of {len(scores)} sampled architectures")
+        ax.legend(loc="upper left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), mode="wb")
+    plt.close(fig)
     return Path(path)
 
 

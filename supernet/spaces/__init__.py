@@ -12,6 +12,7 @@ from torch import nn
 
 from ..typed import ConfigError, from_dict, to_dict
 from .darts import DartsNetwork, DartsOptions
+from .enas import EnasMacro, EnasMicro, MacroOptions, MicroOptions
 from .shufflenet import ShuffleNet, ShuffleNetOptions
 
 
@@ -62,3 +63,15 @@ register("shufflenet-cifar", ShuffleNetOptions, ShuffleNet,
 register("darts", DartsOptions, DartsNetwork,
          "DARTS CIFAR-10 cell space: 8 ops x 14 edges per cell, normal + reduction genotypes; search network "
          "8 cells, C=16 (evaluation: channels=36 layers=20 affine=true auxiliary=true)")
+register("enas-macro", MacroOptions, EnasMacro,
+         "ENAS macro space: 12 layers x 6 branches (conv/sep 3x3 and 5x5, avg/max pool) with skips from any "
+         "subset of the earlier layers, pooling after 1/3 and 2/3; 36 filters, 32x32")
+register("enas-micro", MicroOptions, EnasMicro,
+         "ENAS micro space: normal + reduction cells of B=5 nodes, each 2 inputs and 2 of 5 ops (sep 3x3/5x5, "
+         "avg/max pool, identity), unused nodes concatenated; 3 stages of 2 cells, C=20, 32x32")
+register("enas-macro-digits", MacroOptions, EnasMacro,
+         "enas-macro for 8x8 digits: 6 layers of 16 filters (pooling after layers 1 and 3)",
+         input_size=8, layers=6, channels=16)
+register("enas-micro-digits", MicroOptions, EnasMicro,
+         "enas-micro for 8x8 digits: 1 normal cell per stage, C=8, B=5",
+         input_size=8, cells=1, channels=8)

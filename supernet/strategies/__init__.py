@@ -3,6 +3,7 @@
     spos      uniform single-path sampling (SPOS), optionally under FLOPs/params constraints
     fairnas   strict fairness: m paths per step, each candidate trained once, one update
     darts     softmax relaxation, α by gradient on held-out batches (first or second order)
+    enas      an LSTM controller trained by REINFORCE on held-out rewards samples the paths
 
 ``strategy:`` in a config names one (``name``) and sets its own keys, checked against its
 ``Config`` dataclass. ``register`` adds a user's strategy (examples/custom_strategy.py).
@@ -17,6 +18,7 @@ from ..arch import SearchSpace
 from ..typed import ConfigError, from_dict, to_dict
 from .base import Plain, StepContext, Strategy
 from .darts import DARTS
+from .enas import ENAS, Controller
 from .fairnas import FairNAS, fair_paths
 from .spos import SPOS, PathSampler
 
@@ -31,7 +33,7 @@ def register(cls: type[Strategy]) -> type[Strategy]:
     return cls
 
 
-for _cls in (SPOS, FairNAS, DARTS):
+for _cls in (SPOS, FairNAS, DARTS, ENAS):
     register(_cls)
 
 
@@ -78,5 +80,5 @@ def build_strategy(settings: dict | None, space: SearchSpace, seed: int, cost=No
     return cls(space, from_dict(cls.Config, settings, where="strategy."), seed, **kw)
 
 
-__all__ = ["Strategy", "StepContext", "Plain", "SPOS", "FairNAS", "DARTS", "PathSampler", "fair_paths", "STRATEGIES",
+__all__ = ["Strategy", "StepContext", "Plain", "SPOS", "FairNAS", "DARTS", "ENAS", "Controller", "PathSampler", "fair_paths", "STRATEGIES",
            "register", "strategy_class", "check_settings", "build_strategy"]

@@ -42,6 +42,7 @@ class StepContext:
         held_out: ``held_out(i)`` is batch ``i`` of the held-out stream (a split of the training
             data, a function of (seed, i) like the training batches), on ``device``; None unless
             the strategy asked for one (``held_out_fraction``).
+        steps: the run's length in steps (ENAS exports at the start of the last one); None when unknown.
     """
 
     net: nn.Module
@@ -50,6 +51,7 @@ class StepContext:
     device: torch.device
     autocast: Callable
     held_out: Optional[Callable[[int], tuple[torch.Tensor, torch.Tensor]]] = None
+    steps: Optional[int] = None
     logs: dict = field(default_factory=dict)  # name -> [sum, count] over the current log window
 
     @property
@@ -120,6 +122,10 @@ class Strategy:
     def export(self) -> Optional[Arch]:
         """The architecture this strategy found, or None when a search must pick one (SPOS)."""
         return None
+
+    def export_info(self) -> dict:
+        """How ``export()`` chose its architecture, written into ``search/best_arch.json`` beside it."""
+        return {}
 
     def arch_history(self) -> Optional[dict]:
         """How the architecture distribution moved during training (DARTS' α snapshots), written to

@@ -110,7 +110,7 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Optional[Path], *, meta: dict
     if criterion is None:
         criterion = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
     ctx = StepContext(net=net, criterion=criterion, optimizer=optimizer, device=device,
-                      autocast=lambda: autocast(device, cfg.amp), held_out=held_out_batch)
+                      autocast=lambda: autocast(device, cfg.amp), held_out=held_out_batch, steps=cfg.steps)
     model.train()
     optimizer.zero_grad(set_to_none=True)
     bar = progress_bar(total=cfg.steps, initial=start, desc=desc, disable=not (cfg.progress and main), leave=False)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from supernet import LayerChoice, SearchSpace, fix
-from supernet.nn import Choice, SlicedConv2d
+from supernet.nn import Choice, SlicedConv2d, gate_open
 from supernet.spaces import create
 from supernet.spaces.shufflenet import ShuffleBlock
 
@@ -47,10 +47,14 @@ def test_gradients_reach_the_active_path_and_nothing_else(name, channel_search):
     model(torch.randn(4, 3, size, size)).square().mean().backward()
     on_path = set()
     for m in model.modules():
-        gate = getattr(m, "gate", None)  # a DARTS edge runs only when its node keeps its input
-        if isinstance(m, LayerChoice) and (gate is None or gate[1] in arch[gate[0]]):
-            on_path |= {id(p) for p in m[m.active].parameters()}
-    in_choices = {id(p) for m in model.modules() if isinstance(m, LayerChoice) for p in m.parameters()}
+        gate = getattr(m, "gate", None)  # a DARTS edge runs only when its node keeps its input (an ENAS
+        if gate is None or gate_open(gate, arch):  # cell's output conv only for a state no node chose)
+            if isinstance(m, LayerChoice):
+                on_path |= {id(p) for p in m[m.active].parameters()}
+            elif gate is not None:
+                on_path |= {id(p) for p in m.parameters()}
+    in_choices = {id(p) for m in model.modules() if isinstance(m, LayerChoice) or getattr(m, "gate", None) is not None
+                  for p in m.parameters()}
     for name_, p in model.named_parameters():
         if id(p) in on_path or id(p) not in in_choices:
             assert p.grad is not None, f"{name_} is on the path but got no gradient"

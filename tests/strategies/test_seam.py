@@ -72,10 +72,15 @@ def _setup(name, settings=()):
     return data, model, strategy, cfg
 
 
-@pytest.mark.parametrize("name", ["spos", "fairnas", "learned-sampling", "darts"])
+# ENAS: controller phases at steps 2 and 4, the resume in the middle of a shared-weight phase, and
+# the export (best of 3) at the last step.
+SETTINGS = {"enas": {"train_steps": 2, "ctrl_steps": 1, "ctrl_aggregate": 2, "export_samples": 3, "held_out": 0.2}}
+
+
+@pytest.mark.parametrize("name", ["spos", "fairnas", "learned-sampling", "darts", "enas"])
 def test_a_resumed_run_of_every_strategy_is_bitwise_the_uninterrupted_one(tmp_path, name):
     def run(out, resume_from=None):
-        data, model, strategy, cfg = _setup(name)
+        data, model, strategy, cfg = _setup(name, SETTINGS.get(name, {}))
         if resume_from is not None:
             out.mkdir()
             shutil.copy(resume_from, out / "last.pt")
@@ -92,6 +97,10 @@ def test_a_resumed_run_of_every_strategy_is_bitwise_the_uninterrupted_one(tmp_pa
     strip = lambda rows: [{k: v for k, v in r.items() if k != "img_s"} for r in rows]  # noqa: E731
     assert strip(read_metrics(tmp_path / "resumed" / "metrics.jsonl")) == strip(read_metrics(tmp_path / "full" / "metrics.jsonl"))[3:]
     assert s_full.export() == s_res.export()
+    if name == "enas":  # two controller phases moved the controller and the baseline; the export is in the state
+        assert [h["step"] for h in full["strategy"]["history"]] == [2, 4] and full["strategy"]["baseline"] != 0
+        assert full["strategy"]["found"]["step"] == 5 and s_full.export() is not None
+        assert "controller_reward" in read_metrics(tmp_path / "full" / "metrics.jsonl")[2]
     if name == "learned-sampling":  # the state really moved: θ, Adam's moments, the baseline
         assert full["strategy"]["baseline"] != 0 and any(t.abs().sum() > 0 for t in full["strategy"]["theta"].values())
         assert "reward" in read_metrics(tmp_path / "full" / "metrics.jsonl")[0]

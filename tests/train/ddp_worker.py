@@ -12,7 +12,7 @@ from torch import nn
 from supernet import LayerChoice, SearchSpace, fix
 from supernet.config import OptimConfig, TrainConfig
 from supernet.data import DataConfig, build_data
-from supernet.strategies import DARTS, SPOS
+from supernet.strategies import DARTS, ENAS, SPOS
 from supernet.train import dist, fit
 
 
@@ -38,11 +38,25 @@ def main(out: str, kind: str, resume: bool) -> None:
     strategy = SPOS(SearchSpace(model), seed=3) if kind == "supernet" else None
     if kind.startswith("darts"):  # every op of every choice; α averaged by hand, the weights by DDP
         strategy = DARTS(SearchSpace(model), DARTS.Config(unrolled=kind == "darts-unrolled", arch_lr=0.05), seed=3)
+    paths = []
+    if kind == "enas":  # controller phases at steps 2 and 4; each rank records the path of every step
+        strategy = ENAS(SearchSpace(model), ENAS.Config(train_steps=2, ctrl_steps=1, ctrl_aggregate=2, ctrl_lr=0.05,
+                                                        export_samples=2, held_out=0.25), seed=3)
+        step = strategy.train_step
+
+        def recorded(*args):
+            out = step(*args)
+            paths.append(strategy.space.current())
+            return out
+        strategy.train_step = recorded
     cfg = TrainConfig(steps=6, batch_size=16, checkpoint_every=3, keep_checkpoints=5, log_every=1, progress=False,
                       device="cpu", optim=OptimConfig(lr=0.1, label_smoothing=0.0))
     fit(model, data.train, cfg, Path(out), meta={"test": kind}, run_config={}, strategy=strategy, resume=resume)
     if kind.startswith("darts"):  # each rank's α, to check they are identical
         torch.save([a.detach() for a in strategy.alpha], Path(out) / f"alpha-rank{dist.rank()}.pt")
+    if kind == "enas":  # each rank's controller and paths
+        torch.save({"controller": list(strategy.controller.state_dict().values()), "paths": paths,
+                    "baseline": strategy.baseline}, Path(out) / f"alpha-rank{dist.rank()}.pt")
     dist.shutdown()
 
 
