@@ -9,6 +9,11 @@ from supernet.spaces import SPACES, create
 _SHUFFLE = dict(stage_repeats=(1, 1, 2, 1), width_mult=0.25, num_classes=5)
 TINY_OPTIONS = {"shufflenet": _SHUFFLE, "shufflenet-cifar": _SHUFFLE,
                 "darts": dict(channels=4, layers=3, num_classes=5)}
+_PROXYLESS = dict(stage_widths=(8, 16, 16), stage_repeats=(1, 2, 1), stage_strides=(2, 1, 2), first_width=8,
+                  first_block_width=8, feature_width=32, expansions=(3, 6), num_classes=5)
+_FBNET = dict(stage_widths=(8, 16, 16), stage_repeats=(1, 2, 1), stage_strides=(1, 2, 1), stem_width=8, head_width=32,
+              num_classes=5)
+TINY_OPTIONS.update({"proxyless": _PROXYLESS, "proxyless-small": _PROXYLESS, "fbnet": _FBNET, "fbnet-small": _FBNET})
 
 
 def tiny_input_size(name: str) -> int:

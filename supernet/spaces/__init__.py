@@ -12,6 +12,8 @@ from torch import nn
 
 from ..typed import ConfigError, from_dict, to_dict
 from .darts import DartsNetwork, DartsOptions
+from .fbnet import FBNet, FBNetOptions
+from .proxyless import ProxylessNet, ProxylessOptions
 from .shufflenet import ShuffleNet, ShuffleNetOptions
 
 
@@ -62,3 +64,15 @@ register("shufflenet-cifar", ShuffleNetOptions, ShuffleNet,
 register("darts", DartsOptions, DartsNetwork,
          "DARTS CIFAR-10 cell space: 8 ops x 14 edges per cell, normal + reduction genotypes; search network "
          "8 cells, C=16 (evaluation: channels=36 layers=20 affine=true auxiliary=true)")
+register("proxyless", ProxylessOptions, ProxylessNet,
+         "ProxylessNAS ImageNet space: 21 MobileNetV2 blocks x MBConv k3/5/7 x e3/6 (+ zero where an identity "
+         "shortcut exists), 224x224, 1000 classes")
+register("proxyless-small", ProxylessOptions, ProxylessNet,
+         "ProxylessNAS space for 32x32 inputs: stride-1 first conv and first stage, 10 classes",
+         input_size=32, num_classes=10, first_stride=1, stage_strides=(1, 2, 2, 1, 2, 1))
+register("fbnet", FBNetOptions, FBNet,
+         "FBNet ImageNet space: 22 layers x 9 candidates (k3/k5 x e1/e3/e6, two group-2 shuffle variants, skip), "
+         "224x224, 1000 classes")
+register("fbnet-small", FBNetOptions, FBNet,
+         "FBNet space for 32x32 inputs: stride-1 stem and stride 1 at the 24-wide group, 10 classes",
+         input_size=32, num_classes=10, stem_stride=1, stage_strides=(1, 1, 2, 2, 1, 2, 1))

@@ -3,6 +3,8 @@
     spos      uniform single-path sampling (SPOS), optionally under FLOPs/params constraints
     fairnas   strict fairness: m paths per step, each candidate trained once, one update
     darts     softmax relaxation, α by gradient on held-out batches (first or second order)
+    proxyless binary gates over softmax(α), one path per step, a latency loss from the latency table
+    fbnet     Gumbel-softmax over θ, the latency loss CE·α·log(LAT)^β from the latency table
 
 ``strategy:`` in a config names one (``name``) and sets its own keys, checked against its
 ``Config`` dataclass. ``register`` adds a user's strategy (examples/custom_strategy.py).
@@ -11,12 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 
 from ..arch import SearchSpace
 from ..typed import ConfigError, from_dict, to_dict
 from .base import Plain, StepContext, Strategy
 from .darts import DARTS
 from .fairnas import FairNAS, fair_paths
+from .fbnet import FBNet
+from .proxyless import Proxyless
 from .spos import SPOS, PathSampler
 
 STRATEGIES: dict[str, type[Strategy]] = {}
@@ -30,7 +35,7 @@ def register(cls: type[Strategy]) -> type[Strategy]:
     return cls
 
 
-for _cls in (SPOS, FairNAS, DARTS):
+for _cls in (SPOS, FairNAS, DARTS, Proxyless, FBNet):
     register(_cls)
 
 
@@ -65,12 +70,16 @@ def check_settings(settings: dict | None) -> dict:
     return {"name": name, **to_dict(config)}
 
 
-def build_strategy(settings: dict | None, space: SearchSpace, seed: int) -> Strategy:
-    """The strategy a (validated) ``strategy`` section describes, for ``space``."""
+def build_strategy(settings: dict | None, space: SearchSpace, seed: int, cost=None) -> Strategy:
+    """The strategy a (validated) ``strategy`` section describes, for ``space``. ``cost`` is the run's
+    cost model (its ``latency_table`` feeds the latency losses); passed to the strategies that take it."""
     settings = dict(settings or {})
     cls = strategy_class(settings.pop("name", "spos"))
-    return cls(space, from_dict(cls.Config, settings, where="strategy."), seed)
+    config = from_dict(cls.Config, settings, where="strategy.")
+    if "cost" in inspect.signature(cls.__init__).parameters:
+        return cls(space, config, seed, cost=cost)
+    return cls(space, config, seed)
 
 
-__all__ = ["Strategy", "StepContext", "Plain", "SPOS", "FairNAS", "DARTS", "PathSampler", "fair_paths", "STRATEGIES",
+__all__ = ["Strategy", "StepContext", "Plain", "SPOS", "FairNAS", "DARTS", "Proxyless", "FBNet", "PathSampler", "fair_paths", "STRATEGIES",
            "register", "strategy_class", "check_settings", "build_strategy"]
