@@ -71,14 +71,15 @@ def check_settings(settings: dict | None) -> dict:
 
 
 def build_strategy(settings: dict | None, space: SearchSpace, seed: int, cost=None) -> Strategy:
-    """The strategy a (validated) ``strategy`` section describes, for ``space``. ``cost`` is the run's
-    cost model (its ``latency_table`` feeds the latency losses); passed to the strategies that take it."""
+    """The strategy a (validated) ``strategy`` section describes, for ``space``.
+
+    ``cost``: the run's ``CostModel`` with its latency table (``latency.table``), for a strategy
+    whose ``__init__`` takes ``cost=`` (latency constraints and losses); others do not get it.
+    """
     settings = dict(settings or {})
     cls = strategy_class(settings.pop("name", "spos"))
-    config = from_dict(cls.Config, settings, where="strategy.")
-    if "cost" in inspect.signature(cls.__init__).parameters:
-        return cls(space, config, seed, cost=cost)
-    return cls(space, config, seed)
+    kw = {"cost": cost} if cost is not None and "cost" in inspect.signature(cls).parameters else {}
+    return cls(space, from_dict(cls.Config, settings, where="strategy."), seed, **kw)
 
 
 __all__ = ["Strategy", "StepContext", "Plain", "SPOS", "FairNAS", "DARTS", "Proxyless", "FBNet", "PathSampler", "fair_paths", "STRATEGIES",

@@ -17,15 +17,16 @@ from supernet.train import fit, load_checkpoint
 from supernet.train.metrics import read_metrics
 
 from ..conftest import tiny_model
-from .standin import StandInCost, StandInTable
+from .standin import standin_cost
 from .test_proxyless import _batches, _toy
 from .test_seam import assert_equal_nested
 
 
 def test_theta_gradient_uses_one_gumbel_sample_for_output_and_latency():
     model = _toy()
-    table = StandInTable(model, input_shape=(6,), scale=1e-2, overhead_ms=0.3)
-    s = FBNet(SearchSpace(model), FBNet.Config(warmup_steps=0), seed=5, cost=StandInCost(table))
+    cost = standin_cost(model, input_shape=(6,), scale=1e-2, overhead_ms=0.3)
+    table = cost.latency_table
+    s = FBNet(SearchSpace(model), FBNet.Config(warmup_steps=0), seed=5, cost=cost)
     s.setup(torch.device("cpu"))
     with torch.no_grad():
         for t in s.theta:
@@ -82,7 +83,7 @@ def test_a_killed_run_resumes_bitwise_exactly(tmp_path, case):
     def run(out, resume_from=None):
         torch.manual_seed(0)
         model = tiny_model(CASES[case]["name"], input_size=8)
-        cost = StandInCost(StandInTable(model, scale=1e-6))  # a few µs per block
+        cost = standin_cost(model, scale=1e-6)  # a few µs per block
         strategy = build_strategy(check_settings(CASES[case]), SearchSpace(model), seed=3, cost=cost)
         if resume_from is not None:
             out.mkdir()

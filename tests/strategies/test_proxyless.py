@@ -10,7 +10,7 @@ from supernet import LayerChoice, SearchSpace
 from supernet.strategies import Proxyless, StepContext
 
 from ..conftest import tiny_model
-from .standin import StandInCost, StandInTable
+from .standin import standin_cost
 
 
 def _toy():
@@ -94,11 +94,12 @@ def test_two_mode_alpha_update_is_the_formula_and_keeps_the_unsampled_probabilit
 
 def test_the_latency_gradient_reaches_alpha():
     model = tiny_model("proxyless", input_size=16).train()
-    table = StandInTable(model, scale=1e-3)  # flops / 1e3 as ms: the tiny space's blocks differ by tens of ms
+    cost = standin_cost(model, scale=1e-3)  # flops / 1e3 as ms: the tiny space's blocks differ by tens of ms
+    table = cost.latency_table
     ctx = _ctx(model, _batches(3, 5, n=4, size=16))
     plain = _strategy(model)
-    linear = _strategy(model, cost=StandInCost(table), latency_loss="add#linear", latency_lambda=0.5, ref_latency=40.0)
-    log = _strategy(model, cost=StandInCost(table), latency_loss="mul#log", ref_latency=40.0)
+    linear = _strategy(model, cost=cost, latency_loss="add#linear", latency_lambda=0.5, ref_latency=40.0)
+    log = _strategy(model, cost=cost, latency_loss="mul#log", ref_latency=40.0)
     step = 2
     without = plain.arch_grads(step, ctx)[0]
     with_linear = linear.arch_grads(step, ctx)[0]
@@ -115,11 +116,12 @@ def test_the_latency_gradient_reaches_alpha():
 
 def test_a_tight_reference_latency_exports_a_faster_architecture_than_a_loose_one():
     model = _toy()
-    table = StandInTable(model, input_shape=(6,), scale=1e-2)
+    cost = standin_cost(model, input_shape=(6,), scale=1e-2)
+    table = cost.latency_table
     ctx = _ctx(model, _batches(6, 3))
     found = {}
     for name, ref in (("tight", 0.5), ("loose", 500.0)):
-        s = _strategy(model, cost=StandInCost(table), latency_loss="add#linear", latency_lambda=1.0, ref_latency=ref,
+        s = _strategy(model, cost=cost, latency_loss="add#linear", latency_lambda=1.0, ref_latency=ref,
                       init_scale=1e-3, arch_lr=0.05)
         for step in range(40):
             s.arch_step(step, ctx)
