@@ -17,7 +17,7 @@ def test_bench_quick_writes_the_table_and_json(tmp_path, monkeypatch, capsys):
     from tests.conftest import TINY_OPTIONS
     options = {k: v for k, v in TINY_OPTIONS["proxyless"].items() if k in ("stage_widths", "stage_repeats", "stage_strides")}
     monkeypatch.setattr(bench_hardware, "HARDWARE_SETTING", dict(size=16, batch=4, classes=10, width_mult=0.5, arch_every=5,
-                                                                 seed=0, options=options))
+                                                                 seed=0, options=options, mode="full_v2"))
     from supernet import bench_family
     monkeypatch.setattr(bench_family, "DARTS_SETTING", dict(size=16, batch=4, classes=10, grad_clip=5.0,
                                                             options=dict(channels=4, layers=3)))
