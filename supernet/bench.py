@@ -14,6 +14,8 @@
   first, and its memory (``supernet/bench_family.py``).
 - **enas**: a shared-weight ENAS step against the fixed subnet it sampled, and a controller step
   (``supernet/bench_family.py``).
+- **proxyless** / **fbnet**: their weight and architecture steps and the schedule's average against
+  the fixed subnet of the same path, and their memory (``supernet/bench_hardware.py``).
 
 Times are medians over rounds with a 95% confidence interval of the median, min-max and n.
 Compare ratios, not absolute times, across machines: CPU speed on shared machines drifts by tens
@@ -66,10 +68,10 @@ COST = dict(space="shufflenet", options={}, constraint="flops<=330M")  # the off
 # How long each part runs: seconds of step rounds per shape (at least step_rounds rounds), repetitions
 # of the candidate evaluation, rounds of cost queries.
 EFFORT = {"quick": dict(step_s=20, step_rounds=6, eval_reps=2, cost_rounds=5, darts_s=30, darts_rounds=3, enas_s=30,
-                        enas_rounds=6),
+                        enas_rounds=6, hardware_s=20, hardware_rounds=5),
           "full": dict(step_s=90, step_rounds=20, eval_reps=5, cost_rounds=20, darts_s=300, darts_rounds=10, enas_s=120,
-                       enas_rounds=20)}
-PARTS = ("spos", "darts", "enas")  # --only: the SPOS figures (step, eval, cost, memory), the DARTS or the ENAS rows
+                       enas_rounds=20, hardware_s=120, hardware_rounds=15)}
+PARTS = ("spos", "darts", "enas", "proxyless", "fbnet")  # --only: the SPOS figures (step, eval, cost, memory) or one method's rows
 
 
 def summary(xs: list[float]) -> dict:
@@ -362,6 +364,11 @@ def run(quick: bool = False, progress: bool = True, nni: Optional[dict] = None, 
                                  f"family_cpu.py --json") from None
     if only in (None, "enas"):
         result["enas"] = bench_enas(e["enas_s"], e["enas_rounds"], progress=progress)
+    for name in ("proxyless", "fbnet"):
+        if only in (None, name):
+            from . import bench_hardware
+            result[name] = getattr(bench_hardware, f"bench_{name}")(e["hardware_s"], e["hardware_rounds"],
+                                                                    progress=progress)
     if only in (None, "spos"):
         steps = {name: bench_step(name, e["step_s"], e["step_rounds"], progress=progress) for name in SHAPES}
         result["step"] = steps
@@ -409,6 +416,10 @@ def format_table(res: dict) -> str:
         _darts_rows(res["darts"], row, lines)
     if "enas" in res:
         _enas_rows(res["enas"], row)
+    for name in ("proxyless", "fbnet"):
+        if name in res:
+            from .bench_hardware import hardware_rows
+            hardware_rows(name, res[name], row, lambda label, a, b: _memory_line(lines, label, a, b))
     if "step" in res:
         _spos_rows(res, row, lines)
     lines.append(f"total {res['seconds']:.0f} s")

@@ -347,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
     bench.add_argument("--nni", metavar="FILE", help="add the NNI 3.0 peer's figures (spos_cpu.py --json FILE)")
     bench.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
-    bench.add_argument("--only", choices=["spos", "darts", "enas"], help="only the SPOS figures, the DARTS or the ENAS rows")
+    bench.add_argument("--only", choices=["spos", "darts", "enas", "proxyless", "fbnet"],
+                       help="only the SPOS figures, or only one method's rows")
     bench.add_argument("--nni-family", metavar="FILE",
                        help="add NNI 3.0's DARTS figures (../shared/peers/nni/family_cpu.py --json FILE)")
     bench.set_defaults(func=cmd_bench)

@@ -12,7 +12,13 @@ def test_bench_quick_writes_the_table_and_json(tmp_path, monkeypatch, capsys):
                                             recal_batches=2, val_images=8, options=tiny))
     monkeypatch.setattr(bench, "COST", dict(space="shufflenet-cifar", options=tiny, constraint="flops<=10M"))
     monkeypatch.setitem(bench.EFFORT, "quick", dict(step_s=1, step_rounds=6, eval_reps=2, cost_rounds=5, darts_s=0,
-                                                    darts_rounds=2, enas_s=0, enas_rounds=2))
+                                                    darts_rounds=2, enas_s=0, enas_rounds=2,
+                                                    hardware_s=0, hardware_rounds=2))
+    from supernet import bench_hardware
+    from tests.conftest import TINY_OPTIONS
+    options = {k: v for k, v in TINY_OPTIONS["proxyless"].items() if k in ("stage_widths", "stage_repeats", "stage_strides")}
+    monkeypatch.setattr(bench_hardware, "HARDWARE_SETTING", dict(size=16, batch=4, classes=10, width_mult=0.5, arch_every=5,
+                                                                 seed=0, options=options, mode="full_v2"))
     from supernet import bench_family
     monkeypatch.setattr(bench_family, "DARTS_SETTING", dict(size=16, batch=4, classes=10, grad_clip=5.0,
                                                             options=dict(channels=4, layers=3)))
@@ -48,6 +54,13 @@ def test_bench_quick_writes_the_table_and_json(tmp_path, monkeypatch, capsys):
     e = res["enas"]
     assert e["ratio_over_fixed"]["n"] == 2 and 0.3 < e["ratio_over_fixed"]["median"] < 3
     assert e["controller_step_ms"]["median"] > e["controller_alone_ms"]["median"] > 0 and "enas controller step" in table
+    for name in ("proxyless", "fbnet"):
+        h = res[name]
+        assert h["weight_over_fixed"]["n"] == 2 and h["average_over_fixed"]["median"] > 0
+        m = h["memory"]
+        assert m["arch_step"]["step_peak_bytes"] > 0 and m["fixed_largest"]["peak_bytes"] >= m["fixed_argmax"]["peak_bytes"]
+        assert f"{name}: arch step / fixed argmax subnet" in table
+    assert res["proxyless"]["memory"]["darts_step"]["step_peak_bytes"] > res["proxyless"]["memory"]["weight_step"]["step_peak_bytes"]
     step = res["step"]["tiny@16/b4"]["ratio_pinned"]
     assert step["n"] >= 6 and step["ci95"][0] <= step["median"] <= step["ci95"][1]
 

@@ -7,6 +7,7 @@
 The README's "Coming from NNI" table maps every name. The trainers hold no training logic: they
 run a strategy (``supernet.strategies``) on ``supernet.train.fit``.
 """
+from .hardware import FBNetTrainer, ProxylessTrainer
 from .trainers import BaseOneShotTrainer, DartsTrainer, EnasTrainer, OneShotTrainer, RandomTrainer, SinglePathTrainer
 from .utils import replace_input_choice, replace_layer_choice
 
@@ -16,5 +17,5 @@ def model_wrapper(cls):
     return cls
 
 
-__all__ = ["BaseOneShotTrainer", "DartsTrainer", "EnasTrainer", "OneShotTrainer", "SinglePathTrainer", "RandomTrainer", "replace_layer_choice",
+__all__ = ["BaseOneShotTrainer", "DartsTrainer", "EnasTrainer", "ProxylessTrainer", "FBNetTrainer", "OneShotTrainer", "SinglePathTrainer", "RandomTrainer", "replace_layer_choice",
            "replace_input_choice", "model_wrapper"]

@@ -13,6 +13,8 @@ from torch import nn
 from ..typed import ConfigError, from_dict, to_dict
 from .darts import DartsNetwork, DartsOptions
 from .enas import EnasMacro, EnasMicro, MacroOptions, MicroOptions
+from .fbnet import FBNet, FBNetOptions
+from .proxyless import ProxylessNet, ProxylessOptions
 from .shufflenet import ShuffleNet, ShuffleNetOptions
 
 
@@ -75,3 +77,15 @@ register("enas-macro-digits", MacroOptions, EnasMacro,
 register("enas-micro-digits", MicroOptions, EnasMicro,
          "enas-micro for 8x8 digits: 1 normal cell per stage, C=8, B=5",
          input_size=8, cells=1, channels=8)
+register("proxyless", ProxylessOptions, ProxylessNet,
+         "ProxylessNAS ImageNet space: 21 MobileNetV2 blocks x MBConv k3/5/7 x e3/6 (+ zero where an identity "
+         "shortcut exists), 224x224, 1000 classes")
+register("proxyless-small", ProxylessOptions, ProxylessNet,
+         "ProxylessNAS space for 32x32 inputs: stride-1 first conv and first stage, 10 classes",
+         input_size=32, num_classes=10, first_stride=1, stage_strides=(1, 2, 2, 1, 2, 1))
+register("fbnet", FBNetOptions, FBNet,
+         "FBNet ImageNet space: 22 layers x 9 candidates (k3/k5 x e1/e3/e6, two group-2 shuffle variants, skip), "
+         "224x224, 1000 classes")
+register("fbnet-small", FBNetOptions, FBNet,
+         "FBNet space for 32x32 inputs: stride-1 stem and stride 1 at the 24-wide group, 10 classes",
+         input_size=32, num_classes=10, stem_stride=1, stage_strides=(1, 1, 2, 2, 1, 2, 1))

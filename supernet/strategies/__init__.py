@@ -4,6 +4,8 @@
     fairnas   strict fairness: m paths per step, each candidate trained once, one update
     darts     softmax relaxation, α by gradient on held-out batches (first or second order)
     enas      an LSTM controller trained by REINFORCE on held-out rewards samples the paths
+    proxyless binary gates over softmax(α), one path per step, a latency loss from the latency table
+    fbnet     Gumbel-softmax over θ, the latency loss CE·α·log(LAT)^β from the latency table
 
 ``strategy:`` in a config names one (``name``) and sets its own keys, checked against its
 ``Config`` dataclass. ``register`` adds a user's strategy (examples/custom_strategy.py).
@@ -20,6 +22,8 @@ from .base import Plain, StepContext, Strategy
 from .darts import DARTS
 from .enas import ENAS, Controller
 from .fairnas import FairNAS, fair_paths
+from .fbnet import FBNet
+from .proxyless import Proxyless
 from .spos import SPOS, PathSampler
 
 STRATEGIES: dict[str, type[Strategy]] = {}
@@ -33,7 +37,7 @@ def register(cls: type[Strategy]) -> type[Strategy]:
     return cls
 
 
-for _cls in (SPOS, FairNAS, DARTS, ENAS):
+for _cls in (SPOS, FairNAS, DARTS, ENAS, Proxyless, FBNet):
     register(_cls)
 
 
@@ -80,5 +84,5 @@ def build_strategy(settings: dict | None, space: SearchSpace, seed: int, cost=No
     return cls(space, from_dict(cls.Config, settings, where="strategy."), seed, **kw)
 
 
-__all__ = ["Strategy", "StepContext", "Plain", "SPOS", "FairNAS", "DARTS", "ENAS", "Controller", "PathSampler", "fair_paths", "STRATEGIES",
+__all__ = ["Strategy", "StepContext", "Plain", "SPOS", "FairNAS", "DARTS", "ENAS", "Controller", "Proxyless", "FBNet", "PathSampler", "fair_paths", "STRATEGIES",
            "register", "strategy_class", "check_settings", "build_strategy"]

@@ -1,0 +1,194 @@
+"""``supernet bench`` rows for the hardware-aware strategies (Proxyless, FBNet), as ratios in one process.
+
+- **proxyless step**: the ``proxyless`` strategy's weight step (one path drawn from p, SGD on that
+  path) and its architecture step (``full_v2`` gates on a held-out batch, Adam on α) against one
+  SGD step of the fixed subnet of the same path, the argmax path (α is set so that p puts all
+  but 1e-9 of its mass there, so the drawn path is the argmax one). The schedule's average is one
+  α step per ``arch_every`` (5) weight steps: (5·weight + arch) / (5·fixed), per round.
+- **fbnet step**: the θ step and the weight step (every candidate of every layer mixed by a
+  Gumbel sample) against the fixed argmax subnet's step; the schedule is both every step.
+- **memory**: the peak of what a step allocates (activations, gradients, temporaries), and that
+  plus the resident weights and optimizer state (``bench.peak_step_bytes``), of the larger of the
+  two step kinds, against the fixed argmax subnet and the largest fixed subnet (most FLOPs) of the
+  space, and against a first-order DARTS step (every candidate mixed by softmax(α)) on the same
+  space. The resident part is the whole supernet's weights, which every weight-sharing method holds.
+
+The setting is the NNI peer's Proxyless job (``../shared/peers/nni/family_cpu.py``): the ImageNet
+space at width 0.5, 3x32x32 inputs, 10 classes, batch 16, SGD with momentum. No latency term is
+timed (one small contraction per step).
+"""
+from __future__ import annotations
+
+import random
+import time
+
+import torch
+
+from .arch import SearchSpace, fix
+from .cost import CostModel
+from .spaces import create
+from .strategies import DARTS, FBNet, Proxyless
+from .train.optim import step_on_path
+
+HARDWARE_SETTING = dict(size=32, batch=16, classes=10, width_mult=0.5, arch_every=5, seed=0, options={}, mode="full_v2")
+
+
+def _rounds(forms: dict, seconds: float, min_rounds: int, seed: int, desc: str, progress: bool) -> dict:
+    """Interleaved rounds of ``forms`` (name -> callable(round)), in a shuffled order each round."""
+    from .train.metrics import progress_bar
+    times = {k: [] for k in forms}
+    t_end = time.perf_counter() + seconds
+    bar = progress_bar(desc=desc, unit="round", disable=not progress, leave=False)
+    r = 0
+    while r < min_rounds or time.perf_counter() < t_end:
+        order = list(forms)
+        random.Random(seed + r).shuffle(order)
+        for k in order:
+            t0 = time.perf_counter()
+            forms[k](r)
+            times[k].append(time.perf_counter() - t0)
+        r += 1
+        bar.update(1)
+    bar.close()
+    return times
+
+
+def _setup(space_name: str, s: dict):
+    from .bench import _sgd
+    torch.manual_seed(s["seed"])
+    net = create(space_name, input_size=s["size"], num_classes=s["classes"], width_mult=s["width_mult"],
+                 **s["options"]).train()
+    space = SearchSpace(net)
+    gen = torch.Generator().manual_seed(s["seed"])
+    batch = lambda: (torch.randn(s["batch"], 3, s["size"], s["size"], generator=gen),  # noqa: E731
+                     torch.randint(s["classes"], (s["batch"],), generator=gen))
+    (x, y), (xv, yv) = batch(), batch()
+    arch = space.sample(random.Random(s["seed"]))  # the argmax path
+    fixed = fix(net, arch).train()
+    largest = fix(net, CostModel(net).extreme_arch("flops", largest=True)).train()
+    return net, space, (x, y), (xv, yv), arch, fixed, _sgd(fixed), largest, _sgd(net)
+
+
+def _pin(params: list[torch.Tensor], space: SearchSpace, labels: list[str], arch: dict) -> None:
+    """Architecture parameters whose argmax is ``arch`` with all but ~1e-9 of the mass on it."""
+    with torch.no_grad():
+        for label, a in zip(labels, params):
+            a.zero_()
+            a[arch[label]] = 25.0
+
+
+def _memory(strategy_steps: dict, net, opt, x, y, fixed, largest) -> dict:
+    from .bench import _sgd, _train_step, peak_step_bytes
+    out = {k: peak_step_bytes(lambda m, o, x_, y_, f=f: f(x_, y_), net, opt, x, y) for k, f in strategy_steps.items()}
+    out["fixed_argmax"] = peak_step_bytes(_train_step, fixed, _sgd(fixed), x, y)
+    out["fixed_largest"] = peak_step_bytes(_train_step, largest, _sgd(largest), x, y)
+    return out
+
+
+def _darts_memory(net, space, x, y, xv, yv) -> dict:
+    from .bench import _context, _sgd, peak_step_bytes
+    darts = DARTS(space)
+    darts.setup(torch.device("cpu"))
+    opt = _sgd(net, lr=0.025, weight_decay=3e-4)
+    ctx = _context(net, opt, held_out=lambda i: (xv, yv))
+
+    def step(m, o, x_, y_):
+        darts.train_step(1, x_, y_, ctx)
+        o.step()
+        o.zero_grad(set_to_none=True)
+    t0 = time.perf_counter()
+    mem = peak_step_bytes(step, net, opt, x, y)
+    return {**mem, "step_s": time.perf_counter() - t0}
+
+
+def bench_proxyless(seconds: float, min_rounds: int, progress: bool = True, setting: dict | None = None) -> dict:
+    from .bench import _context, _train_step, summary
+    s = {**HARDWARE_SETTING, **(setting or {})}
+    net, space, (x, y), (xv, yv), arch, fixed, fixed_opt, largest, opt = _setup("proxyless", s)
+    k = s["arch_every"]
+    strategy = Proxyless(space, Proxyless.Config(latency_loss=None, arch_every=k, mode=s["mode"]), seed=s["seed"])
+    strategy.setup(torch.device("cpu"))
+    _pin(strategy.alpha, space, strategy.labels, arch)
+    ctx = _context(net, opt, held_out=lambda i: (xv, yv))
+    assert strategy.sample_path(1) == arch
+    if s["mode"] == "full_v2":
+        assert strategy.draw(0)[1] == {l: [v] for l, v in arch.items()}
+
+    def weight(r):  # a step with no α update: (k*r + 1) % k != 0
+        strategy.train_step(k * r + 1, x, y, ctx)
+        step_on_path(opt)
+
+    def arch_step(r):
+        strategy.arch_step(k * r, ctx)
+        _pin(strategy.alpha, space, strategy.labels, arch)  # Adam moved α a little: keep the same paths
+
+    forms = {"fixed": lambda r: _train_step(fixed, fixed_opt, x, y), "weight": weight, "arch": arch_step}
+    for f in forms.values():  # warm-up: oneDNN primitives, Adam's state
+        f(0)
+    t = _rounds(forms, seconds, min_rounds, s["seed"], "proxyless step rounds", progress)
+    average = [(k * w + a) / (k * f) for w, a, f in zip(t["weight"], t["arch"], t["fixed"])]
+    memory = _memory({"weight_step": lambda x_, y_: weight(0), "arch_step": lambda x_, y_: arch_step(0)},
+                     net, opt, x, y, fixed, largest)
+    memory["darts_step"] = _darts_memory(net, space, x, y, xv, yv)
+    return {"setting": {**s, "space": "proxyless", "params": sum(p.numel() for p in net.parameters()),
+                        "mode": strategy.config.mode},
+            "ms": {k_: summary([v * 1e3 for v in vs]) for k_, vs in t.items()},
+            "weight_over_fixed": summary([w / f for w, f in zip(t["weight"], t["fixed"])]),
+            "arch_over_fixed": summary([a / f for a, f in zip(t["arch"], t["fixed"])]),
+            "average_over_fixed": summary(average), "memory": memory}
+
+
+def bench_fbnet(seconds: float, min_rounds: int, progress: bool = True, setting: dict | None = None) -> dict:
+    from .bench import _context, _train_step, summary
+    s = {**HARDWARE_SETTING, **(setting or {})}
+    net, space, (x, y), (xv, yv), arch, fixed, fixed_opt, largest, opt = _setup("fbnet", s)
+    strategy = FBNet(space, FBNet.Config(latency_loss=None), seed=s["seed"])
+    strategy.setup(torch.device("cpu"))
+    _pin(strategy.theta, space, strategy.labels, arch)
+    assert strategy.export() == arch
+    ctx = _context(net, opt, held_out=lambda i: (xv, yv))
+
+    def weight(r):
+        strategy.space.set_weights(strategy.gumbel(r, 1, detach=True))
+        ctx.loss(x, y)[0].backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def theta(r):
+        grads = strategy.arch_grads(r, ctx)
+        for t_, g in zip(strategy.theta, grads):
+            t_.grad = g
+        strategy.optimizer.step()
+        strategy.optimizer.zero_grad(set_to_none=True)
+
+    forms = {"fixed": lambda r: _train_step(fixed, fixed_opt, x, y), "weight": weight, "arch": theta}
+    for f in forms.values():
+        f(0)
+    t = _rounds(forms, seconds, min_rounds, s["seed"], "fbnet step rounds", progress)
+    memory = _memory({"weight_step": lambda x_, y_: weight(0), "arch_step": lambda x_, y_: theta(0)},
+                     net, opt, x, y, fixed, largest)
+    return {"setting": {**s, "space": "fbnet", "params": sum(p.numel() for p in net.parameters())},
+            "ms": {k_: summary([v * 1e3 for v in vs]) for k_, vs in t.items()},
+            "weight_over_fixed": summary([w / f for w, f in zip(t["weight"], t["fixed"])]),
+            "arch_over_fixed": summary([a / f for a, f in zip(t["arch"], t["fixed"])]),
+            "average_over_fixed": summary([(w + a) / f for w, a, f in zip(t["weight"], t["arch"], t["fixed"])]),
+            "memory": memory}
+
+
+def hardware_rows(name: str, d: dict, row, memory_line) -> None:
+    s = d["setting"]
+    where = f"{s['space']} x{s['width_mult']}, {s['size']}px, b{s['batch']}" + (f", {s['mode']}" if "mode" in s else "")
+    every = f"1 arch step per {s['arch_every']} weight steps" if name == "proxyless" else "a θ step every step"
+    row(f"{name} ({where}): weight step / fixed argmax subnet", d["weight_over_fixed"])
+    row(f"{name}: arch step / fixed argmax subnet", d["arch_over_fixed"])
+    row(f"{name}: schedule average ({every}) / fixed", d["average_over_fixed"])
+    for k, what in (("fixed", "fixed argmax subnet step"), ("weight", "weight step"), ("arch", "arch step")):
+        row(f"{name}: {what} (ms)", d["ms"][k], "{:.0f}")
+    m = d["memory"]
+    for what, key in (("allocated in the step", "step_peak_bytes"), ("with weights + optimizer state", "peak_bytes")):
+        search = max(m["weight_step"][key], m["arch_step"][key])
+        memory_line(f"memory {name}, {what}: search step / largest fixed (MB)", search, m["fixed_largest"][key])
+        memory_line(f"memory {name}, {what}: search step / fixed argmax (MB)", search, m["fixed_argmax"][key])
+        if "darts_step" in m:
+            memory_line(f"memory {name}, {what}: DARTS 1st order here / largest fixed (MB)", m["darts_step"][key],
+                        m["fixed_largest"][key])

@@ -1,0 +1,108 @@
+"""What the hardware-aware strategies (Proxyless, FBNet) share: the expected latency from a latency
+table, differentiable in the architecture distribution, and the latency losses.
+
+The table (``supernet.latency.LatencyTable``, built by ``supernet latency``) has the cost model's
+groups: ``[(labels, {key: ms}, gate), ...]``, the last one the rest of the network, plus a constant
+``overhead_ms``. Under a distribution ``w[label]`` over each label's options (softmax(α) for
+Proxyless, a Gumbel-softmax sample for FBNet) the expected latency is
+
+    E[LAT] = overhead + Σ_groups Σ_key Π_i w_{label_i}[key_i] · ms[key]
+
+which is linear in every ``w[label]``, so its gradient reaches α. (NNI's legacy ProxylessTrainer
+wrapped the products in ``torch.tensor(...)``, which cuts that gradient: REFERENCE-family §5.)
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional
+
+import torch
+
+from ..arch import SearchSpace
+from ..typed import ConfigError
+
+LOSSES = ("mul#log", "add#linear")
+UNITS = {"ms": 1.0, "us": 1000.0}
+
+
+def latency_table(cost, who: str):
+    """The run's latency table from its cost model, or a one-line error that says how to get one."""
+    table = getattr(cost, "latency_table", None) if cost is not None else None
+    if table is None:
+        raise ConfigError(f"{who} needs a latency table for this target: set latency.table=FILE (built by "
+                          f"`supernet latency ...`), or turn the latency loss off with strategy.latency_loss=null")
+    return table
+
+
+class ExpectedLatency:
+    """``E[LAT]`` in ms of a distribution over each label's options, as a differentiable tensor.
+
+    Each group becomes a dense tensor of shape ``(n_1, ..., n_k)`` over its labels' options, so a
+    query is one small contraction per group. Closed gates (DARTS cell edges) are not supported.
+    """
+
+    def __init__(self, table, space: SearchSpace, device: torch.device):
+        self.constant = float(table.overhead_ms)
+        self.terms: list[tuple[list[str], torch.Tensor]] = []
+        for labels, entries, gate in table.groups:
+            if gate is not None:
+                raise NotImplementedError(f"the latency table has a gated group ({gate!r}: DARTS-style cell edges); "
+                                          f"the expected latency covers spaces without gates")
+            labels = list(labels)
+            for label in labels:
+                if label not in space.labels:
+                    raise ConfigError(f"the latency table has label '{label}', which this model does not have; "
+                                      f"build the table for this space (`supernet latency ...`)")
+            shape = [space.n_options(l) for l in labels]
+            ms = torch.full(shape, math.nan, dtype=torch.float64)
+            for key, value in entries.items():
+                ms[tuple(key)] = float(value)
+            if torch.isnan(ms).any():
+                missing = tuple(int(i) for i in torch.nonzero(torch.isnan(ms))[0])
+                raise ConfigError(f"the latency table lacks the entry {missing} of labels {labels}; rebuild it for "
+                                  f"this space")
+            if not labels:
+                self.constant += float(ms)
+            else:
+                self.terms.append((labels, ms.to(device=device, dtype=torch.float32)))
+
+    def __call__(self, weights: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = torch.zeros((), device=self.terms[0][1].device if self.terms else "cpu") + self.constant
+        for labels, ms in self.terms:
+            out = ms
+            for label in reversed(labels):  # contract the last axis with its label's weights
+                out = out @ weights[label].to(ms.dtype)
+            total = total + out  # Σ_key Π_i w_{label_i}[key_i] · ms[key]
+        return total
+
+    def arch(self, arch: dict) -> float:
+        """The table latency of one architecture (ms)."""
+        return self.constant + sum(float(ms[tuple(arch[l] for l in labels)]) for labels, ms in self.terms)
+
+    def minimum(self) -> float:
+        return self.constant + sum(float(ms.min()) for _, ms in self.terms)
+
+
+def check_loss_settings(c, kind_keys: dict[str, tuple[str, ...]]) -> None:
+    """A latency setting that the chosen loss does not use is an error (it would be silently ignored).
+
+    Args:
+        c: a strategy's Config dataclass instance, with ``latency_loss``.
+        kind_keys: loss name -> the keys it uses.
+    """
+    defaults = {f.name: f.default for f in dataclasses.fields(c)}
+    used = kind_keys.get(c.latency_loss, ())
+    for key in sorted({k for keys in kind_keys.values() for k in keys}):
+        if key not in used and getattr(c, key) != defaults[key]:
+            raise ValueError(f"{key}={getattr(c, key)} is not used by latency_loss={c.latency_loss}; "
+                             f"remove it (or choose a loss that uses it)")
+
+
+def log_latency(lat_ms: torch.Tensor, unit: str, who: str) -> torch.Tensor:
+    """log LAT in ``unit`` (the log-form losses need LAT > 1 in their unit)."""
+    lat = lat_ms * UNITS[unit]
+    if not float(lat.detach()) > 1.0:
+        raise ValueError(f"{who}: the expected latency {float(lat.detach()):.3g} {unit} is <= 1 {unit}, where the log-form "
+                         f"latency loss is not positive; set strategy.latency_unit=us")
+    return lat.log()
