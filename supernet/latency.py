@@ -284,9 +284,12 @@ def measure(runs_of: list[Callable[[], float]], runs: int, warmup: int, max_spre
     """``(median ms, spread, (median of the even rounds, of the odd rounds))`` of each function,
     timed in interleaved rounds.
 
-    Every round calls each function once, in a fresh random order: the machine's drift (these VMs
-    change speed by tens of % within minutes) then falls on all entries alike, and each op runs
-    among others, as it does inside a network, rather than hot in a loop of its own. After
+    Every round calls each function twice, in a fresh random order, and times the second call: the
+    machine's drift (these VMs change speed by tens of % within minutes) then falls on all entries
+    alike, while each timed call finds its weights in cache, as a deployed network run again and
+    again does (a single cold call among hundreds of other entries measured a small network 3x
+    slower than the same network timed alone in a loop, which is what ``supernet export``
+    measures). After
     ``warmup`` untimed rounds come ``runs`` timed ones; the entries whose spread (interquartile
     range / median) is above ``max_spread`` get ``runs`` more rounds, up to ``retries`` times;
     their median is then over all their samples (keeping only the tightest attempt would take an
@@ -304,6 +307,7 @@ def measure(runs_of: list[Callable[[], float]], runs: int, warmup: int, max_spre
             order = todo[:]
             rng.shuffle(order)
             for i in order:
+                runs_of[i]()  # untimed: the entry's weights and buffers back in cache, as in a network run again and again
                 ms = runs_of[i]()
                 if r >= warmup:
                     samples[i].append(ms)
