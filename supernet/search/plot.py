@@ -47,9 +47,7 @@ def plot_search(results: list[dict], path: Path, upper: float | None = None, low
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), mode="wb")
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_arch_history(data: dict, path: Path, title: str = "") -> Path:
@@ -122,11 +120,7 @@ def plot_arch_history(data: dict, path: Path, title: str = "") -> Path:
     fig.legend(handles=handles, loc="lower center", ncols=min(len(handles), 9), fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, y=1 - 0.25 / fig_h, va="center")
-    try:
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100), mode="wb")
-    finally:
-        plt.close(fig)
-    return Path(path)
+    return _save(fig, path, dpi=100)
 
 
 def plot_controller(data: dict, path: Path, title: str = "") -> Path:
@@ -170,8 +164,16 @@ def plot_controller(data: dict, path: Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), mode="wb")
-    plt.close(fig)
+    return _save(fig, path)
+
+
+def _save(fig, path: Path, dpi: int = 110) -> Path:
+    """Write ``fig`` as a PNG (temp file, then rename) and free it, whatever happens."""
+    import matplotlib.pyplot as plt
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi), mode="wb")
+    finally:
+        plt.close(fig)
     return Path(path)
 
 
@@ -332,6 +334,4 @@ def plot_latency_check(check: dict, path: Path, title: str = "") -> Path:
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), mode="wb")
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
