@@ -137,6 +137,21 @@ class Strategy:
         return {}
 
 
+def weights_history(strategy: Strategy, labels: list[str], edges: dict | None = None) -> dict:
+    """``arch_history()`` of a strategy with weights per label (DARTS, Proxyless, FBNet): its options,
+    its snapshots (``strategy.history``) plus the final weights, and the architecture it exports."""
+    return {"strategy": strategy.name, "options": {l: list(strategy.space.choice(l).values) for l in labels},
+            "edges": edges or {}, "history": strategy.history + [{"step": None, "weights": strategy.probabilities()}],
+            "arch": strategy.export()}
+
+
+def load_params_(params: list[torch.Tensor], saved: list[torch.Tensor]) -> None:
+    """Checkpointed architecture parameters copied in place (their optimizer keeps its references)."""
+    with torch.no_grad():
+        for p, value in zip(params, saved):
+            p.copy_(value)
+
+
 class Plain(Strategy):
     """A network with no choices (retraining): one forward and backward over all parameters.
 

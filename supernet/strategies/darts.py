@@ -34,7 +34,7 @@ from ..arch import Arch, SearchSpace
 from ..data.common import mix_seed
 from ..nn.choices import InputChoice, LayerChoice
 from ..train import dist
-from .base import StepContext, Strategy
+from .base import StepContext, Strategy, load_params_, weights_history
 
 NONE = "none"  # an op that is never exported (DARTS' zero op)
 SKIP = "skip_connect"
@@ -180,9 +180,7 @@ class DARTS(Strategy):
         return derive(self.space, self.probabilities(), self.edges, self.config.max_skips)
 
     def arch_history(self) -> dict:
-        return {"strategy": self.name, "options": {l: list(self.space.choice(l).values) for l in self.learned},
-                "edges": self.edges, "history": self.history + [{"step": None, "weights": self.probabilities()}],
-                "arch": self.export()}
+        return weights_history(self, self.learned, self.edges)
 
     def state_dict(self) -> dict:
         return {"alpha": [a.detach().clone() for a in self.alpha], "optimizer": self.optimizer.state_dict(),
@@ -191,9 +189,7 @@ class DARTS(Strategy):
     def load_state_dict(self, state: dict) -> None:
         if not state:
             return
-        with torch.no_grad():
-            for a, saved in zip(self.alpha, state["alpha"]):
-                a.copy_(saved)
+        load_params_(self.alpha, state["alpha"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.history = list(state["history"])
 

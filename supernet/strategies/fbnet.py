@@ -33,7 +33,7 @@ from ..arch import Arch, SearchSpace
 from ..data.common import mix_seed
 from ..nn.choices import ChannelChoice, InputChoice
 from ..train import dist
-from .base import StepContext, Strategy
+from .base import StepContext, Strategy, load_params_, weights_history
 from .darts import frozen
 from .hardware import UNITS, ExpectedLatency, check_loss_settings, latency_table, log_latency
 from .proxyless import argmax_arch
@@ -165,9 +165,7 @@ class FBNet(Strategy):
         return argmax_arch(self.space, self.labels, self.theta)
 
     def arch_history(self) -> dict:
-        return {"strategy": self.name, "options": {l: list(self.space.choice(l).values) for l in self.labels},
-                "edges": {}, "history": self.history + [{"step": None, "weights": self.probabilities()}],
-                "arch": self.export()}
+        return weights_history(self, self.labels)
 
     def state_dict(self) -> dict:
         return {"theta": [t.detach().clone() for t in self.theta], "optimizer": self.optimizer.state_dict(),
@@ -176,9 +174,7 @@ class FBNet(Strategy):
     def load_state_dict(self, state: dict) -> None:
         if not state:
             return
-        with torch.no_grad():
-            for t, saved in zip(self.theta, state["theta"]):
-                t.copy_(saved)
+        load_params_(self.theta, state["theta"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.history = list(state["history"])
         self.tau = float(state["temperature"])

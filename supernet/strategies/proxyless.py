@@ -45,7 +45,7 @@ from ..arch import Arch, SearchSpace
 from ..data.common import mix_seed
 from ..nn.choices import ChannelChoice, InputChoice, LayerChoice
 from ..train import dist
-from .base import StepContext, Strategy
+from .base import StepContext, Strategy, load_params_, weights_history
 from .darts import frozen
 from .hardware import LOSSES, UNITS, ExpectedLatency, check_loss_settings, latency_table, log_latency
 
@@ -278,9 +278,7 @@ class Proxyless(Strategy):
         return argmax_arch(self.space, self.labels, self.alpha)
 
     def arch_history(self) -> dict:
-        return {"strategy": self.name, "options": {l: list(self.space.choice(l).values) for l in self.labels},
-                "edges": {}, "history": self.history + [{"step": None, "weights": self.probabilities()}],
-                "arch": self.export()}
+        return weights_history(self, self.labels)
 
     def state_dict(self) -> dict:
         return {"alpha": [a.detach().clone() for a in self.alpha], "optimizer": self.optimizer.state_dict(),
@@ -289,9 +287,7 @@ class Proxyless(Strategy):
     def load_state_dict(self, state: dict) -> None:
         if not state:
             return
-        with torch.no_grad():
-            for a, saved in zip(self.alpha, state["alpha"]):
-                a.copy_(saved)
+        load_params_(self.alpha, state["alpha"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.history = list(state["history"])
 
