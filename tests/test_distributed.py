@@ -65,7 +65,8 @@ def worker(nproc, out, kind, resume=False):
     return load_checkpoint(Path(out) / "last.pt")
 
 
-@pytest.mark.parametrize("kind", ["supernet", "subnet", "darts", "darts-unrolled", "enas"])
+@pytest.mark.parametrize("kind", ["supernet", "subnet", "darts", "darts-unrolled", "enas",
+                                  "proxyless", "proxyless-two", "fbnet"])
 def test_two_processes_and_a_resume_across_world_sizes_give_the_one_process_weights(tmp_path, kind):
     """Without BatchNorm, 2 ranks on half batches (averaged gradients; DDP for the fixed subnet)
     compute one process's update on the whole batch, up to float summation order. A 2-process
@@ -73,8 +74,8 @@ def test_two_processes_and_a_resume_across_world_sizes_give_the_one_process_weig
     one = worker(1, tmp_path / "one", kind)
     two = worker(2, tmp_path / "two", kind)
     resumed = None
-    if kind not in ("darts", "enas"):  # (first-order DARTS: its resume is the second-order case's, minus the
-        # unrolled step; ENAS: the strategy's exact resume is tests/strategies/test_seam.py's)
+    if kind in ("supernet", "subnet", "darts-unrolled"):  # (first-order DARTS: its resume is the second-order
+        # case's, minus the unrolled step; ENAS, Proxyless, FBNet: their exact resume is tests/strategies/test_seam.py's)
         mixed = tmp_path / "mixed"
         mixed.mkdir()
         shutil.copy(tmp_path / "two" / "step-3.pt", mixed / "last.pt")
@@ -89,7 +90,7 @@ def test_two_processes_and_a_resume_across_world_sizes_give_the_one_process_weig
         assert len(r0["paths"]) == 6 and r0["paths"] == r1["paths"] == alone["paths"]
         assert all(torch.equal(a, b) for a, b in zip(r0["controller"], r1["controller"])) and r0["baseline"] == r1["baseline"]
         assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(r0["controller"], alone["controller"]))
-    if kind.startswith("darts"):  # α: identical on both ranks, and the 1-process α
+    if kind.startswith(("darts", "proxyless", "fbnet")):  # α (θ): identical on both ranks, and the 1-process α
         a0, a1 = (torch.load(tmp_path / "two" / f"alpha-rank{r}.pt") for r in (0, 1))
         assert all(torch.equal(x, y) for x, y in zip(a0, a1))
         a = torch.load(tmp_path / "one" / "alpha-rank0.pt")

@@ -12,7 +12,7 @@ from torch import nn
 from supernet import LayerChoice, SearchSpace, fix
 from supernet.config import OptimConfig, TrainConfig
 from supernet.data import DataConfig, build_data
-from supernet.strategies import DARTS, ENAS, SPOS
+from supernet.strategies import DARTS, ENAS, SPOS, FBNet, Proxyless
 from supernet.train import dist, fit
 
 
@@ -38,6 +38,13 @@ def main(out: str, kind: str, resume: bool) -> None:
     strategy = SPOS(SearchSpace(model), seed=3) if kind == "supernet" else None
     if kind.startswith("darts"):  # every op of every choice; α averaged by hand, the weights by DDP
         strategy = DARTS(SearchSpace(model), DARTS.Config(unrolled=kind == "darts-unrolled", arch_lr=0.05), seed=3)
+    if kind.startswith("proxyless"):  # α steps at steps 1, 3, 5 (held-out quarter), one path from p otherwise
+        mode = kind.split("-")[1] if "-" in kind else "full_v2"
+        strategy = Proxyless(SearchSpace(model), Proxyless.Config(mode=mode, latency_loss=None, warmup_steps=1,
+                                                                  arch_every=2, arch_lr=0.05, held_out=0.25), seed=3)
+    if kind == "fbnet":  # a θ step and a Gumbel-mixed weight step at every step after the first
+        strategy = FBNet(SearchSpace(model), FBNet.Config(latency_loss=None, warmup_steps=1, arch_lr=0.05,
+                                                          held_out=0.25, anneal_every=2), seed=3)
     paths = []
     if kind == "enas":  # controller phases at steps 2 and 4; each rank records the path of every step
         strategy = ENAS(SearchSpace(model), ENAS.Config(train_steps=2, ctrl_steps=1, ctrl_aggregate=2, ctrl_lr=0.05,
@@ -52,8 +59,9 @@ def main(out: str, kind: str, resume: bool) -> None:
     cfg = TrainConfig(steps=6, batch_size=16, checkpoint_every=3, keep_checkpoints=5, log_every=1, progress=False,
                       device="cpu", optim=OptimConfig(lr=0.1, label_smoothing=0.0))
     fit(model, data.train, cfg, Path(out), meta={"test": kind}, run_config={}, strategy=strategy, resume=resume)
-    if kind.startswith("darts"):  # each rank's α, to check they are identical
-        torch.save([a.detach() for a in strategy.alpha], Path(out) / f"alpha-rank{dist.rank()}.pt")
+    if kind.startswith(("darts", "proxyless", "fbnet")):  # each rank's α (θ), to check they are identical
+        params = strategy.theta if kind == "fbnet" else strategy.alpha
+        torch.save([a.detach() for a in params], Path(out) / f"alpha-rank{dist.rank()}.pt")
     if kind == "enas":  # each rank's controller and paths
         torch.save({"controller": list(strategy.controller.state_dict().values()), "paths": paths,
                     "baseline": strategy.baseline}, Path(out) / f"alpha-rank{dist.rank()}.pt")
