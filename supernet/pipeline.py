@@ -133,10 +133,11 @@ def build_supernet(cfg: RunConfig, data):
     return create(cfg.space.name, **model_options(cfg, data))
 
 
-def cost_model(cfg: RunConfig, model, options: dict, where: str = "") -> CostModel:
-    """The model's FLOPs/params tables, with the run's latency table attached when one is set
-    (refused, naming the difference, when it was measured for another model or target)."""
-    cost = CostModel(model)
+def cost_model(cfg: RunConfig, model, options: dict, cost: Optional[CostModel] = None) -> CostModel:
+    """The model's FLOPs/params tables (``cost``, when already built for ``model``), with the run's
+    latency table attached when one is set (refused, naming the difference, when it was measured
+    for another model or target)."""
+    cost = cost if cost is not None else CostModel(model)
     lc = cfg.latency
     if lc.table is None:
         return cost
@@ -460,19 +461,22 @@ def _evaluate(run_dir: Path, force: bool) -> dict:
     model, arch = load_subnet(run_dir, cfg, data)
     device = resolve_device(cfg.retrain.device)
     result = evaluate_model(model.to(device), data.test, batch_size=256, device=device, num_workers=cfg.data.num_workers)
-    flops, params = CostModel(create(cfg.space.name, **subnet_options(cfg, data))).cost(arch)
+    space = create(cfg.space.name, **subnet_options(cfg, data))
+    cost = CostModel(space)
+    flops, params = cost.cost(arch)
     report = {"top1": result["top1"], "top5": result["top5"], "loss": result["loss"], "n": result["n"],
               "split": "test", "arch": arch, "flops": flops, "params": params}
-    latency = latency_report(run_dir, cfg, data, arch)
+    latency = latency_report(run_dir, cfg, data, arch, space, cost)
     if latency:
         report["latency"] = latency
     write_json(run_dir / "eval.json", report)
     return report
 
 
-def latency_report(run_dir: Path, cfg: RunConfig, data, arch: dict) -> dict:
+def latency_report(run_dir: Path, cfg: RunConfig, data, arch: dict, space, cost: CostModel) -> dict:
     """The retrained network's latency: the table's prediction (when ``latency.table`` is set and the
-    retrained network is the searched one) and the exported ONNX model's measured latency."""
+    retrained network is the searched one) and the exported ONNX model's measured latency.
+    ``space`` is the retrained network's space model and ``cost`` its FLOPs tables."""
     out = {}
     options = subnet_options(cfg, data)
     if cfg.latency.table is not None:
@@ -481,7 +485,7 @@ def latency_report(run_dir: Path, cfg: RunConfig, data, arch: dict) -> dict:
                   "searched one (retrain.space_options)", file=sys.stderr)
         else:
             try:
-                cost = cost_model(cfg, create(cfg.space.name, **options), options)
+                cost = cost_model(cfg, space, options, cost=cost)
             except LatencyTableError as e:
                 print(f"note: no latency-table prediction: {e}", file=sys.stderr)
             else:
