@@ -369,6 +369,9 @@ def run(quick: bool = False, progress: bool = True, nni: Optional[dict] = None, 
             from . import bench_hardware
             result[name] = getattr(bench_hardware, f"bench_{name}")(e["hardware_s"], e["hardware_rounds"],
                                                                     progress=progress)
+            peer = bench_hardware.nni_hardware(nni_family).get(name) if nni_family is not None else None
+            if peer is not None:
+                result[name]["nni"] = peer
     if only in (None, "spos"):
         steps = {name: bench_step(name, e["step_s"], e["step_rounds"], progress=progress) for name in SHAPES}
         result["step"] = steps
@@ -419,7 +422,7 @@ def format_table(res: dict) -> str:
     for name in ("proxyless", "fbnet"):
         if name in res:
             from .bench_hardware import hardware_rows
-            hardware_rows(name, res[name], row, lambda label, a, b: _memory_line(lines, label, a, b))
+            hardware_rows(name, res[name], row, lambda label, a, b: _memory_line(lines, label, a, b), lines.append)
     if "step" in res:
         _spos_rows(res, row, lines)
     lines.append(f"total {res['seconds']:.0f} s")

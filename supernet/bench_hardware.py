@@ -1,10 +1,12 @@
 """``supernet bench`` rows for the hardware-aware strategies (Proxyless, FBNet), as ratios in one process.
 
 - **proxyless step**: the ``proxyless`` strategy's weight step (one path drawn from p, SGD on that
-  path) and its architecture step (``full_v2`` gates on a held-out batch, Adam on α) against one
-  SGD step of the fixed subnet of the same path, the argmax path (α is set so that p puts all
-  but 1e-9 of its mass there, so the drawn path is the argmax one). The schedule's average is one
-  α step per ``arch_every`` (5) weight steps: (5·weight + arch) / (5·fixed), per round.
+  path) and its architecture step in both gradient modes (``full_v2`` and ``two`` gates on a
+  held-out batch, Adam on α), all in the same rounds, against one SGD step of the fixed subnet of
+  the same path, the argmax path (α is set so that p puts all but 1e-9 of its mass there, so the
+  drawn path is the argmax one). The schedule's average is one α step per ``arch_every`` (5)
+  weight steps: (5·weight + arch) / (5·fixed), per round; NNI's step (an α update at every
+  weight step) is (weight + arch) / fixed.
 - **fbnet step**: the θ step and the weight step (every candidate of every layer mixed by a
   Gumbel sample) against the fixed argmax subnet's step; the schedule is both every step.
 - **memory**: the peak of what a step allocates (activations, gradients, temporaries), and that
@@ -15,7 +17,8 @@
 
 The setting is the NNI peer's Proxyless job (``../shared/peers/nni/family_cpu.py``): the ImageNet
 space at width 0.5, 3x32x32 inputs, 10 classes, batch 16, SGD with momentum. No latency term is
-timed (one small contraction per step).
+timed (one small contraction per step). With ``--nni-family FILE`` the peer's Proxyless and
+GumbelDARTS rows on that space are printed beside ours (``nni_hardware``).
 """
 from __future__ import annotations
 
@@ -28,9 +31,10 @@ from .arch import SearchSpace, fix
 from .cost import CostModel
 from .spaces import create
 from .strategies import DARTS, FBNet, Proxyless
+from .strategies.proxyless import MODES
 from .train.optim import step_on_path
 
-HARDWARE_SETTING = dict(size=32, batch=16, classes=10, width_mult=0.5, arch_every=5, seed=0, options={}, mode="full_v2")
+HARDWARE_SETTING = dict(size=32, batch=16, classes=10, width_mult=0.5, arch_every=5, seed=0, options={})
 
 
 def _rounds(forms: dict, seconds: float, min_rounds: int, seed: int, desc: str, progress: bool) -> dict:
@@ -106,36 +110,47 @@ def bench_proxyless(seconds: float, min_rounds: int, progress: bool = True, sett
     s = {**HARDWARE_SETTING, **(setting or {})}
     net, space, (x, y), (xv, yv), arch, fixed, fixed_opt, largest, opt = _setup("proxyless", s)
     k = s["arch_every"]
-    strategy = Proxyless(space, Proxyless.Config(latency_loss=None, arch_every=k, mode=s["mode"]), seed=s["seed"])
-    strategy.setup(torch.device("cpu"))
-    _pin(strategy.alpha, space, strategy.labels, arch)
+    strategies = {}
+    for mode in MODES:  # both gradient modes' arch steps, in the same rounds
+        st = strategies[mode] = Proxyless(space, Proxyless.Config(latency_loss=None, arch_every=k, mode=mode),
+                                          seed=s["seed"])
+        st.setup(torch.device("cpu"))
+        _pin(st.alpha, space, st.labels, arch)
+    strategy = strategies["full_v2"]
     ctx = _context(net, opt, held_out=lambda i: (xv, yv))
-    assert strategy.sample_path(1) == arch
-    if s["mode"] == "full_v2":
-        assert strategy.draw(0)[1] == {l: [v] for l, v in arch.items()}
+    assert strategy.sample_path(1) == arch and strategy.draw(0)[1] == {l: [v] for l, v in arch.items()}
 
     def weight(r):  # a step with no α update: (k*r + 1) % k != 0
         strategy.train_step(k * r + 1, x, y, ctx)
         step_on_path(opt)
 
-    def arch_step(r):
-        strategy.arch_step(k * r, ctx)
-        _pin(strategy.alpha, space, strategy.labels, arch)  # Adam moved α a little: keep the same paths
+    def arch_step(mode):
+        def step(r):
+            st = strategies[mode]
+            st.arch_step(k * r, ctx)
+            _pin(st.alpha, space, st.labels, arch)  # Adam moved α a little: keep the same paths
+        return step
 
-    forms = {"fixed": lambda r: _train_step(fixed, fixed_opt, x, y), "weight": weight, "arch": arch_step}
+    forms = {"fixed": lambda r: _train_step(fixed, fixed_opt, x, y), "weight": weight,
+             **{f"arch_{mode}": arch_step(mode) for mode in MODES}}
     for f in forms.values():  # warm-up: oneDNN primitives, Adam's state
         f(0)
     t = _rounds(forms, seconds, min_rounds, s["seed"], "proxyless step rounds", progress)
-    average = [(k * w + a) / (k * f) for w, a, f in zip(t["weight"], t["arch"], t["fixed"])]
-    memory = _memory({"weight_step": lambda x_, y_: weight(0), "arch_step": lambda x_, y_: arch_step(0)},
+    modes = {}
+    for mode in MODES:
+        a = t[f"arch_{mode}"]
+        modes[mode] = {"arch_over_fixed": summary([a_ / f for a_, f in zip(a, t["fixed"])]),
+                       # the schedule: k weight steps and one α step per k fixed-subnet steps
+                       "average_over_fixed": summary([(k * w + a_) / (k * f) for w, a_, f in zip(t["weight"], a, t["fixed"])]),
+                       # NNI's step (an α update at every weight step): one of each per fixed step
+                       "both_over_fixed": summary([(w + a_) / f for w, a_, f in zip(t["weight"], a, t["fixed"])])}
+    memory = _memory({"weight_step": lambda x_, y_: weight(0), "arch_step": lambda x_, y_: arch_step("full_v2")(0)},
                      net, opt, x, y, fixed, largest)
     memory["darts_step"] = _darts_memory(net, space, x, y, xv, yv)
-    return {"setting": {**s, "space": "proxyless", "params": sum(p.numel() for p in net.parameters()),
-                        "mode": strategy.config.mode},
+    return {"setting": {**s, "space": "proxyless", "params": sum(p.numel() for p in net.parameters())},
             "ms": {k_: summary([v * 1e3 for v in vs]) for k_, vs in t.items()},
             "weight_over_fixed": summary([w / f for w, f in zip(t["weight"], t["fixed"])]),
-            "arch_over_fixed": summary([a / f for a, f in zip(t["arch"], t["fixed"])]),
-            "average_over_fixed": summary(average), "memory": memory}
+            **modes["full_v2"], "modes": modes, "memory": memory}
 
 
 def bench_fbnet(seconds: float, min_rounds: int, progress: bool = True, setting: dict | None = None) -> dict:
@@ -175,14 +190,22 @@ def bench_fbnet(seconds: float, min_rounds: int, progress: bool = True, setting:
             "memory": memory}
 
 
-def hardware_rows(name: str, d: dict, row, memory_line) -> None:
+def hardware_rows(name: str, d: dict, row, memory_line, text) -> None:
     s = d["setting"]
-    where = f"{s['space']} x{s['width_mult']}, {s['size']}px, b{s['batch']}" + (f", {s['mode']}" if "mode" in s else "")
-    every = f"1 arch step per {s['arch_every']} weight steps" if name == "proxyless" else "a θ step every step"
-    row(f"{name} ({where}): weight step / fixed argmax subnet", d["weight_over_fixed"])
-    row(f"{name}: arch step / fixed argmax subnet", d["arch_over_fixed"])
-    row(f"{name}: schedule average ({every}) / fixed", d["average_over_fixed"])
-    for k, what in (("fixed", "fixed argmax subnet step"), ("weight", "weight step"), ("arch", "arch step")):
+    row(f"{name} ({s['space']} x{s['width_mult']}, {s['size']}px, b{s['batch']}): weight step / fixed argmax subnet",
+        d["weight_over_fixed"])
+    if name == "proxyless":
+        every = f"1 arch step per {s['arch_every']} weight steps"
+        for mode, m in d["modes"].items():
+            row(f"{name} {mode}: arch step / fixed argmax subnet", m["arch_over_fixed"])
+            row(f"{name} {mode}: schedule average ({every}) / fixed", m["average_over_fixed"])
+            row(f"{name} {mode}: weight + arch step (NNI's step) / fixed", m["both_over_fixed"])
+    else:
+        row(f"{name}: arch step / fixed argmax subnet", d["arch_over_fixed"])
+        row(f"{name}: schedule average (a θ step every step) / fixed", d["average_over_fixed"])
+    times = [("fixed", "fixed argmax subnet step"), ("weight", "weight step")]
+    times += [(f"arch_{mode}", f"arch step {mode}") for mode in d.get("modes", ())] or [("arch", "arch step")]
+    for k, what in times:
         row(f"{name}: {what} (ms)", d["ms"][k], "{:.0f}")
     m = d["memory"]
     for what, key in (("allocated in the step", "step_peak_bytes"), ("with weights + optimizer state", "peak_bytes")):
@@ -192,3 +215,26 @@ def hardware_rows(name: str, d: dict, row, memory_line) -> None:
         if "darts_step" in m:
             memory_line(f"memory {name}, {what}: DARTS 1st order here / largest fixed (MB)", m["darts_step"][key],
                         m["fixed_largest"][key])
+    if "nni" in d:
+        n = d["nni"]
+        if name == "proxyless":
+            peer, what = "Proxyless", "an α update + a weight update"
+            ours = ", ".join(f"{m['both_over_fixed']['median']:.2f}x ({mode})" for mode, m in d["modes"].items())
+        else:
+            peer, what = "GumbelDARTS", "a θ update + a weight update, every candidate mixed"
+            ours = f"{d['average_over_fixed']['median']:.2f}x"
+        text(f"NNI 3.0 {peer} (family_cpu.py, its ProxylessNAS x0.5 space, 32px, b16): {n['step_ms']:.0f} ms/step = "
+             f"{n['ratio_to_fixed']:.1f}x its fixed net ({what}); ours, the same step: {ours}")
+
+
+def nni_hardware(raw: dict) -> dict:
+    """NNI 3.0's Proxyless and GumbelDARTS rows on its ProxylessNAS space (``family_cpu.py --json``)."""
+    rows = {(r.get("job"), r.get("strategy")): r for r in raw["table"] if r.get("status") == "ok"}
+    out = {}
+    for name, peer in (("proxyless", "Proxyless"), ("fbnet", "GumbelDARTS")):
+        r = rows.get((f"{peer}@proxylessnas", peer))
+        if r is not None:
+            out[name] = {"step_ms": r["median_ms"], "n": r["n"], "ratio_to_fixed": r["ratio_to_fixed"],
+                         "ratio_to_fixed_interleaved": r.get("ratio_to_fixed_interleaved"),
+                         "growth_mb": r.get("growth_mb"), "versions": raw.get("meta", {}).get("versions")}
+    return out

@@ -18,7 +18,7 @@ def test_bench_quick_writes_the_table_and_json(tmp_path, monkeypatch, capsys):
     from tests.conftest import TINY_OPTIONS
     options = {k: v for k, v in TINY_OPTIONS["proxyless"].items() if k in ("stage_widths", "stage_repeats", "stage_strides")}
     monkeypatch.setattr(bench_hardware, "HARDWARE_SETTING", dict(size=16, batch=4, classes=10, width_mult=0.5, arch_every=5,
-                                                                 seed=0, options=options, mode="full_v2"))
+                                                                 seed=0, options=options))
     from supernet import bench_family
     monkeypatch.setattr(bench_family, "DARTS_SETTING", dict(size=16, batch=4, classes=10, grad_clip=5.0,
                                                             options=dict(channels=4, layers=3)))
@@ -31,7 +31,9 @@ def test_bench_quick_writes_the_table_and_json(tmp_path, monkeypatch, capsys):
     family = {"table": [{"job": "DARTS@darts", "strategy": "DARTS", "status": "ok", "median_ms": 8195.0, "n": 5,
                          "ratio_to_fixed": 33.3, "growth_mb": 2142.0},
                         {"job": "fixed@darts", "strategy": "fixed (plain loop)", "status": "ok", "median_ms": 194.5,
-                         "n": 30, "growth_mb": 277.0}]}
+                         "n": 30, "growth_mb": 277.0},
+                        {"job": "Proxyless@proxylessnas", "strategy": "Proxyless", "status": "ok", "median_ms": 354.1,
+                         "n": 15, "ratio_to_fixed": 7.0, "growth_mb": 26.0}]}
     (tmp_path / "family.json").write_text(json.dumps(family))
     assert main(["bench", "--quick", "--json", str(out), "--nni", str(tmp_path / "nni.json"), "--threads", "1",
                  "--nni-family", str(tmp_path / "family.json")]) == 0
@@ -59,7 +61,10 @@ def test_bench_quick_writes_the_table_and_json(tmp_path, monkeypatch, capsys):
         assert h["weight_over_fixed"]["n"] == 2 and h["average_over_fixed"]["median"] > 0
         m = h["memory"]
         assert m["arch_step"]["step_peak_bytes"] > 0 and m["fixed_largest"]["peak_bytes"] >= m["fixed_argmax"]["peak_bytes"]
-        assert f"{name}: arch step / fixed argmax subnet" in table
+    for mode in ("full_v2", "two"):
+        assert res["proxyless"]["modes"][mode]["average_over_fixed"]["n"] == 2 and f"proxyless {mode}: arch step" in table
+    assert "fbnet: arch step / fixed argmax subnet" in table and "nni" not in res["fbnet"]
+    assert res["proxyless"]["nni"]["ratio_to_fixed"] == 7.0 and "NNI 3.0 Proxyless" in table
     assert res["proxyless"]["memory"]["darts_step"]["step_peak_bytes"] > res["proxyless"]["memory"]["weight_step"]["step_peak_bytes"]
     step = res["step"]["tiny@16/b4"]["ratio_pinned"]
     assert step["n"] >= 6 and step["ci95"][0] <= step["median"] <= step["ci95"][1]
