@@ -198,10 +198,15 @@ def bench_darts(seconds: float, min_rounds: int, seed: int = 0, progress: bool =
                        "rss_growth_bytes": None if rss_peak is None else (rss_peak - rss0) * 1024}}
 
 
+def peer_rows(raw: dict) -> dict:
+    """The rows of ``family_cpu.py --json FILE``'s table that ran, by (job, strategy)."""
+    return {(r.get("job"), r.get("strategy")): r for r in raw["table"] if r.get("status") == "ok"}
+
+
 def nni_darts(raw: dict) -> dict:
     """NNI 3.0's DARTS figures from ``family_cpu.py --json FILE``: its step, its fixed DARTS-V2 step
     and the growth of peak RSS during training (the table's rows for DARTS@darts and fixed@darts)."""
-    rows = {(r.get("job"), r.get("strategy")): r for r in raw["table"] if r.get("status") == "ok"}
+    rows = peer_rows(raw)
     step, fixed = rows[("DARTS@darts", "DARTS")], rows[("fixed@darts", "fixed (plain loop)")]
     return {"step_ms": step["median_ms"], "n": step["n"], "ratio_to_fixed": step["ratio_to_fixed"],
             "rss_growth_mb": step["growth_mb"], "fixed_ms": fixed["median_ms"], "fixed_rss_growth_mb": fixed["growth_mb"],

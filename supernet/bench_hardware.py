@@ -229,7 +229,8 @@ def hardware_rows(name: str, d: dict, row, memory_line, text) -> None:
 
 def nni_hardware(raw: dict) -> dict:
     """NNI 3.0's Proxyless and GumbelDARTS rows on its ProxylessNAS space (``family_cpu.py --json``)."""
-    rows = {(r.get("job"), r.get("strategy")): r for r in raw["table"] if r.get("status") == "ok"}
+    from .bench_family import peer_rows
+    rows = peer_rows(raw)
     out = {}
     for name, peer in (("proxyless", "Proxyless"), ("fbnet", "GumbelDARTS")):
         r = rows.get((f"{peer}@proxylessnas", peer))
