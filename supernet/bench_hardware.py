@@ -9,6 +9,13 @@
   weight step) is (weight + arch) / fixed.
 - **fbnet step**: the θ step and the weight step (every candidate of every layer mixed by a
   Gumbel sample) against the fixed argmax subnet's step; the schedule is both every step.
+- **FLOP floor of full_v2**: the arch step runs the path forward, its backward to the activations
+  only (the weights are frozen) and every other candidate's forward on the saved block inputs. With
+  F the fixed subnet's forward FLOPs, O the other candidates' (``FlopCounterMode``) and the usual
+  training step = 3F (the backward computes input and weight gradients, a forward's FLOPs each), an
+  exact full_v2 arch step costs (2F + O) / 3F fixed steps and the schedule (3kF + 2F + O) / 3kF.
+  This is what any implementation that re-runs the candidates must pay if FLOPs cost the same
+  in every kernel; the measured ratios sit beside it.
 - **memory**: the peak of what a step allocates (activations, gradients, temporaries), and that
   plus the resident weights and optimizer state (``bench.peak_step_bytes``), of the larger of the
   two step kinds, against the fixed argmax subnet and the largest fixed subnet (most FLOPs) of the
@@ -89,6 +96,33 @@ def _memory(strategy_steps: dict, net, opt, x, y, fixed, largest) -> dict:
     return out
 
 
+def full_v2_flops(net, space: SearchSpace, arch: dict, x: torch.Tensor, k: int) -> dict:
+    """The FLOP model of a full_v2 schedule (module docstring): F, O and the implied ratios."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .nn.choices import LayerChoice
+
+    def flops(f) -> int:
+        with FlopCounterMode(display=False) as c:
+            f()
+        return c.get_total_flops()
+    inputs = []
+    hooks = [m.register_forward_hook(lambda m, args, y: inputs.append((m, args)))
+             for m in net.modules() if isinstance(m, LayerChoice)]
+    space.activate(arch, check=False)
+    try:
+        with torch.no_grad():
+            fwd = flops(lambda: net(x))
+    finally:
+        for h in hooks:
+            h.remove()
+    with torch.no_grad():
+        others = sum(flops(lambda: op(*args)) for m, args in inputs for i, op in enumerate(m._list) if i != m.active)
+    arch_step = (2 * fwd + others) / (3 * fwd)
+    return {"forward_flops": fwd, "other_candidates_flops": others, "arch_over_fixed": arch_step,
+            "average_over_fixed": 1 + arch_step / k}
+
+
 def _darts_memory(net, space, x, y, xv, yv) -> dict:
     from .bench import _context, _sgd, peak_step_bytes
     darts = DARTS(space)
@@ -147,6 +181,7 @@ def bench_proxyless(seconds: float, min_rounds: int, progress: bool = True, sett
     memory = _memory({"weight_step": lambda x_, y_: weight(0), "arch_step": lambda x_, y_: arch_step("full_v2")(0)},
                      net, opt, x, y, fixed, largest)
     memory["darts_step"] = _darts_memory(net, space, x, y, xv, yv)
+    modes["full_v2"]["flop_model"] = full_v2_flops(net, space, arch, x, k)
     return {"setting": {**s, "space": "proxyless", "params": sum(p.numel() for p in net.parameters())},
             "ms": {k_: summary([v * 1e3 for v in vs]) for k_, vs in t.items()},
             "weight_over_fixed": summary([w / f for w, f in zip(t["weight"], t["fixed"])]),
@@ -200,6 +235,11 @@ def hardware_rows(name: str, d: dict, row, memory_line, text) -> None:
             row(f"{name} {mode}: arch step / fixed argmax subnet", m["arch_over_fixed"])
             row(f"{name} {mode}: schedule average ({every}) / fixed", m["average_over_fixed"])
             row(f"{name} {mode}: weight + arch step (NNI's step) / fixed", m["both_over_fixed"])
+            if "flop_model" in m:
+                f = m["flop_model"]
+                text(f"{name} {mode} FLOP model (fixed forward F = {f['forward_flops'] / 1e6:.1f} MFLOP, other "
+                     f"candidates O = {f['other_candidates_flops'] / f['forward_flops']:.2f}F): arch step (2F + O) / 3F = "
+                     f"{f['arch_over_fixed']:.2f}x, schedule average {f['average_over_fixed']:.2f}x")
     else:
         row(f"{name}: arch step / fixed argmax subnet", d["arch_over_fixed"])
         row(f"{name}: schedule average (a θ step every step) / fixed", d["average_over_fixed"])

@@ -65,6 +65,7 @@ def test_bench_quick_writes_the_table_and_json(tmp_path, monkeypatch, capsys):
         assert res["proxyless"]["modes"][mode]["average_over_fixed"]["n"] == 2 and f"proxyless {mode}: arch step" in table
     assert "fbnet: arch step / fixed argmax subnet" in table and "nni" not in res["fbnet"]
     assert res["proxyless"]["nni"]["ratio_to_fixed"] == 7.0 and "NNI 3.0 Proxyless" in table
+    assert res["proxyless"]["modes"]["full_v2"]["flop_model"]["average_over_fixed"] > 1 and "full_v2 FLOP model" in table
     assert res["proxyless"]["memory"]["darts_step"]["step_peak_bytes"] > res["proxyless"]["memory"]["weight_step"]["step_peak_bytes"]
     step = res["step"]["tiny@16/b4"]["ratio_pinned"]
     assert step["n"] >= 6 and step["ci95"][0] <= step["median"] <= step["ci95"][1]
@@ -81,3 +82,27 @@ def test_bench_refuses_a_bad_nni_file(tmp_path, capsys):
     bad.write_text("{not json")
     assert main(["bench", "--quick", "--nni", str(bad)]) == 2
     assert "cannot read the NNI results" in capsys.readouterr().err
+
+
+def test_full_v2_flop_model_counts_every_other_candidate_once():
+    """O (the other candidates' forward FLOPs) equals an all-candidates-mixed forward minus the
+    path's, counted by the cost model's MAC hooks instead of FlopCounterMode."""
+    import random
+
+    import torch
+
+    from supernet.arch import SearchSpace, fix
+    from supernet.bench_hardware import full_v2_flops
+    from supernet.cost import count_macs
+    from tests.conftest import tiny_model
+    net = tiny_model("proxyless").train()
+    space = SearchSpace(net)
+    arch = space.sample(random.Random(1))
+    x = torch.randn(4, 3, 32, 32)
+    f = full_v2_flops(net, space, arch, x, k=5)
+    path = count_macs(fix(net, arch), x)
+    space.set_weights({l: torch.ones(space.n_options(l)) for l in space.labels})
+    mixed = count_macs(net, x)
+    assert f["forward_flops"] == 2 * path and f["other_candidates_flops"] == 2 * (mixed - path) > 0
+    assert abs(f["arch_over_fixed"] - (2 * path + (mixed - path)) / (3 * path)) < 1e-12
+    assert abs(f["average_over_fixed"] - (1 + f["arch_over_fixed"] / 5)) < 1e-12
