@@ -54,47 +54,52 @@ def test_two_process_training_resumes_exactly_and_across_world_sizes(two_process
     # Across world sizes (2 processes' checkpoint resumed in 1): the BN-free weights test below.
 
 
-def worker(nproc, out, kind, resume=False):
+def worker(nproc, out, kinds, resume=False):
+    """Run ``kinds`` one after the other in one launch; their checkpoints, by kind."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
         filter(None, [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH")]))}
-    script = ["-m", "tests.train.ddp_worker", str(out), kind, "resume" if resume else "start"]
+    script = ["-m", "tests.train.ddp_worker", str(out), ",".join(kinds), "resume" if resume else "start"]
     cmd = [sys.executable, *script] if nproc == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *script]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
-    return load_checkpoint(Path(out) / "last.pt")
+    return {k: load_checkpoint(Path(out) / k / "last.pt") for k in kinds}
 
 
-@pytest.mark.parametrize("kind", ["supernet", "subnet", "darts", "darts-unrolled", "enas",
-                                  "proxyless", "proxyless-two", "fbnet"])
-def test_two_processes_and_a_resume_across_world_sizes_give_the_one_process_weights(tmp_path, kind):
+RESUMED = ["supernet", "subnet", "darts-unrolled"]  # also resumed in 1 process from a 2-process checkpoint; first-order
+# DARTS' resume is the second-order case's minus the unrolled step; ENAS, Proxyless, FBNet: tests/strategies/test_seam.py's
+KINDS = [RESUMED, ["darts", "enas", "proxyless", "proxyless-two", "fbnet"]]
+
+
+@pytest.mark.parametrize("kinds", KINDS, ids=["+".join(k) for k in KINDS])
+def test_two_processes_and_a_resume_across_world_sizes_give_the_one_process_weights(tmp_path, kinds):
     """Without BatchNorm, 2 ranks on half batches (averaged gradients; DDP for the fixed subnet)
     compute one process's update on the whole batch, up to float summation order. A 2-process
     run, and a 2-process checkpoint resumed in 1 process, end at the 1-process weights."""
-    one = worker(1, tmp_path / "one", kind)
-    two = worker(2, tmp_path / "two", kind)
-    resumed = None
-    if kind in ("supernet", "subnet", "darts-unrolled"):  # (first-order DARTS: its resume is the second-order
-        # case's, minus the unrolled step; ENAS, Proxyless, FBNet: their exact resume is tests/strategies/test_seam.py's)
-        mixed = tmp_path / "mixed"
-        mixed.mkdir()
-        shutil.copy(tmp_path / "two" / "step-3.pt", mixed / "last.pt")
-        resumed = worker(1, mixed, kind, resume=True)
-    for k, v in one["model"].items():
-        assert not torch.equal(v, load_checkpoint(tmp_path / "one" / "step-3.pt")["model"][k]) or "layer" in k
-        assert torch.allclose(two["model"][k], v, rtol=1e-5, atol=1e-6), k
-        assert resumed is None or torch.allclose(resumed["model"][k], v, rtol=1e-5, atol=1e-6), k
-    if kind == "enas":  # the same path on every rank at every step, the same controller, as in 1 process
-        r0, r1 = (torch.load(tmp_path / "two" / f"alpha-rank{r}.pt") for r in (0, 1))
-        alone = torch.load(tmp_path / "one" / "alpha-rank0.pt")
-        assert len(r0["paths"]) == 6 and r0["paths"] == r1["paths"] == alone["paths"]
-        assert all(torch.equal(a, b) for a, b in zip(r0["controller"], r1["controller"])) and r0["baseline"] == r1["baseline"]
-        assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(r0["controller"], alone["controller"]))
-    if kind.startswith(("darts", "proxyless", "fbnet")):  # α (θ): identical on both ranks, and the 1-process α
-        a0, a1 = (torch.load(tmp_path / "two" / f"alpha-rank{r}.pt") for r in (0, 1))
-        assert all(torch.equal(x, y) for x, y in zip(a0, a1))
-        a = torch.load(tmp_path / "one" / "alpha-rank0.pt")
-        assert all(torch.allclose(x, y, rtol=1e-5, atol=1e-6) and not torch.equal(x, 0 * x) for x, y in zip(a0, a))
+    ones, twos = worker(1, tmp_path / "one", kinds), worker(2, tmp_path / "two", kinds)
+    resumed = {}
+    if kinds == RESUMED:
+        for kind in kinds:
+            (tmp_path / "mixed" / kind).mkdir(parents=True)
+            shutil.copy(tmp_path / "two" / kind / "step-3.pt", tmp_path / "mixed" / kind / "last.pt")
+        resumed = worker(1, tmp_path / "mixed", kinds, resume=True)
+    for kind in kinds:
+        one, two, res, o, t = ones[kind], twos[kind], resumed.get(kind), tmp_path / "one" / kind, tmp_path / "two" / kind
+        for k, v in one["model"].items():
+            assert not torch.equal(v, load_checkpoint(o / "step-3.pt")["model"][k]) or "layer" in k, (kind, k)
+            assert torch.allclose(two["model"][k], v, rtol=1e-5, atol=1e-6), (kind, k)
+            assert res is None or torch.allclose(res["model"][k], v, rtol=1e-5, atol=1e-6), (kind, k)
+        if kind == "enas":  # the same path on every rank at every step, the same controller, as in 1 process
+            r0, r1 = (torch.load(t / f"alpha-rank{r}.pt") for r in (0, 1))
+            alone = torch.load(o / "alpha-rank0.pt")
+            assert len(r0["paths"]) == 6 and r0["paths"] == r1["paths"] == alone["paths"]
+            assert all(torch.equal(a, b) for a, b in zip(r0["controller"], r1["controller"])) and r0["baseline"] == r1["baseline"]
+            assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(r0["controller"], alone["controller"]))
+        if kind.startswith(("darts", "proxyless", "fbnet")):  # α (θ): identical on both ranks, and the 1-process α
+            a0, a1 = (torch.load(t / f"alpha-rank{r}.pt") for r in (0, 1))
+            assert all(torch.equal(x, y) for x, y in zip(a0, a1)), kind
+            a = torch.load(o / "alpha-rank0.pt")
+            assert all(torch.allclose(x, y, rtol=1e-5, atol=1e-6) and not torch.equal(x, 0 * x) for x, y in zip(a0, a)), kind
 
 
 def test_a_search_split_across_two_processes_equals_one_process(two_process_run, tmp_path):

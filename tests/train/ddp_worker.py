@@ -28,8 +28,16 @@ class NoBN(nn.Module):
         return self.head(self.layers(torch.relu(self.stem(x))).mean((2, 3)))
 
 
-def main(out: str, kind: str, resume: bool) -> None:
+def main(out: str, kinds: str, resume: bool) -> None:
+    """Each of the comma-separated ``kinds`` in turn, into ``out/<kind>`` (one launch for many:
+    process and torchrun start-up is most of a run's time)."""
     dist.init_from_env()
+    for kind in kinds.split(","):
+        run(Path(out) / kind, kind, resume)
+    dist.shutdown()
+
+
+def run(out: Path, kind: str, resume: bool) -> None:
     data = build_data(DataConfig(name="synthetic", image_size=8, synthetic_train=96, synthetic_classes=4, val_per_class=2))
     torch.manual_seed(0)
     model = NoBN()
@@ -58,14 +66,13 @@ def main(out: str, kind: str, resume: bool) -> None:
         strategy.train_step = recorded
     cfg = TrainConfig(steps=6, batch_size=16, checkpoint_every=3, keep_checkpoints=5, log_every=1, progress=False,
                       device="cpu", optim=OptimConfig(lr=0.1, label_smoothing=0.0))
-    fit(model, data.train, cfg, Path(out), meta={"test": kind}, run_config={}, strategy=strategy, resume=resume)
+    fit(model, data.train, cfg, out, meta={"test": kind}, run_config={}, strategy=strategy, resume=resume)
     if kind.startswith(("darts", "proxyless", "fbnet")):  # each rank's α (θ), to check they are identical
         params = strategy.theta if kind == "fbnet" else strategy.alpha
-        torch.save([a.detach() for a in params], Path(out) / f"alpha-rank{dist.rank()}.pt")
+        torch.save([a.detach() for a in params], out / f"alpha-rank{dist.rank()}.pt")
     if kind == "enas":  # each rank's controller and paths
         torch.save({"controller": list(strategy.controller.state_dict().values()), "paths": paths,
-                    "baseline": strategy.baseline}, Path(out) / f"alpha-rank{dist.rank()}.pt")
-    dist.shutdown()
+                    "baseline": strategy.baseline}, out / f"alpha-rank{dist.rank()}.pt")
 
 
 if __name__ == "__main__":
