@@ -145,11 +145,20 @@ def weights_history(strategy: Strategy, labels: list[str], edges: dict | None = 
             "arch": strategy.export()}
 
 
-def load_params_(params: list[torch.Tensor], saved: list[torch.Tensor]) -> None:
-    """Checkpointed architecture parameters copied in place (their optimizer keeps its references)."""
+def weights_state(key: str, params: list[torch.Tensor], optimizer: torch.optim.Optimizer, history: list) -> dict:
+    """The checkpoint part of a strategy with weights per label: ``{key: the weights, "optimizer",
+    "history"}`` (DARTS and Proxyless save α as "alpha", FBNet θ as "theta")."""
+    return {key: [p.detach().clone() for p in params], "optimizer": optimizer.state_dict(), "history": history}
+
+
+def load_weights_state_(state: dict, key: str, params: list[torch.Tensor], optimizer: torch.optim.Optimizer) -> list:
+    """``weights_state`` read back: the weights copied in place (the optimizer keeps its references),
+    the optimizer's state; returns the history."""
     with torch.no_grad():
-        for p, value in zip(params, saved):
+        for p, value in zip(params, state[key]):
             p.copy_(value)
+    optimizer.load_state_dict(state["optimizer"])
+    return list(state["history"])
 
 
 class Plain(Strategy):

@@ -34,7 +34,7 @@ from ..arch import Arch, SearchSpace
 from ..data.common import mix_seed
 from ..nn.choices import InputChoice, LayerChoice
 from ..train import dist
-from .base import StepContext, Strategy, load_params_, weights_history
+from .base import StepContext, Strategy, load_weights_state_, weights_history, weights_state
 
 NONE = "none"  # an op that is never exported (DARTS' zero op)
 SKIP = "skip_connect"
@@ -183,15 +183,11 @@ class DARTS(Strategy):
         return weights_history(self, self.learned, self.edges)
 
     def state_dict(self) -> dict:
-        return {"alpha": [a.detach().clone() for a in self.alpha], "optimizer": self.optimizer.state_dict(),
-                "history": self.history}
+        return weights_state("alpha", self.alpha, self.optimizer, self.history)
 
     def load_state_dict(self, state: dict) -> None:
-        if not state:
-            return
-        load_params_(self.alpha, state["alpha"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.history = list(state["history"])
+        if state:
+            self.history = load_weights_state_(state, "alpha", self.alpha, self.optimizer)
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ from ..arch import Arch, SearchSpace
 from ..data.common import mix_seed
 from ..nn.choices import ChannelChoice, InputChoice
 from ..train import dist
-from .base import StepContext, Strategy, load_params_, weights_history
+from .base import StepContext, Strategy, load_weights_state_, weights_history, weights_state
 from .darts import frozen
 from .hardware import UNITS, ExpectedLatency, check_loss_settings, latency_table, log_latency
 from .proxyless import argmax_arch
@@ -168,13 +168,9 @@ class FBNet(Strategy):
         return weights_history(self, self.labels)
 
     def state_dict(self) -> dict:
-        return {"theta": [t.detach().clone() for t in self.theta], "optimizer": self.optimizer.state_dict(),
-                "history": self.history, "temperature": self.tau}
+        return {**weights_state("theta", self.theta, self.optimizer, self.history), "temperature": self.tau}
 
     def load_state_dict(self, state: dict) -> None:
-        if not state:
-            return
-        load_params_(self.theta, state["theta"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.history = list(state["history"])
-        self.tau = float(state["temperature"])
+        if state:
+            self.history = load_weights_state_(state, "theta", self.theta, self.optimizer)
+            self.tau = float(state["temperature"])

@@ -45,7 +45,7 @@ from ..arch import Arch, SearchSpace
 from ..data.common import mix_seed
 from ..nn.choices import ChannelChoice, InputChoice, LayerChoice
 from ..train import dist
-from .base import StepContext, Strategy, load_params_, weights_history
+from .base import StepContext, Strategy, load_weights_state_, weights_history, weights_state
 from .darts import frozen
 from .hardware import LOSSES, UNITS, ExpectedLatency, check_loss_settings, latency_table, log_latency
 
@@ -281,15 +281,11 @@ class Proxyless(Strategy):
         return weights_history(self, self.labels)
 
     def state_dict(self) -> dict:
-        return {"alpha": [a.detach().clone() for a in self.alpha], "optimizer": self.optimizer.state_dict(),
-                "history": self.history}
+        return weights_state("alpha", self.alpha, self.optimizer, self.history)
 
     def load_state_dict(self, state: dict) -> None:
-        if not state:
-            return
-        load_params_(self.alpha, state["alpha"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.history = list(state["history"])
+        if state:
+            self.history = load_weights_state_(state, "alpha", self.alpha, self.optimizer)
 
 
 def argmax_arch(space: SearchSpace, labels: list[str], params: list[torch.Tensor]) -> Arch:
