@@ -1,9 +1,12 @@
 import random
+import shutil
 
 import pytest
 import torch
 
 from supernet.spaces import SPACES, create
+from supernet.train import fit, load_checkpoint
+from supernet.train.metrics import read_metrics
 
 # Small variants of every registered space: same code, CPU-sized.
 _SHUFFLE = dict(stage_repeats=(1, 1, 2, 1), width_mult=0.25, num_classes=5)
@@ -40,3 +43,46 @@ SPACE_NAMES = sorted(n for n in SPACES if n not in SAME_AS)
 # (space, channel_search) for every space; channel search where the space has it.
 SPACE_CASES = [(n, cs) for n in SPACE_NAMES
                for cs in ((False, True) if hasattr(SPACES[n].options(), "channel_search") else (False,))]
+
+
+def assert_equal_nested(a, b):
+    """Nested dicts / lists / tensors (a checkpoint's parts) equal, tensors bitwise."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert_equal_nested(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_equal_nested(x, y)
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b)
+    else:
+        assert a == b
+
+
+def assert_resume_is_exact(tmp_path, make, train, cfg, at: int) -> tuple[dict, object]:
+    """Trains ``make()``'s fresh ``(model, strategy)`` on ``train`` for ``cfg.steps`` uninterrupted,
+    then a fresh pair again from the step-``at`` checkpoint (as after a kill there). Asserts the two
+    end bitwise equal: weights, optimizer, strategy state, the metrics rows after ``at`` and the
+    export. Returns the uninterrupted run's last checkpoint and strategy."""
+    def run(out, resume_from=None):
+        model, strategy = make()
+        if resume_from is not None:
+            out.mkdir()
+            shutil.copy(resume_from, out / "last.pt")
+        fit(model, train, cfg, out, meta={}, run_config={}, strategy=strategy, resume=resume_from is not None)
+        return load_checkpoint(out / "last.pt"), strategy
+
+    full, s_full = run(tmp_path / "full")
+    resumed, s_res = run(tmp_path / "resumed", resume_from=tmp_path / "full" / f"step-{at}.pt")
+    assert resumed["step"] == full["step"] == cfg.steps
+    for k in full["model"]:
+        assert torch.equal(full["model"][k], resumed["model"][k]), k
+    assert_equal_nested(full["optimizer"], resumed["optimizer"])
+    assert_equal_nested(full["strategy"], resumed["strategy"])
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "img_s"} for r in rows]  # noqa: E731 (wall time)
+    full_rows = strip(read_metrics(tmp_path / "full" / "metrics.jsonl"))
+    assert strip(read_metrics(tmp_path / "resumed" / "metrics.jsonl")) == full_rows[at:]
+    assert s_full.export() == s_res.export()
+    return full, s_full

@@ -18,7 +18,7 @@ import yaml
 from supernet.train import load_checkpoint
 from supernet.train.metrics import read_metrics
 
-from .strategies.test_seam import assert_equal_nested
+from .conftest import assert_equal_nested
 from .test_pipeline import TINY
 
 CONFIG = {**TINY, "supernet": {**TINY["supernet"], "steps": 12, "checkpoint_every": 2, "log_every": 1}}

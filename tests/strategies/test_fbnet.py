@@ -2,7 +2,6 @@
 temperature schedule, and a killed-and-resumed run of both hardware-aware strategies."""
 import contextlib
 import math
-import shutil
 
 import pytest
 import torch
@@ -12,14 +11,12 @@ from supernet import SearchSpace
 from supernet.config import OptimConfig, TrainConfig
 from supernet.data import DataConfig, build_data
 from supernet.data.common import mix_seed
-from supernet.strategies import FBNet, StepContext, build_strategy, check_settings
-from supernet.train import fit, load_checkpoint
 from supernet.train.metrics import read_metrics
+from supernet.strategies import FBNet, StepContext, build_strategy, check_settings
 
-from ..conftest import tiny_model
+from ..conftest import assert_resume_is_exact, tiny_model
 from .standin import standin_cost
 from .test_proxyless import _batches, _toy
-from .test_seam import assert_equal_nested
 
 
 def test_theta_gradient_uses_one_gumbel_sample_for_output_and_latency():
@@ -80,28 +77,16 @@ def test_a_killed_run_resumes_bitwise_exactly(tmp_path, case):
     cfg = TrainConfig(steps=6, batch_size=4, checkpoint_every=3, keep_checkpoints=5, log_every=1, progress=False,
                       optim=OptimConfig(lr=0.05))
 
-    def run(out, resume_from=None):
+    def make():
         torch.manual_seed(0)
         model = tiny_model(CASES[case]["name"], input_size=8)
         cost = standin_cost(model, scale=1e-6)  # a few µs per block
-        strategy = build_strategy(check_settings(CASES[case]), SearchSpace(model), seed=3, cost=cost)
-        if resume_from is not None:
-            out.mkdir()
-            shutil.copy(resume_from, out / "last.pt")
-        fit(model, data.train, cfg, out, meta={}, run_config={}, strategy=strategy, resume=resume_from is not None)
-        return load_checkpoint(out / "last.pt"), strategy
+        return model, build_strategy(check_settings(CASES[case]), SearchSpace(model), seed=3, cost=cost)
 
-    full, s_full = run(tmp_path / "full")
-    resumed, s_res = run(tmp_path / "resumed", resume_from=tmp_path / "full" / "step-3.pt")
-    for k in full["model"]:
-        assert torch.equal(full["model"][k], resumed["model"][k]), k
-    assert_equal_nested(full["strategy"], resumed["strategy"])
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "img_s"} for r in rows]  # noqa: E731
-    rows = read_metrics(tmp_path / "full" / "metrics.jsonl")
-    assert strip(read_metrics(tmp_path / "resumed" / "metrics.jsonl")) == strip(rows)[3:]
-    assert s_full.export() == s_res.export()
+    full, _ = assert_resume_is_exact(tmp_path, make, data.train, cfg, at=3)
     first = [a for a in (full["strategy"].get("alpha") or full["strategy"]["theta"])]
     assert any(t.abs().max() > 0.01 for t in first)  # the architecture parameters really moved
+    rows = read_metrics(tmp_path / "full" / "metrics.jsonl")
     if case == "fbnet":
         assert [r["temperature"] for r in rows] == [5.0, 5.0, 5.0, pytest.approx(4.78), pytest.approx(4.78),
                                                     pytest.approx(5.0 * 0.956 ** 2)]

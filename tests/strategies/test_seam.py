@@ -1,7 +1,6 @@
 """The strategy seam: FairNAS's strict fairness, exact resume of every strategy (strategy state
 included), the held-out stream, and export to best_arch.json."""
 import runpy
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -14,10 +13,10 @@ from supernet.config import OptimConfig, TrainConfig
 from supernet.data import DataConfig, build_data
 from supernet.data.loader import split_held_out
 from supernet.strategies import STRATEGIES, build_strategy, check_settings, fair_paths
-from supernet.train import fit, load_checkpoint
+from supernet.train import fit
 from supernet.train.metrics import read_metrics
 
-from ..conftest import tiny_model
+from ..conftest import assert_resume_is_exact, tiny_model
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "custom_strategy.py"
 
@@ -79,24 +78,9 @@ SETTINGS = {"enas": {"train_steps": 2, "ctrl_steps": 1, "ctrl_aggregate": 2, "ex
 
 @pytest.mark.parametrize("name", ["spos", "fairnas", "learned-sampling", "darts", "enas"])
 def test_a_resumed_run_of_every_strategy_is_bitwise_the_uninterrupted_one(tmp_path, name):
-    def run(out, resume_from=None):
-        data, model, strategy, cfg = _setup(name, SETTINGS.get(name, {}))
-        if resume_from is not None:
-            out.mkdir()
-            shutil.copy(resume_from, out / "last.pt")
-        fit(model, data.train, cfg, out, meta={}, run_config={}, strategy=strategy, resume=resume_from is not None)
-        return load_checkpoint(out / "last.pt"), strategy
-
-    (full, s_full) = run(tmp_path / "full")
-    (resumed, s_res) = run(tmp_path / "resumed", resume_from=tmp_path / "full" / "step-3.pt")
-    assert resumed["step"] == full["step"] == 6
-    for k in full["model"]:
-        assert torch.equal(full["model"][k], resumed["model"][k]), k
-    assert_equal_nested(full["optimizer"], resumed["optimizer"])
-    assert_equal_nested(full["strategy"], resumed["strategy"])
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "img_s"} for r in rows]  # noqa: E731
-    assert strip(read_metrics(tmp_path / "resumed" / "metrics.jsonl")) == strip(read_metrics(tmp_path / "full" / "metrics.jsonl"))[3:]
-    assert s_full.export() == s_res.export()
+    data, _, _, cfg = _setup(name, SETTINGS.get(name, {}))
+    full, s_full = assert_resume_is_exact(tmp_path, lambda: _setup(name, SETTINGS.get(name, {}))[1:3],
+                                          data.train, cfg, at=3)
     if name == "enas":  # two controller phases moved the controller and the baseline; the export is in the state
         assert [h["step"] for h in full["strategy"]["history"]] == [2, 4] and full["strategy"]["baseline"] != 0
         assert full["strategy"]["found"]["step"] == 5 and s_full.export() is not None
@@ -104,21 +88,6 @@ def test_a_resumed_run_of_every_strategy_is_bitwise_the_uninterrupted_one(tmp_pa
     if name == "learned-sampling":  # the state really moved: θ, Adam's moments, the baseline
         assert full["strategy"]["baseline"] != 0 and any(t.abs().sum() > 0 for t in full["strategy"]["theta"].values())
         assert "reward" in read_metrics(tmp_path / "full" / "metrics.jsonl")[0]
-
-
-def assert_equal_nested(a, b):
-    if isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for k in a:
-            assert_equal_nested(a[k], b[k])
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            assert_equal_nested(x, y)
-    elif isinstance(a, torch.Tensor):
-        assert torch.equal(a, b)
-    else:
-        assert a == b
 
 
 def test_fairnas_accumulates_the_m_paths_gradients_into_one_update(tmp_path):
@@ -159,22 +128,12 @@ def test_darts_resumes_exactly_on_the_darts_space_with_second_order(tmp_path):
     cfg = TrainConfig(steps=4, batch_size=8, checkpoint_every=2, keep_checkpoints=5, log_every=1, progress=False,
                       optim=OptimConfig(lr=0.05), grad_clip=5.0)
 
-    def run(out, resume_from=None):
+    def make():
         torch.manual_seed(0)
         model = tiny_model("darts", input_size=16)
-        strategy = build_strategy(check_settings({"name": "darts", "unrolled": True, "snapshot_every": 1}),
-                                  SearchSpace(model), seed=3)
-        if resume_from is not None:
-            out.mkdir()
-            shutil.copy(resume_from, out / "last.pt")
-        fit(model, data.train, cfg, out, meta={}, run_config={}, strategy=strategy, resume=resume_from is not None)
-        return load_checkpoint(out / "last.pt"), strategy
+        return model, build_strategy(check_settings({"name": "darts", "unrolled": True, "snapshot_every": 1}),
+                                     SearchSpace(model), seed=3)
 
-    full, s_full = run(tmp_path / "full")
-    resumed, s_res = run(tmp_path / "resumed", resume_from=tmp_path / "full" / "step-2.pt")
-    for k in full["model"]:
-        assert torch.equal(full["model"][k], resumed["model"][k]), k
-    assert_equal_nested(full["strategy"], resumed["strategy"])
+    full, _ = assert_resume_is_exact(tmp_path, make, data.train, cfg, at=2)
     assert [h["step"] for h in full["strategy"]["history"]] == [0, 1, 2, 3]
-    assert s_full.export() == s_res.export()
     assert "val_loss" in read_metrics(tmp_path / "full" / "metrics.jsonl")[0]
