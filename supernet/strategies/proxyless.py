@@ -7,7 +7,9 @@ ICLR 2019, https://arxiv.org/abs/1812.00332; the released ``search/modules/mix_o
 1. **Weight step** on the training batch: one path, each label's op drawn from p (uniformly during
    the warm-up), only that path's weights get gradients: the fixed subnet's step.
 2. **Architecture step**, every ``arch_every`` weight steps after the warm-up (before that step's
-   weight step), on a held-out batch. Binary gates g (one-hot on the drawn op) multiply the op's
+   weight step), on a held-out batch. The released code also skips α steps in the first epoch
+   after its warm-up, which samples from an α still at its ~uniform init: one more warm-up epoch,
+   so here ``warmup_steps`` covers both. Binary gates g (one-hot on the drawn op) multiply the op's
    output, so ∂L/∂g_k = Σ(o_k(x) ⊙ ∂L/∂y), and
 
        ∂L/∂α_i = Σ_j ∂L/∂g_j · p_j (δ_ij − p_i)                         (mix_op.py, eq. 4 of the paper)
@@ -26,7 +28,7 @@ ICLR 2019, https://arxiv.org/abs/1812.00332; the released ``search/modules/mix_o
 The latency loss needs the run's latency table (``latency.table``); E[LAT] = Σ p·LAT is
 differentiable in α (``hardware.ExpectedLatency``):
 
-    mul#log:     loss = α_r · CE · (log E[LAT] / log LAT_ref)^β      (nas_manager.py, α_r 0.2, β 0.3)
+    mul#log:     loss = α_r · CE · (log E[LAT] / log LAT_ref)^β      (imagenet_arch_search.py's α_r 0.2, β 0.3)
     add#linear:  loss = CE + λ · (E[LAT] − LAT_ref) / LAT_ref          (λ 0.1)
 
 ``InputChoice`` labels get gates too (an input's ∂L/∂g_k is free: the inputs are computed anyway);
