@@ -11,7 +11,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from supernet import LayerChoice, SearchSpace, fix
-from supernet.config import OptimConfig, SearchConfig
+from supernet.search.config import SearchConfig
+from supernet.train.config import OptimConfig
 from supernet.cost import Constraints, CostModel
 from supernet.search import CandidateEvaluator, EvolutionSearch
 from supernet.strategies import PathSampler

@@ -60,7 +60,7 @@ class LearnedSampling(Strategy):
         self.opt.load_state_dict(state["opt"])
         self.baseline = state["baseline"]
 
-    def export(self):
+    def final_arch(self):
         return {l: int(t.argmax()) for l, t in self.theta.items()}
 
 

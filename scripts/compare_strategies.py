@@ -26,10 +26,12 @@ import torch
 from scipy.stats import kendalltau
 
 from supernet import SearchSpace
-from supernet.config import load_config
+from supernet.pipeline.config import load_config
 from supernet.data.loader import fixed_batches
-from supernet.io import write_json
-from supernet.pipeline import _load_supernet, build_subnet, build_supernet, load_data, search_batches, train_supernet
+from supernet.runtime.io import write_json
+from supernet.pipeline import train_supernet
+from supernet.pipeline.build import build_subnet, build_supernet, load_data, load_supernet
+from supernet.pipeline.search import search_batches
 from supernet.search import CandidateEvaluator, recalibrate_bn
 from supernet.train import evaluate, fit
 from supernet.train.metrics import read_metrics
@@ -57,7 +59,7 @@ def main(out: Path, run_root: Path, n_archs: int, runs: list[tuple[str, int]], s
         seconds = time.perf_counter() - t
         rows = read_metrics(run / "supernet" / "metrics.jsonl")
         last = rows[len(rows) * 3 // 4:]
-        model, _ = _load_supernet(run, load_config(run / "config.yaml"), data, torch.device("cpu"))
+        model, _ = load_supernet(run, load_config(run / "config.yaml"), data, torch.device("cpu"))
         recal, val, finish = search_batches(data, cfg.search)
         scores = [1 - s["top1_err"] for s in CandidateEvaluator(model, recal, val, prepare=finish).evaluate_many(archs)]
         result["strategies"][f"{name}-{steps}"] = {

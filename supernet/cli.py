@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 from .arch import ArchError
-from .config import ConfigError, parse_overrides, to_dict
+from .runtime.typed import ConfigError
+from .runtime.units import human_bytes, human_count
 from .train.loop import TrainingError
 
 # ValueError covers ConfigError, ArchError, CheckpointError, DataError and bad constraints. A file a
@@ -37,7 +38,7 @@ def disk_full_message(e: OSError, run_dir) -> str:
         path = path.with_name(m[1])
     where = next((p for p in (path, *path.parents) if p.exists()), Path("."))
     try:
-        free = f"{_bytes(shutil.disk_usage(where).free)} free"
+        free = f"{human_bytes(shutil.disk_usage(where).free)} free"
     except OSError:
         free = "free space unknown"
     what = "disk quota exceeded" if e.errno == errno.EDQUOT else "no space left on the device"
@@ -45,140 +46,56 @@ def disk_full_message(e: OSError, run_dir) -> str:
             f"and run again (--resume continues from the last checkpoint; what was saved is intact)")
 
 
-def _bytes(n: float) -> str:
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n:.0f} B"
-
-
-def _human(n: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return f"{n:g}"
-
-
 def cmd_info(args) -> int:
-    from .arch import parse_arch
-    from .cost import CostModel
-    from .spaces import create, entry, space_options
-
-    overrides = parse_overrides(args.options)
-    options = space_options(args.space, overrides)
-    model = create(args.space, **overrides)
-    cost = CostModel(model)
-    space = cost.space
-    table = None
-    if args.latency_table is not None:  # the model must be the table's; its machine need not be this one
-        from .latency import LatencyTable, fingerprint
-        table = LatencyTable.load(args.latency_table)
-        table.require_model({"fingerprint": fingerprint(model, cost.input_shape), "space": args.space,
-                             "options": to_dict(options), "input_shape": list(cost.input_shape)},
-                            where=f"latency table {args.latency_table}")
-        cost.attach_latency(table)
-    if args.arch is not None:
-        arch = parse_arch(args.arch, space)
-        flops, params = cost.cost(arch)
-        latency = None if table is None else cost.latency(arch)
-        if args.json:
-            print(json.dumps({"space": args.space, "arch": arch, "flops": flops, "params": params,
-                              **({} if latency is None else {"latency_ms": latency})}))
-        else:
-            print(f"space   {args.space}")
-            print(f"arch    {json.dumps(arch)}")
-            print(f"FLOPs   {flops:,} ({_human(flops)} multiply-accumulates, conv+linear, batch 1)")
-            print(f"params  {params:,} ({_human(params)}, fixed subnet with affine BN)")
-            if latency is not None:
-                print(f"latency {latency:.4g} ms predicted ({_target_words(table.target)})")
-        return 0
-    r = cost.range()
-    summary = {"space": args.space, "options": to_dict(options), "labels": len(space.labels),
-               "choices": {label: space.count(label) for label in space.labels},
-               "size": space.size, **r}
+    from .pipeline.tools import space_info, target_words
+    r = space_info(args.space, args.options, args.arch, args.latency_table)
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps({k: v for k, v in r.items() if k not in ("doc", "describe", "target")}))
         return 0
-    print(f"space    {args.space}: {entry(args.space).doc}")
-    print("options  " + " ".join(f"{k}={json.dumps(v)}" for k, v in to_dict(options).items()))
-    print(f"labels   {len(space.labels)}: {space.describe()}")
-    print(f"size     {space.size:.4g} architectures ({space.size:,})")
-    print(f"FLOPs    {_human(r['flops_min'])} .. {_human(r['flops_max'])}  ({r['flops_min']:,} .. {r['flops_max']:,})")
-    print(f"params   {_human(r['params_min'])} .. {_human(r['params_max'])}  ({r['params_min']:,} .. {r['params_max']:,})")
-    if table is not None:
-        print(f"latency  {r['latency_min']:.4g} .. {r['latency_max']:.4g} ms predicted ({_target_words(table.target)})")
+    latency = "" if "target" not in r else f" predicted ({target_words(r['target'])})"
+    if args.arch is not None:
+        print(f"space   {r['space']}")
+        print(f"arch    {json.dumps(r['arch'])}")
+        print(f"FLOPs   {r['flops']:,} ({human_count(r['flops'])} multiply-accumulates, conv+linear, batch 1)")
+        print(f"params  {r['params']:,} ({human_count(r['params'])}, fixed subnet with affine BN)")
+        if latency:
+            print(f"latency {r['latency_ms']:.4g} ms{latency}")
+        return 0
+    print(f"space    {r['space']}: {r['doc']}")
+    print("options  " + " ".join(f"{k}={json.dumps(v)}" for k, v in r["options"].items()))
+    print(f"labels   {r['labels']}: {r['describe']}")
+    print(f"size     {r['size']:.4g} architectures ({r['size']:,})")
+    for what, key in (("FLOPs ", "flops"), ("params", "params")):
+        lo, hi = r[f"{key}_min"], r[f"{key}_max"]
+        print(f"{what}   {human_count(lo)} .. {human_count(hi)}  ({lo:,} .. {hi:,})")
+    if latency:
+        print(f"latency  {r['latency_min']:.4g} .. {r['latency_max']:.4g} ms{latency}")
     return 0
 
 
-def _target_words(t: dict) -> str:
-    return (f"{t['backend']} on {t['device_name']}, {t['threads']} thread{'s' * (t['threads'] != 1)}, "
-            f"batch {t['batch']}")
-
-
 def cmd_latency(args) -> int:
-    from . import pipeline
-    from .config import LatencyConfig
-    from .cost import CostModel
-    from .latency import LatencyTable, build_table, check_line, check_table
-    from .search.plot import plot_latency_check
-    from .spaces import create, space_options
-
+    from .cost.timing import check_line
+    from .pipeline.tools import build_latency_table, check_latency_table, target_words
     if args.table is not None:  # check (again) a table that exists, on this machine, now
         if args.space or args.config or args.run_dir or args.options:
             raise ConfigError("--table checks an existing table for the model it names; give no SPACE, --config, "
                               "--run-dir or options with it")
-        if not args.check:
-            raise ConfigError("--table needs --check K (the number of random subnets to time end to end)")
-        table = LatencyTable.load(args.table)
-        t = table.target
-        if not t.get("space"):
-            raise ConfigError(f"{args.table} names no space; check it from Python (supernet.latency.check_table)")
-        model = create(t["space"], **(t.get("options") or {}))
-        out = Path(args.out) if args.out else Path(args.table)
-        check = check_table(model, table, args.check, seed=args.seed, progress=not args.quiet)
-        table.save(out)
-        print(check_line(check))
-        plot = plot_latency_check(check, out.with_suffix(".png"), f"{t['space']}: {_target_words(t)}")
-        print(f"latency: overhead and check saved in {out}; plot {plot}")
+        r = check_latency_table(args.table, args.out, args.check, seed=args.seed, progress=not args.quiet)
+        print(check_line(r["check"]))
+        print(f"latency: overhead and check saved in {r['out']}; plot {r['plot']}")
         return 0
     if args.out is None:
         raise ConfigError("latency needs --out FILE (where the table is written)")
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise FileExistsError(f"{out} already exists; pass --force to replace it (or choose another --out)")
-    sources = [x for x in (args.space, args.config, args.run_dir) if x is not None]
-    if len(sources) != 1:
-        raise ConfigError("latency needs exactly one of SPACE (with space options), --config CFG or --run-dir RUN")
-    if args.space is not None:
-        overrides = parse_overrides(args.options)
-        name, options = args.space, to_dict(space_options(args.space, overrides))
-        lc = LatencyConfig()
-    else:
-        if args.config is not None:
-            cfg = pipeline.load_config(pipeline.resolve_config_path(args.config), args.options, section="latency")
-        else:
-            cfg = pipeline.stage_config(args.run_dir, args.options, "latency")
-        data = pipeline.load_data(cfg)
-        name, lc = cfg.space.name, cfg.latency
-        options = to_dict(space_options(name, pipeline.model_options(cfg, data)))
-    model = create(name, **options)
-    pick = lambda given, default: default if given is None else given  # noqa: E731
-    backend, device = pick(args.backend, lc.backend), pick(args.device, lc.device)
-    threads, batch = pick(args.threads, lc.threads), pick(args.batch, lc.batch)
-    cost = CostModel(model)
-    table = build_table(model, backend=backend, device=device, threads=threads, batch=batch, runs=args.runs,
-                        warmup=args.warmup, max_spread=args.max_spread, retries=args.retries, check=args.check,
-                        seed=args.seed, space=name, options=options, cost=cost, progress=not args.quiet)
-    table.save(out)
-    cost.attach_latency(table)
-    r = cost.range()
-    entries = sum(len(t) for _, t, _ in table.groups)
-    print(f"latency: {entries} entries of space {name} ({_target_words(table.target)}) -> {out}")
-    print(f"latency: predicted {r['latency_min']:.4g} .. {r['latency_max']:.4g} ms over the space")
+    r = build_latency_table(args.out, args.force, args.space, args.options, args.config, args.run_dir,
+                            backend=args.backend, device=args.device, threads=args.threads, batch=args.batch,
+                            runs=args.runs, warmup=args.warmup, max_spread=args.max_spread, retries=args.retries,
+                            check=args.check, seed=args.seed, progress=not args.quiet)
+    table, rng = r["table"], r["range"]
+    print(f"latency: {r['entries']} entries of space {r['space']} ({target_words(table.target)}) -> {r['out']}")
+    print(f"latency: predicted {rng['latency_min']:.4g} .. {rng['latency_max']:.4g} ms over the space")
     if table.check is not None:
         print(check_line(table.check))
-        plot = plot_latency_check(table.check, out.with_suffix(".png"), f"{name}: {_target_words(table.target)}")
-        print(f"latency: plot {plot}")
+        print(f"latency: plot {r['plot']}")
     return 0
 
 
@@ -202,8 +119,8 @@ def cmd_search(args) -> int:
     from . import pipeline
     r = pipeline.search(args.run_dir, args.options, resume=args.resume, force=args.force)
     b = r["best"]
-    print(f"search: {r['evaluated']} candidates; best held-out top-1 {b['top1']:.4f} top-5 {b['top5']:.4f}, "
-          f"{_human(b['flops'])} FLOPs, {_human(b['params'])} params -> {args.run_dir}/search/best_arch.json")
+    print(f"search: {r['evaluated']} candidates; best validation top-1 {b['top1']:.4f} top-5 {b['top5']:.4f}, "
+          f"{human_count(b['flops'])} FLOPs, {human_count(b['params'])} params -> {args.run_dir}/search/best_arch.json")
     return 0
 
 
@@ -225,9 +142,6 @@ def cmd_evaluate(args) -> int:
 
 def cmd_export(args) -> int:
     from . import pipeline
-    from .export import check_export
-    cfg = pipeline.stage_config(args.run_dir, args.options, "export")
-    check_export(cfg.export.opset)  # the extra and the opset, before any work
     r = pipeline.export(args.run_dir, args.options, force=args.force)
     if r is None:
         return 0
@@ -244,13 +158,16 @@ def cmd_export(args) -> int:
 
 def cmd_demo(args) -> int:
     from .demo import run_demo
-    run_demo(args.run_dir, args.options, method=args.method)
+    run_demo(args.run_dir, args.options, strategy=args.strategy)
     return 0
 
 
-def cmd_bench(args) -> int:
-    from .bench import main as bench_main
-    return bench_main(args.quick, args.json, args.nni, args.threads, args.only, args.nni_family)
+class _Deprecated(argparse.Action):
+    """An option kept under its old name: it works, and says once what to write instead."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"note: {option_string} is deprecated; use --{self.dest}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -261,7 +178,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="supernet", description="One-shot neural architecture search (SPOS, FairNAS).")
+    from .strategies import STRATEGIES
+    strategies = ", ".join(STRATEGIES)
+    p = _Parser(prog="supernet", description=f"One-shot neural architecture search ({strategies}): train a "
+                                             f"supernet, search it, retrain, evaluate and export the result.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     info = sub.add_parser("info", help="summarise a search space, or cost one architecture",
@@ -312,10 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
         if arch:
             sp.add_argument("--arch", help="architecture to retrain (default: RUN_DIR/search/best_arch.json); "
                                            "JSON string, JSON file or NNI file")
-        again = sp.add_mutually_exclusive_group()  # continue or start over, not both
-        if resume:
-            again.add_argument("--resume", action="store_true", help="continue this stage where it stopped")
-        if name != "demo":
+        if name != "demo":  # continue or start over, not both
+            again = sp.add_mutually_exclusive_group()
+            if resume:
+                again.add_argument("--resume", action="store_true", help="continue this stage where it stopped")
             again.add_argument("--force", action="store_true", help="start this stage over, replacing its results")
         if options:
             sp.add_argument("options", nargs="*", metavar="key=value",
@@ -323,10 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
         return sp
 
-    stage("train-supernet", cmd_train_supernet, "train the weight-sharing supernet with a one-shot strategy "
-                                                "(strategy.name=spos: uniform single-path sampling; fairnas)", config=True)
+    stage("train-supernet", cmd_train_supernet, f"train the weight-sharing supernet with a one-shot strategy "
+                                                f"(strategy.name: {strategies}, or a user's module:Class)", config=True)
     stage("search", cmd_search, "evolutionary (or random) search on the trained supernet, BN-recalibrated, "
-                                "scored on the held-out split")
+                                "scored on the validation split")
     stage("retrain", cmd_retrain, "train the searched architecture from scratch as a plain network", arch=True)
     stage("evaluate", cmd_evaluate, "top-1 / top-5 of the retrained network on the test split -> eval.json",
           resume=False, options=False)
@@ -334,24 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
           resume=False)
     demo = stage("demo", cmd_demo, "the whole pipeline on the embedded digits data, then a summary table",
                  resume=False)
-    demo.add_argument("--method", choices=["spos", "darts", "enas"], default="spos",
+    demo.add_argument("--strategy", choices=["spos", "darts", "enas"], default="spos",
                       help="spos: supernet, evolution search, retrain (configs/digits.yaml); darts: "
                            "differentiable search, the architecture derived from α (configs/darts-digits.yaml); "
                            "enas: an RL controller picks the architecture (configs/enas-digits.yaml)")
+    demo.add_argument("--method", dest="strategy", choices=["spos", "darts", "enas"], action=_Deprecated,
+                      help="deprecated: the old name of --strategy")
 
-    bench = sub.add_parser("bench", help="benchmark: supernet step overhead, candidate evaluation, cost queries, memory",
-                           description="Measure the supernet step against the fixed subnet, the candidate "
-                                       "evaluator against a naive loop, cost queries and memory, in one process "
-                                       "with A and B interleaved; print a table (median, min-max, n).")
-    bench.add_argument("--quick", action="store_true", help="fewer rounds: under 5 minutes on 2 CPU cores")
-    bench.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
-    bench.add_argument("--nni", metavar="FILE", help="add the NNI 3.0 peer's figures (spos_cpu.py --json FILE)")
-    bench.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
-    bench.add_argument("--only", choices=["spos", "darts", "enas", "proxyless", "fbnet"],
-                       help="only the SPOS figures, or only one method's rows")
-    bench.add_argument("--nni-family", metavar="FILE",
-                       help="add NNI 3.0's DARTS figures (../shared/peers/nni/family_cpu.py --json FILE)")
-    bench.set_defaults(func=cmd_bench)
     return p
 
 
@@ -360,13 +269,11 @@ def _path(text: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .train import dist
-    from .train.device import keep_freed_memory
+    from .runtime import dist
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, or a usage error already printed: a status, as every other return
         return e.code if isinstance(e.code, int) else 2
-    keep_freed_memory()  # CPU steps stop page-faulting their activations back in (up to 5% of a step)
     dist.init_from_env()  # torchrun: join the process group; only rank 0 prints and writes
     quiet = contextlib.nullcontext() if dist.is_main() else contextlib.redirect_stdout(open(os.devnull, "w"))
     try:
@@ -387,7 +294,4 @@ def main(argv: list[str] | None = None) -> int:
         print(f"supernet {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
-        if os.environ.get("SUPERNET_REPORT_WRITES"):
-            from .io import files_written
-            print(f"rank {dist.rank()} wrote {files_written()} files", file=sys.stderr)
         dist.shutdown()

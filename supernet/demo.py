@@ -1,4 +1,4 @@
-"""``supernet demo``: the whole SPOS pipeline on the embedded digits data, then a summary table."""
+"""``supernet demo``: the whole pipeline on the embedded digits data, then a summary table."""
 from __future__ import annotations
 
 import sys
@@ -8,20 +8,22 @@ from pathlib import Path
 from typing import Optional
 
 from . import pipeline
-from .config import ConfigError, load_config
+from .pipeline.config import load_config
+from .pipeline.rundir import owning
 from .export import INSTALL, check_export, missing_dependencies
-from .io import write_json
+from .runtime.io import write_json
+from .runtime.typed import ConfigError
 
 
-DEMOS = {"spos": ("digits", "SPOS"), "darts": ("darts-digits", "DARTS"), "enas": ("enas-digits", "ENAS")}  # method -> (packaged config, name)
+DEMOS = {"spos": ("digits", "SPOS"), "darts": ("darts-digits", "DARTS"), "enas": ("enas-digits", "ENAS")}  # strategy -> (packaged config, name)
 
 
-def run_demo(run_dir: Optional[Path] = None, overrides: list[str] = (), method: str = "spos") -> dict:
+def run_demo(run_dir: Optional[Path] = None, overrides: list[str] = (), strategy: str = "spos") -> dict:
     """Run every stage with ``configs/digits.yaml`` (``darts-digits.yaml`` for DARTS, which derives
     its architecture from α instead of searching) into a new run directory; return the results."""
-    if method not in DEMOS:
-        raise ConfigError(f"unknown demo {method!r}; choose one of {', '.join(DEMOS)}")
-    config, title = DEMOS[method]
+    if strategy not in DEMOS:
+        raise ConfigError(f"unknown demo {strategy!r}; choose one of {', '.join(DEMOS)}")
+    config, title = DEMOS[strategy]
     if run_dir is None:  # a new folder each time: a demo never overwrites an earlier run
         run_dir = Path("runs") / datetime.now().strftime("demo-%Y%m%d-%H%M%S")
     run_dir = Path(run_dir)
@@ -47,7 +49,7 @@ def run_demo(run_dir: Optional[Path] = None, overrides: list[str] = (), method: 
         rows.append((name, time.perf_counter() - t))
         return result
 
-    with pipeline.owning(run_dir, "demo"):  # one owner between the stages too (each stage's lock nests)
+    with owning(run_dir, "demo"):  # one owner between the stages too (each stage's lock nests)
         sup = timed("train-supernet", lambda: pipeline.train_supernet(run_dir, config, list(overrides)))
         found = timed("search", lambda: pipeline.search(run_dir)) if sup["arch"] is None else None
         timed("retrain", lambda: pipeline.retrain(run_dir))
@@ -58,12 +60,12 @@ def run_demo(run_dir: Optional[Path] = None, overrides: list[str] = (), method: 
             ex = timed("export", lambda: pipeline.export(run_dir))
     total = time.perf_counter() - t_all
 
-    on = "on sampled paths" if found is not None or method == "enas" else "of the weighted supernet"
+    on = "on sampled paths" if found is not None or strategy == "enas" else "of the weighted supernet"
     chose = {"darts": ", architecture derived from α", "enas": ", architecture chosen by the controller"}
     results = {
         "train-supernet": f"{sup['steps']} steps, train top-1 {sup.get('acc', float('nan')):.3f} {on}"
-                          + ("" if found is not None else chose.get(method, "")),
-        **({} if found is None else {"search": f"{found['evaluated']} candidates; best held-out top-1 "
+                          + ("" if found is not None else chose.get(strategy, "")),
+        **({} if found is None else {"search": f"{found['evaluated']} candidates; best validation top-1 "
                                                 f"{found['best']['top1']:.4f} (random architectures: "
                                                 f"{found['random_mean_top1']:.4f} mean)"}),
         "retrain": f"{ev['flops'] / 1e6:.2f}M FLOPs, {ev['params'] / 1e3:.1f}K params, from scratch",

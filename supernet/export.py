@@ -5,15 +5,24 @@ import importlib
 import importlib.util
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .typed import ConfigError
-from .io import atomic_write
 from .nn import full_kernels
+from .runtime.io import atomic_write
+from .runtime.typed import ConfigError
+
+@dataclass
+class ExportConfig:
+    opset: int = 18                  # ONNX opset
+    batch_size: int = 1              # the traced sample batch (the batch axis is exported as dynamic)
+
+
+
 
 INSTALL = "pip install 'supernet[export]'"
 # Channel shuffle slices with a step (x[:, ::2]): ONNX Slice takes steps from opset 10 on, so an
@@ -104,7 +113,7 @@ def onnx_bytes(model: nn.Module, inputs: tuple[torch.Tensor, ...], opset: int = 
     ins, outs = names or ([f"input_{i}" for i in range(len(inputs))], ["output"])
     use_dynamo = exporter == "dynamo"
     buf = io.BytesIO()
-    with warnings.catch_warnings(), full_kernels():  # the nominal layers, valid at any input size
+    with warnings.catch_warnings(), full_kernels(model):  # the nominal layers, valid at any input size
         warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
         if not use_dynamo:
             try:

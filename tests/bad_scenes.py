@@ -70,7 +70,7 @@ def state_without_key(t, r, key="topk"):
 
 def other_latency_table(tmp_path: Path) -> Path:
     """A latency table measured (quickly) for another model than the run's: width_mult 0.5."""
-    from supernet.latency import build_table
+    from supernet.cost.timing import build_table
     from supernet.spaces import create
     options = {"width_mult": 0.5, "stage_repeats": [1, 1, 1, 1], "channel_search": True, "num_classes": 4,
                "input_size": 16}

@@ -1,5 +1,7 @@
+import os
 import random
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -84,5 +86,18 @@ def assert_resume_is_exact(tmp_path, make, train, cfg, at: int) -> tuple[dict, o
     strip = lambda rows: [{k: v for k, v in r.items() if k != "img_s"} for r in rows]  # noqa: E731 (wall time)
     full_rows = strip(read_metrics(tmp_path / "full" / "metrics.jsonl"))
     assert strip(read_metrics(tmp_path / "resumed" / "metrics.jsonl")) == full_rows[at:]
-    assert s_full.export() == s_res.export()
+    assert s_full.final_arch() == s_res.final_arch()
     return full, s_full
+
+
+FAULTS = Path(__file__).parent / "faults"  # sitecustomize.py: fault injection and write counting in a child process
+
+
+def child_env(kill_at_write: int = 0, count_writes: bool = False, **extra) -> dict:
+    """The environment of a CLI child process with the test hooks of ``tests/faults/sitecustomize.py``:
+    SIGKILL in its ``kill_at_write``-th atomic write (0: never), a report of the files it wrote."""
+    env = {**os.environ, **extra, "PYTHONPATH": os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")]))}
+    env["SUPERNET_TEST_KILL_AT_WRITE"] = str(kill_at_write)
+    if count_writes:
+        env["SUPERNET_TEST_COUNT_WRITES"] = "1"
+    return env

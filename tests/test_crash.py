@@ -1,6 +1,6 @@
 """SIGKILL at arbitrary moments, then --resume: the result equals an uninterrupted run, bitwise.
 
-Kills come two ways: SUPERNET_KILL_AT_WRITE=N kills the process in the middle of its N-th atomic
+Kills come two ways: ``child_env(kill_at_write=N)`` kills the process in the middle of its N-th atomic
 write (temp file written, not yet renamed: the worst moment for a checkpoint), and a timer kills
 it wherever it happens to be.
 """
@@ -18,7 +18,7 @@ import yaml
 from supernet.train import load_checkpoint
 from supernet.train.metrics import read_metrics
 
-from .conftest import assert_equal_nested
+from .conftest import assert_equal_nested, child_env
 from .test_pipeline import TINY
 
 CONFIG = {**TINY, "supernet": {**TINY["supernet"], "steps": 12, "checkpoint_every": 2, "log_every": 1}}
@@ -27,7 +27,7 @@ CONFIG = {**TINY, "supernet": {**TINY["supernet"], "steps": 12, "checkpoint_ever
 def supernet(*args, kill_at_write=0, kill_after=None, kill_when=None) -> int:
     """Run the CLI; SIGKILL it after ``kill_after`` seconds, or as soon as ``kill_when()`` holds
     (polled every 10 ms: a moment defined by the run's progress, not by this machine's speed)."""
-    env = {**os.environ, "SUPERNET_KILL_AT_WRITE": str(kill_at_write)}
+    env = child_env(kill_at_write)
     p = subprocess.Popen([sys.executable, "-m", "supernet", *map(str, args)], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if kill_when is not None:

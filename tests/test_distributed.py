@@ -13,11 +13,12 @@ import yaml
 from supernet.train import load_checkpoint
 from supernet.train.metrics import read_metrics
 
+from .conftest import child_env
 from .test_pipeline import TINY
 
 
 def launch(nproc, *args):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "SUPERNET_REPORT_WRITES": "1"}
+    env = child_env(count_writes=True, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "supernet", *map(str, args)]
     if nproc == 1:

@@ -13,7 +13,9 @@ import yaml
 
 from supernet import cli, demo
 from supernet.arch import SearchSpace
-from supernet.config import ConfigError, SearchConfig, load_config
+from supernet.pipeline.config import load_config
+from supernet.runtime.typed import ConfigError
+from supernet.search.config import SearchConfig
 from supernet.data import DataError, memory
 from supernet.export import INSTALL, check_export, export_onnx, opset_range
 from supernet.search.state import SearchStateFileError, check_population, validate_state

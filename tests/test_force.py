@@ -1,7 +1,6 @@
 """--force never wrecks the old run: the old stage folder and config.yaml stay until the new run has
 written its first checkpoint; an early failure (or a kill) before that puts the run back as it was."""
 import hashlib
-import os
 import signal
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ from supernet.cli import main
 from supernet.train import load_checkpoint
 from supernet.train.metrics import read_metrics
 
+from .conftest import child_env
 from .test_pipeline import TINY
 
 
@@ -70,7 +70,7 @@ def test_a_forced_restart_replaces_the_whole_stage_once_it_has_a_checkpoint(trai
 
 
 def _killed(*args, kill_at_write):
-    env = {**os.environ, "SUPERNET_KILL_AT_WRITE": str(kill_at_write)}
+    env = child_env(kill_at_write)
     p = subprocess.run([sys.executable, "-m", "supernet", *map(str, args)], env=env, stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE)
     assert p.returncode == -signal.SIGKILL, p.stderr.decode()

@@ -10,10 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from supernet.arch import SearchSpace, fix
+from supernet.arch import SearchSpace
 from supernet.cli import main
 from supernet.cost import Constraints, CostModel
-from supernet.latency import LatencyTable, LatencyTableError, build_table, check_table, target_of
+from supernet.cost import LatencyTable, LatencyTableError
+from supernet.cost.latency import target_of
+from supernet.cost.timing import build_table, check_table
 from supernet.nn import LayerChoice
 from supernet.strategies import PathSampler
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from supernet.cli import main
-from supernet.lock import RunDirInUse, holder, run_lock
+from supernet.pipeline.rundir import RunDirInUse, holder, run_lock
 from supernet.train import load_checkpoint
 from supernet.train.metrics import read_metrics
 
@@ -30,7 +30,7 @@ def hold_lock(run_dir, stage="train-supernet") -> list:
     return []
 
 
-HOLD = "import sys, time; from supernet.lock import run_lock\nwith run_lock(sys.argv[1], 'test'):\n" \
+HOLD = "import sys, time; from supernet.pipeline.rundir import run_lock\nwith run_lock(sys.argv[1], 'test'):\n" \
        "    print('held', flush=True); time.sleep(600)"
 
 

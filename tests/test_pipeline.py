@@ -8,7 +8,8 @@ import pytest
 import torch
 import yaml
 
-from supernet import pipeline
+from supernet.data import build_data
+from supernet.pipeline import build, load_config, stage_config
 from supernet.cli import main
 from supernet.train import load_checkpoint
 
@@ -76,8 +77,8 @@ def test_stage_by_stage_with_resume(tmp_path, config, capsys):
     cli(capsys, "retrain", "--run-dir", run)
     ck = load_checkpoint(run / "retrain" / "last.pt")
     assert ck["meta"]["arch"] == best["arch"] and ck["bn_recalibrated"]
-    assert all(m.affine for m in pipeline.load_subnet(run, pipeline.stage_config(run, [], "retrain"),
-                                                      pipeline.build_data(pipeline.load_config(run / "config.yaml").data))[0].modules()
+    assert all(m.affine for m in build.load_subnet(run, stage_config(run, [], "retrain"),
+                                                   build_data(load_config(run / "config.yaml").data))[0].modules()
                if isinstance(m, torch.nn.BatchNorm2d))
 
     cli(capsys, "evaluate", "--run-dir", run)
@@ -92,8 +93,7 @@ def test_stage_by_stage_with_resume(tmp_path, config, capsys):
     assert json.loads((run / "arch.json").read_text()) == best["arch"]
     session = ort.InferenceSession(str(run / "model.onnx"), providers=["CPUExecutionProvider"])
     x = torch.randn(5, 3, 16, 16)
-    model, _ = pipeline.load_subnet(run, pipeline.load_config(run / "config.yaml"),
-                                    pipeline.build_data(pipeline.load_config(run / "config.yaml").data))
+    model, _ = build.load_subnet(run, load_config(run / "config.yaml"), build_data(load_config(run / "config.yaml").data))
     with torch.no_grad():
         expected = model.eval()(x).numpy()
     (got,) = session.run(None, {"images": x.numpy()})  # a batch of 5: the batch axis is dynamic
@@ -112,7 +112,7 @@ def test_retrain_takes_an_explicit_arch(tmp_path, config, capsys):
 def test_search_never_reads_the_test_split(tmp_path, config, capsys, monkeypatch):
     run = tmp_path / "run"
     cli(capsys, "train-supernet", "--config", config, "--run-dir", run, "steps=2")
-    real = pipeline.build_data
+    real = build.build_data
 
     class Poisoned(torch.utils.data.Dataset):
         def __len__(self):
@@ -126,7 +126,7 @@ def test_search_never_reads_the_test_split(tmp_path, config, capsys, monkeypatch
         bundle.test = Poisoned()
         return bundle
 
-    monkeypatch.setattr(pipeline, "build_data", build_data)
+    monkeypatch.setattr(build, "build_data", build_data)
     cli(capsys, "search", "--run-dir", run, "generations=1")
 
 

@@ -14,17 +14,11 @@ from typing import Literal, Optional
 
 from torch.utils.data import Dataset
 
+from ..runtime.seeding import check_seed
 from .common import DataError
 from .loader import StepBatchSampler, eval_loader, fixed_batches, train_loader
 
 NAMES = ("digits", "cifar10", "imagefolder", "synthetic")
-SEED_LIMIT = 2**63  # torch.manual_seed and the loaders' seed arithmetic take a signed 64-bit seed
-
-
-def check_seed(key: str, seed: int) -> None:
-    """Refuse a seed outside ``0 .. 2**63 - 1``, naming its key (torch would say only "overflow")."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
-        raise ValueError(f"{key}={seed!r} is invalid: a seed must be an integer in 0..2**63-1")
 
 
 @dataclass
@@ -82,6 +76,7 @@ class DataBundle:
     in_channels: int  # digits: 1, the others: 3
     image_size: int
     name: str
+    skipped: list  # unreadable images that data.skip_corrupt dropped (image folders only)
 
 
 def build_data(cfg: DataConfig) -> DataBundle:
@@ -102,8 +97,8 @@ def build_data(cfg: DataConfig) -> DataBundle:
     train, val, test = load(cfg)
     return DataBundle(train=train, val=val, test=test, num_classes=train.num_classes,
                       in_channels=1 if cfg.name == "digits" else 3,
-                      image_size=cfg.image_size, name=cfg.name)
+                      image_size=cfg.image_size, name=cfg.name, skipped=[*train.skipped, *test.skipped])
 
 
-__all__ = ["DataConfig", "DataBundle", "DataError", "build_data", "check_seed", "StepBatchSampler",
+__all__ = ["DataConfig", "DataBundle", "DataError", "build_data", "StepBatchSampler",
            "train_loader", "eval_loader", "fixed_batches"]

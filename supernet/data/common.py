@@ -10,6 +10,8 @@ from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
+from ..runtime.seeding import mix_seed
+
 # Each dataset's __getitem__ takes an int (deterministic) or (index, aug_seed).
 Item = Union[int, Tuple[int, int]]
 
@@ -33,14 +35,6 @@ def parse_item(item) -> tuple[int, Optional[torch.Generator]]:
         index, seed = item
         return int(index), torch.Generator().manual_seed(int(seed))
     return int(item), None
-
-
-def mix_seed(*parts: int) -> int:
-    """A deterministic, hash-free non-negative int64 seed from a few ints (same on every run)."""
-    s = 0
-    for p in parts:
-        s = (s * 1_000_003 + int(p)) % 2**63
-    return s
 
 
 def _check_labels(targets: torch.Tensor, num_classes: int, where: str) -> None:

@@ -32,7 +32,10 @@ class ArrayDataset(Dataset):
         targets: labels of this split, a list of ints.
         classes: class names; ``num_classes`` their count.
         mean, std: per-channel normalisation of the [0, 1] image.
+        skipped: unreadable images dropped (none: the arrays are in memory).
     """
+
+    skipped: tuple = ()
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, positions: torch.Tensor,
                  classes: Sequence[str], *, augment: bool, pad: int, flip: bool,

@@ -40,6 +40,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..runtime import dist
 from .common import DataError, parse_item, stratified_holdout
 from .transforms import (IMAGENET_MEAN, IMAGENET_STD, color_jitter, finish, pil_hflip,
                          pil_to_uint8, random_resized_crop, resize_center_crop)
@@ -285,7 +286,7 @@ def load_imagefolder(cfg):
         for name, s in (("train", train_scan.samples), ("val", test_scan.samples)):
             if not s:
                 raise DataError(f"every image under {root / name} failed to open; check the files")
-    if os.environ.get("RANK", "0") == "0":  # one note per run, not one per DDP process
+    if dist.is_main():  # one note per run, not one per DDP process
         print(train_scan.note())
         print(test_scan.note())
     train_samples, test_samples = train_scan.samples, test_scan.samples

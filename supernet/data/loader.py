@@ -12,7 +12,8 @@ from typing import Callable, Iterable, Iterator, Optional
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from .common import DataError, mix_seed
+from ..runtime.seeding import mix_seed
+from .common import DataError
 from .memory import check_fits
 from .transforms import cutout
 

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from ..runtime.units import human_bytes
 from .common import DataError
 
 
@@ -38,13 +39,6 @@ def available_memory() -> Optional[int]:
     except (OSError, ValueError):
         pass
     return avail
-
-
-def human_bytes(n: float) -> str:
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n:.0f} B"
 
 
 def check_fits(nbytes: float, what: str, fix: str) -> None:

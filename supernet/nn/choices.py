@@ -24,6 +24,8 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from .layers import Zero
+
 # One process-wide counter per kind, as NNI numbers its automatic labels. The labels then depend
 # on construction order: give explicit labels to choices whose architectures you save.
 _counters: dict[str, Iterator[int]] = defaultdict(lambda: itertools.count(1))
@@ -95,9 +97,9 @@ class LayerChoice(Choice):
         indices = _selection(self.active, len(self._list))
         if not indices:
             raise ValueError(f"LayerChoice '{self.label}': .active restricts the weighted sum to no candidate")
-        # An op that outputs zeros (DARTS' 'none', marked ``is_zero``) adds nothing to the sum and
-        # nothing to any gradient: it is skipped, unless it is all there is.
-        computed = [i for i in indices if not getattr(self._list[i], "is_zero", False)] or indices
+        # An op that outputs zeros (DARTS' 'none') adds nothing to the sum and nothing to any
+        # gradient: it is skipped, unless it is all there is.
+        computed = [i for i in indices if not isinstance(self._list[i], Zero)] or indices
         out = None
         for i in computed:
             y = self.weights[i] * self._list[i](*args, **kwargs)

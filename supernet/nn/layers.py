@@ -1,8 +1,20 @@
-"""Plain layers that the spaces share."""
+"""Plain layers that the spaces share: the zero op and drop-path."""
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+class Zero(nn.Module):
+    """An op whose output is all zeros (DARTS' ``none``, ProxylessNAS' ``zero``), subsampled at
+    ``stride``. A weighted ``LayerChoice`` skips it: it adds nothing to a sum, nor to a gradient."""
+
+    def __init__(self, stride: int = 1):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x if self.stride == 1 else x[:, :, ::self.stride, ::self.stride]).mul(0.0)
 
 
 class DropPath(nn.Module):

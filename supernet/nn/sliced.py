@@ -24,18 +24,19 @@ def _bind(module: nn.Module, name: str, choice: ChannelChoice | None) -> None:
     object.__setattr__(module, name, choice)
 
 
-_CROP = [True]
-
-
 @contextlib.contextmanager
-def full_kernels():
-    """Run depthwise convs with their whole kernels (for FLOP counters and exporters that should
-    see the nominal layer, and for tests)."""
-    _CROP.append(False)
+def full_kernels(model: nn.Module):
+    """Run ``model``'s depthwise convs with their whole kernels for a while (for FLOP counters and
+    exporters that should see the nominal layer): each one's ``crop`` is off until the block ends."""
+    convs = [m for m in model.modules() if isinstance(m, (DepthwiseConv2d, SlicedConv2d))]
+    saved = [m.crop for m in convs]
     try:
-        yield
+        for m in convs:
+            m.crop = False
+        yield model
     finally:
-        _CROP.pop()
+        for m, crop in zip(convs, saved):
+            m.crop = crop
 
 
 def live_taps(weight: torch.Tensor, x: torch.Tensor, stride, padding, dilation) -> tuple[torch.Tensor, tuple]:
@@ -46,7 +47,7 @@ def live_taps(weight: torch.Tensor, x: torch.Tensor, stride, padding, dilation) 
     to 100x slower there (20 ms instead of 0.2 ms). Cropping the same number of taps from both sides
     and the same amount of padding gives the same output size and values.
     """
-    if dilation != (1, 1) or not _CROP[-1]:
+    if dilation != (1, 1):
         return weight, padding
     crop = []
     for size, k, s, p in zip(x.shape[-2:], weight.shape[-2:], stride, padding):
@@ -61,13 +62,16 @@ def live_taps(weight: torch.Tensor, x: torch.Tensor, stride, padding, dilation) 
 
 
 class DepthwiseConv2d(nn.Conv2d):
-    """A depthwise ``nn.Conv2d`` (groups = channels) that skips the taps that only meet padding."""
+    """A depthwise ``nn.Conv2d`` (groups = channels) that skips the taps that only meet padding
+    (while ``crop`` is on: always, but inside ``full_kernels``)."""
 
     def __init__(self, channels: int, kernel_size: int, stride: int = 1, padding: int = 0, bias: bool = False):
         super().__init__(channels, channels, kernel_size, stride, padding, groups=channels, bias=bias)
+        self.crop = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight, padding = live_taps(self.weight, x, self.stride, self.padding, self.dilation)
+        weight, padding = live_taps(self.weight, x, self.stride, self.padding, self.dilation) if self.crop else \
+            (self.weight, self.padding)
         return F.conv2d(x, weight, self.bias, self.stride, padding, self.dilation, self.groups)
 
 
@@ -95,6 +99,7 @@ class SlicedConv2d(nn.Conv2d):
                                  f"channels but the layer has {size}")
         _bind(self, "in_width", in_width)
         _bind(self, "out_width", out_width)
+        self.crop = True  # a depthwise conv skips the taps that only meet padding (see live_taps)
 
     def active_shape(self) -> tuple[int, int]:
         """(in, out) channels at the current decision."""
@@ -110,7 +115,7 @@ class SlicedConv2d(nn.Conv2d):
             weight, groups = self.weight[:c_out, :c_in], 1
         bias = None if self.bias is None else self.bias[:c_out]
         padding = self.padding
-        if self.depthwise:
+        if self.depthwise and self.crop:
             weight, padding = live_taps(weight, x, self.stride, self.padding, self.dilation)
         return F.conv2d(x, weight, bias, self.stride, padding, self.dilation, groups)
 

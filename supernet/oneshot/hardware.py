@@ -7,7 +7,6 @@ NNI predicted latency with nn-Meter (four fixed devices, REFERENCE-family §8). 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from ..arch import Arch
 from ..cost import CostModel
@@ -22,7 +21,8 @@ NN_METER = ("cortexA76cpu_tflite21", "adreno640gpu_tflite21", "adreno630gpu_tfli
 
 def hardware_cost(model, hardware, dummy_input) -> CostModel:
     """The model's cost model with the latency table ``hardware`` names attached."""
-    from ..latency import LatencyTable, build_table
+    from ..cost import LatencyTable
+    from ..cost.timing import build_table
     shape = tuple(dummy_input[1:])
     cost = CostModel(model, input_shape=shape)
     if isinstance(hardware, LatencyTable):
@@ -91,7 +91,7 @@ class ProxylessTrainer(OneShotTrainer):
         self._train(self.strategy)
 
     def export(self) -> Arch:
-        return self.strategy.export()
+        return self.strategy.final_arch()
 
 
 class FBNetTrainer(OneShotTrainer):
@@ -129,4 +129,4 @@ class FBNetTrainer(OneShotTrainer):
         self._train(self.strategy)
 
     def export(self) -> Arch:
-        return self.strategy.export()
+        return self.strategy.final_arch()

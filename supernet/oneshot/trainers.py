@@ -16,7 +16,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..arch import Arch, SearchSpace
-from ..config import SearchConfig, TrainConfig
+from ..search.config import SearchConfig
+from ..train.config import TrainConfig
 from ..strategies import DARTS, SPOS, StepContext, Strategy
 from ..train.loop import fit
 
@@ -72,11 +73,11 @@ class Metered(Strategy):
     def load_state_dict(self, state):
         self.inner.load_state_dict(state)
 
-    def export(self):
-        return self.inner.export()
+    def final_arch(self):
+        return self.inner.final_arch()
 
-    def export_info(self):
-        return self.inner.export_info()
+    def final_arch_info(self):
+        return self.inner.final_arch_info()
 
 
 class OneShotTrainer(BaseOneShotTrainer):
@@ -143,7 +144,7 @@ class SinglePathTrainer(OneShotTrainer):
         from ..cost import CostModel
         from ..data.loader import eval_loader, fixed_batches
         from ..search import CandidateEvaluator, EvolutionSearch
-        from ..train.device import resolve_device
+        from ..runtime.device import resolve_device
         s, device = self.search, resolve_device(self.device)
         recal = fixed_batches(IndexOnly(self.dataset_train), s.recal_batch_size, s.recal_batches, s.seed)
         val = list(eval_loader(self.dataset_valid, s.val_batch_size))
@@ -198,7 +199,7 @@ class DartsTrainer(OneShotTrainer):
         self._train(self.strategy, grad_clip=self.grad_clip)
 
     def export(self) -> Arch:
-        return self.strategy.export()
+        return self.strategy.final_arch()
 
 
 class EnasTrainer(OneShotTrainer):
@@ -256,4 +257,4 @@ class EnasTrainer(OneShotTrainer):
         self._train(self.strategy, grad_clip=self.grad_clip)
 
     def export(self) -> Arch:
-        return self.strategy.export()
+        return self.strategy.final_arch()

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..arch import Arch, SearchSpace
 from ..nn import LayerChoice
-from ..train.device import autocast
+from ..runtime.device import autocast
 from ..train.metrics import accuracy
 
 Batch = tuple[torch.Tensor, torch.Tensor]

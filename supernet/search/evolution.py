@@ -20,8 +20,8 @@ from typing import Callable, Optional
 
 from ..arch import Arch, SearchSpace
 from ..cost import Constraint, Constraints, CostModel
-from ..train import dist
-from ..train.metrics import progress_bar
+from ..runtime import dist
+from ..runtime.progress import progress_bar
 
 STATE_VERSION = 2
 # Settings a resume may change: how long the search runs, and how (not what) it computes.

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from ..typed import ConfigError, from_dict, to_dict
+from ..runtime.typed import ConfigError, from_dict, to_dict
 from .darts import DartsNetwork, DartsOptions
 from .enas import EnasMacro, EnasMicro, MacroOptions, MicroOptions
 from .fbnet import FBNet, FBNetOptions

@@ -29,8 +29,9 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..arch.fix import fix_module
 from ..nn.choices import InputChoice, LayerChoice
-from ..nn.layers import DropPath
+from ..nn.layers import DropPath, Zero
 
 OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
        "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")  # the paper's order (genotypes.py)
@@ -86,19 +87,6 @@ class SepConv(nn.Sequential):
     def __init__(self, c_in, c_out, kernel, stride, padding, affine):
         super().__init__(DilConv(c_in, c_in, kernel, stride, padding, 1, affine),
                          DilConv(c_in, c_out, kernel, 1, padding, 1, affine))
-
-
-class Zero(nn.Module):
-    """The ``none`` op: zeros, subsampled at stride 2. A weighted ``LayerChoice`` skips it."""
-
-    is_zero = True
-
-    def __init__(self, stride: int):
-        super().__init__()
-        self.stride = stride
-
-    def forward(self, x):
-        return x[:, :, ::self.stride, ::self.stride].mul(0.0)
 
 
 class FactorizedReduce(nn.Module):
@@ -160,7 +148,6 @@ class Node(nn.Module):
 
     def fixed(self) -> nn.Module:
         """The chosen edges only (``fix``): the others are neither built nor computed."""
-        from ..arch.fix import fix_module
         chosen = self.inputs.active
         ops = []
         for j in chosen:

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..arch.fix import fix_module
 from ..nn.choices import InputChoice, LayerChoice, NoneChosen
 from .darts import FactorizedReduce, ReLUConvBN, SepConv
 
@@ -133,7 +134,6 @@ class MacroLayer(nn.Module):
         return self.bn(out)  # (B, C, H, W) whatever the skip set
 
     def fixed(self) -> nn.Module:
-        from ..arch.fix import fix_module
         return FixedMacroLayer(fix_module(self.op), self.chosen(), fix_module(self.bn))
 
 
@@ -238,7 +238,6 @@ class MicroCell(nn.Module):
         return self.bn(out)
 
     def fixed(self) -> nn.Module:
-        from ..arch.fix import fix_module
         unused = self.unused()
         return FixedMicroCell(fix_module(self.pre0), fix_module(self.pre1), [fix_module(n) for n in self.nodes],
                               unused, [fix_module(self.combine[k]) for k in unused], fix_module(self.bn))

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..nn import DepthwiseConv2d, LayerChoice
+from ..nn.layers import Zero
 
 KERNELS = (3, 5, 7)
 EXPANSIONS = (3, 6)
@@ -88,15 +89,6 @@ class MBConv(nn.Sequential):
         layers += [DepthwiseConv2d(mid, kernel, stride, kernel // 2), nn.BatchNorm2d(mid), nn.ReLU6(inplace=True),
                    nn.Conv2d(mid, c_out, 1, bias=False), nn.BatchNorm2d(c_out)]
         super().__init__(*layers)
-
-
-class Zero(nn.Module):
-    """The 'zero' candidate: outputs zeros, so its block is just the identity shortcut."""
-
-    is_zero = True  # a weighted LayerChoice skips it (it adds nothing to a sum)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mul(0.0)
 
 
 class Block(nn.Module):

@@ -17,10 +17,11 @@ import importlib
 import inspect
 
 from ..arch import SearchSpace
-from ..typed import ConfigError, from_dict, to_dict
+from ..runtime.typed import ConfigError, from_dict, to_dict
 from .base import Plain, StepContext, Strategy
 from .darts import DARTS
-from .enas import ENAS, Controller
+from .controller import Controller
+from .enas import ENAS
 from .fairnas import FairNAS, fair_paths
 from .fbnet import FBNet
 from .proxyless import Proxyless

@@ -18,6 +18,7 @@ A new method is one subclass with a ``Config`` dataclass, registered in ``strate
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Optional
 
@@ -25,8 +26,10 @@ import torch
 from torch import nn
 
 from ..arch import Arch, SearchSpace
-from ..data.common import mix_seed
+from ..nn.choices import InputChoice
 from ..nn.layers import DropPath
+from ..runtime import dist
+from ..runtime.seeding import mix_seed
 
 
 @dataclass
@@ -119,12 +122,12 @@ class Strategy:
     def load_state_dict(self, state: dict) -> None:
         pass
 
-    def export(self) -> Optional[Arch]:
+    def final_arch(self) -> Optional[Arch]:
         """The architecture this strategy found, or None when a search must pick one (SPOS)."""
         return None
 
-    def export_info(self) -> dict:
-        """How ``export()`` chose its architecture, written into ``search/best_arch.json`` beside it."""
+    def final_arch_info(self) -> dict:
+        """How ``final_arch()`` chose its architecture, written into ``search/best_arch.json`` beside it."""
         return {}
 
     def arch_history(self) -> Optional[dict]:
@@ -137,12 +140,38 @@ class Strategy:
         return {}
 
 
+# --- what the strategies with weights per label (DARTS, Proxyless, FBNet) share -------------------
+@contextlib.contextmanager
+def frozen(model: nn.Module):
+    """The model's trainable parameters with ``requires_grad`` off for a while (then back on)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def argmax_arch(space: SearchSpace, labels: list[str], params: list[torch.Tensor]) -> Arch:
+    """Argmax per LayerChoice; the ``n_chosen`` largest inputs per InputChoice."""
+    arch = {}
+    for label, a in zip(labels, params):
+        c = space.choice(label)
+        if isinstance(c, InputChoice):
+            arch[label] = sorted(torch.topk(a.detach().cpu(), c.n_chosen).indices.tolist())
+        else:
+            arch[label] = int(a.detach().argmax())
+    return arch
+
+
 def weights_history(strategy: Strategy, labels: list[str], edges: dict | None = None) -> dict:
     """``arch_history()`` of a strategy with weights per label (DARTS, Proxyless, FBNet): its options,
     its snapshots (``strategy.history``) plus the final weights, and the architecture it exports."""
     return {"strategy": strategy.name, "options": {l: list(strategy.space.choice(l).values) for l in labels},
             "edges": edges or {}, "history": strategy.history + [{"step": None, "weights": strategy.probabilities()}],
-            "arch": strategy.export()}
+            "arch": strategy.final_arch()}
 
 
 def weights_state(key: str, params: list[torch.Tensor], optimizer: torch.optim.Optimizer, history: list) -> dict:
@@ -181,7 +210,6 @@ class Plain(Strategy):
     def train_step(self, step, x, y, ctx):
         model = ctx.model
         if self.drop_path:  # the masks: a function of (seed, step, rank)
-            from ..train import dist  # here: supernet.train imports this module
             gen = torch.Generator(ctx.device).manual_seed(mix_seed(self.seed, step, dist.rank()))
             for m in model.modules():
                 if isinstance(m, DropPath):

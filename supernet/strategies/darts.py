@@ -23,7 +23,6 @@ Export follows the paper's genotype rule: on each kept edge the argmax op other 
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -31,10 +30,10 @@ import torch
 from torch import nn
 
 from ..arch import Arch, SearchSpace
-from ..data.common import mix_seed
 from ..nn.choices import InputChoice, LayerChoice
-from ..train import dist
-from .base import StepContext, Strategy, load_weights_state_, weights_history, weights_state
+from ..runtime import dist
+from ..runtime.seeding import mix_seed
+from .base import StepContext, Strategy, frozen, load_weights_state_, weights_history, weights_state
 
 NONE = "none"  # an op that is never exported (DARTS' zero op)
 SKIP = "skip_connect"
@@ -176,7 +175,7 @@ class DARTS(Strategy):
         return [da - lr * h for da, h in zip(d_alpha, hvp)], val_loss
 
     # --- what it found ---------------------------------------------------------------------------
-    def export(self) -> Arch:
+    def final_arch(self) -> Arch:
         return derive(self.space, self.probabilities(), self.edges, self.config.max_skips)
 
     def arch_history(self) -> dict:
@@ -188,19 +187,6 @@ class DARTS(Strategy):
     def load_state_dict(self, state: dict) -> None:
         if state:
             self.history = load_weights_state_(state, "alpha", self.alpha, self.optimizer)
-
-
-@contextlib.contextmanager
-def frozen(model: nn.Module):
-    """The model's trainable parameters with ``requires_grad`` off for a while (then back on)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    try:
-        for p in params:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
 
 
 def _grads(loss: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:

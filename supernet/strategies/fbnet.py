@@ -30,13 +30,12 @@ import torch
 from torch import nn
 
 from ..arch import Arch, SearchSpace
-from ..data.common import mix_seed
 from ..nn.choices import ChannelChoice, InputChoice
-from ..train import dist
-from .base import StepContext, Strategy, load_weights_state_, weights_history, weights_state
-from .darts import frozen
-from .hardware import UNITS, ExpectedLatency, check_loss_settings, latency_table, log_latency
-from .proxyless import argmax_arch
+from ..runtime import dist
+from ..runtime.seeding import mix_seed
+from .base import (StepContext, Strategy, argmax_arch, frozen, load_weights_state_, weights_history,
+                   weights_state)
+from .latency_loss import UNITS, ExpectedLatency, check_loss_settings, latency_table, log_latency
 
 
 class FBNet(Strategy):
@@ -161,7 +160,7 @@ class FBNet(Strategy):
         return grads
 
     # --- what it found ---------------------------------------------------------------------------
-    def export(self) -> Arch:
+    def final_arch(self) -> Arch:
         return argmax_arch(self.space, self.labels, self.theta)
 
     def arch_history(self) -> dict:

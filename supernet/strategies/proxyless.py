@@ -44,12 +44,13 @@ import torch
 from torch import nn
 
 from ..arch import Arch, SearchSpace
-from ..data.common import mix_seed
 from ..nn.choices import ChannelChoice, InputChoice, LayerChoice
-from ..train import dist
-from .base import StepContext, Strategy, load_weights_state_, weights_history, weights_state
-from .darts import frozen
-from .hardware import LOSSES, UNITS, ExpectedLatency, check_loss_settings, latency_table, log_latency
+from ..nn.layers import Zero
+from ..runtime import dist
+from ..runtime.seeding import mix_seed
+from .base import (StepContext, Strategy, argmax_arch, frozen, load_weights_state_, weights_history,
+                   weights_state)
+from .latency_loss import LOSSES, UNITS, ExpectedLatency, check_loss_settings, latency_table, log_latency
 
 MODES = ("full_v2", "two")
 
@@ -111,8 +112,8 @@ class Proxyless(Strategy):
                                  f"'mean'; '{label}' has n_chosen={c.n_chosen}, reduction={c.reduction!r}")
         self.labels = list(space.labels)
         self.table = latency_table(cost, "strategy.latency_loss") if self.config.latency_loss else None
-        self.zero = {l: [i for i, m in enumerate(self._layer(l)._list if self._layer(l) else [])
-                         if getattr(m, "is_zero", False)] for l in self.labels}
+        self.zero = {l: [i for i, m in enumerate(self._layer(l).candidates.values() if self._layer(l) else [])
+                         if isinstance(m, Zero)] for l in self.labels}
         self.alpha: list[nn.Parameter] = []
         self.optimizer: Optional[torch.optim.Adam] = None
         self.latency: Optional[ExpectedLatency] = None
@@ -261,7 +262,7 @@ class Proxyless(Strategy):
             def backward_hook(grad):
                 with torch.no_grad():
                     for k in others:
-                        if not getattr(module[k], "is_zero", False):
+                        if not isinstance(module[k], Zero):
                             out[k] += (module[k](*args) * grad).sum()  # ∂L/∂g_k = Σ(o_k ⊙ ∂L/∂y)
             y.register_hook(backward_hook)
         return forward_hook
@@ -276,7 +277,7 @@ class Proxyless(Strategy):
         return ce + c.latency_lambda * (lat - c.ref_latency) / c.ref_latency  # CE + λ (E[LAT] − ref) / ref
 
     # --- what it found ---------------------------------------------------------------------------
-    def export(self) -> Arch:
+    def final_arch(self) -> Arch:
         return argmax_arch(self.space, self.labels, self.alpha)
 
     def arch_history(self) -> dict:
@@ -288,15 +289,3 @@ class Proxyless(Strategy):
     def load_state_dict(self, state: dict) -> None:
         if state:
             self.history = load_weights_state_(state, "alpha", self.alpha, self.optimizer)
-
-
-def argmax_arch(space: SearchSpace, labels: list[str], params: list[torch.Tensor]) -> Arch:
-    """Argmax per LayerChoice; the ``n_chosen`` largest inputs per InputChoice."""
-    arch = {}
-    for label, a in zip(labels, params):
-        c = space.choice(label)
-        if isinstance(c, InputChoice):
-            arch[label] = sorted(torch.topk(a.detach().cpu(), c.n_chosen).indices.tolist())
-        else:
-            arch[label] = int(a.detach().argmax())
-    return arch

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..arch import Arch, SearchSpace
-from ..cost import Constraints, CostModel, fmt_count
+from ..cost import Constraints, CostModel
+from ..runtime.units import fmt_count
 from .base import Strategy
 
 

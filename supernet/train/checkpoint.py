@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..io import atomic_write
+from ..runtime.io import atomic_write
 
 FORMAT_VERSION = 1
 MAGIC = b"supernet-checkpoint sha256="

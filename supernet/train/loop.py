@@ -20,14 +20,16 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..data.common import mix_seed
 from ..data.loader import StepBatches, eval_loader, split_held_out, train_loader
+from ..nn import SlicedBatchNorm2d
+from ..runtime import dist
+from ..runtime.device import autocast, memory_format, resolve_device
+from ..runtime.progress import progress_bar
+from ..runtime.seeding import mix_seed
 from ..strategies.base import Plain, StepContext, Strategy
 from .checkpoint import (CheckpointError, load_latest, prune_checkpoints, remove_stale_temp_files, rng_state,
                          save_checkpoint, set_rng_state, step_checkpoints)
-from . import dist
-from .device import autocast, memory_format, resolve_device
-from .metrics import MetricsLog, accuracy, progress_bar
+from .metrics import MetricsLog, accuracy
 from .optim import build_optimizer, lr_at, set_lr, step_on_path
 
 
@@ -233,7 +235,6 @@ class NullLog:
 
 
 def _sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
-    from ..nn import SlicedBatchNorm2d
     if device.type != "cuda":
         raise ValueError("sync_bn needs CUDA: PyTorch's SyncBatchNorm has no CPU kernel; set sync_bn=false")
     if any(isinstance(m, SlicedBatchNorm2d) for m in model.modules()):

@@ -2,19 +2,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from ..io import atomic_write, note_append
-
-
-def progress_bar(**kwargs) -> tqdm:
-    """tqdm that redraws often on a terminal, and only every 30 s into a log file."""
-    interactive = sys.stderr.isatty()
-    return tqdm(mininterval=0.2 if interactive else 30.0, dynamic_ncols=True, **kwargs)
+from ..runtime.io import atomic_write
 
 
 def accuracy(logits: torch.Tensor, target: torch.Tensor, ks=(1, 5)) -> list[int]:
@@ -46,7 +38,6 @@ class MetricsLog:
     def log(self, record: dict) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
-        note_append()
         if self.writer is not None:
             for k, v in record.items():
                 if k != "step" and isinstance(v, (int, float)):

@@ -7,7 +7,7 @@ from torch.utils.data import TensorDataset
 
 import supernet.oneshot.nn as nn  # in place of: import nni.retiarii.nn.pytorch as nn
 from supernet import SearchSpace
-from supernet.config import SearchConfig
+from supernet.search.config import SearchConfig
 from supernet.oneshot import BaseOneShotTrainer, SinglePathTrainer
 
 

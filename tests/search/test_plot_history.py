@@ -2,7 +2,7 @@
 import numpy as np
 from PIL import Image
 
-from supernet.search.plot import plot_arch_history
+from supernet.pipeline.plots import plot_arch_history
 
 OPS = ["none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
        "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"]

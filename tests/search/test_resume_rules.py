@@ -3,7 +3,6 @@ scored cannot change on resume (each difference is named); generations may grow.
 no legal candidate is a warning with counts."""
 import dataclasses
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from supernet.cost import Constraints
 from supernet.search import EvolutionSearch
 from supernet.search.evolution import SearchStateError
 
+from ..conftest import child_env
 from ..test_pipeline import TINY
 from .test_search import Recorder, small_search
 
@@ -120,7 +120,7 @@ def test_search_resume_after_the_supernet_changed_is_refused(searched, tmp_path,
 
 
 def _search_killed(run, *args, kill_at_write):
-    env = {**os.environ, "SUPERNET_KILL_AT_WRITE": str(kill_at_write)}
+    env = child_env(kill_at_write)
     p = subprocess.run([sys.executable, "-m", "supernet", "search", "--run-dir", str(run), *args], env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert p.returncode == -signal.SIGKILL, p.stderr.decode()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from supernet import SearchSpace
-from supernet.config import SearchConfig
+from supernet.search.config import SearchConfig
 from supernet.cost import Constraints, CostModel
 from supernet.search import CandidateEvaluator, EvolutionSearch, recalibrate_bn
 

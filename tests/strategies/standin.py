@@ -1,7 +1,7 @@
 """A stand-in latency table for tests: the cost model's FLOPs groups read as milliseconds (flops x scale),
 as a real ``LatencyTable`` attached to the model's ``CostModel`` (what the pipeline hands a strategy)."""
 from supernet.cost import CostModel
-from supernet.latency import LatencyTable
+from supernet.cost import LatencyTable
 
 
 def standin_cost(model, input_shape=None, scale=1e-6, overhead_ms=0.0) -> CostModel:

@@ -139,7 +139,7 @@ def test_cost_model_counts_the_kept_edges_exactly(options):
 
 
 def test_a_weighted_choice_skips_the_zero_op_exactly():
-    from supernet.spaces.darts import Zero
+    from supernet.nn.layers import Zero
     torch.manual_seed(0)
     conv = nn.Conv2d(3, 3, 3, padding=1)
     choice = LayerChoice([Zero(1), conv], label="e")
@@ -157,7 +157,7 @@ def test_a_weighted_choice_skips_the_zero_op_exactly():
 
 
 def test_the_first_order_step_freezes_the_weights_without_changing_the_alpha_gradient():
-    from supernet.strategies.darts import frozen
+    from supernet.strategies.base import frozen
     model = _darts().train()
     strategy = DARTS(SearchSpace(model), DARTS.Config(init_scale=1.0), seed=0)
     strategy.setup(torch.device("cpu"))

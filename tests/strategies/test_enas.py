@@ -8,7 +8,7 @@ from torch import nn
 
 from supernet import InputChoice, LayerChoice, SearchSpace
 from supernet.strategies import ENAS, StepContext, check_settings
-from supernet.typed import ConfigError
+from supernet.runtime.typed import ConfigError
 
 
 class Toy(nn.Module):
@@ -92,7 +92,7 @@ def test_export_is_the_best_of_n_samples_by_held_out_reward_or_the_greedy_decode
     best.setup(torch.device("cpu"))
     found = best.choose(ctx, step=9)
     with torch.no_grad():  # the same 30 candidates, scored independently
-        candidates = best.controller.sample(30, torch.Generator().manual_seed(__import__("supernet").strategies.enas.mix_seed(1, 3))).archs
+        candidates = best.controller.sample(30, torch.Generator().manual_seed(__import__("supernet").runtime.seeding.mix_seed(1, 3))).archs
     scores = [(y == a["op_0"]).float().mean().item() for a in candidates]
     assert found["arch"] == candidates[scores.index(max(scores))] and found["arch"]["op_0"] == 2
     assert found["held_out_score"] == max(scores) == 5 / 8 and "best of 30" in found["chosen_by"]

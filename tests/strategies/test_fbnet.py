@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from supernet import SearchSpace
-from supernet.config import OptimConfig, TrainConfig
+from supernet.train.config import OptimConfig, TrainConfig
 from supernet.data import DataConfig, build_data
-from supernet.data.common import mix_seed
+from supernet.runtime.seeding import mix_seed
 from supernet.train.metrics import read_metrics
 from supernet.strategies import FBNet, StepContext, build_strategy, check_settings
 
@@ -54,7 +54,7 @@ def test_theta_gradient_uses_one_gumbel_sample_for_output_and_latency():
     with torch.no_grad():
         s.theta[0].copy_(torch.tensor([0.1, 2.0, -1.0]))
         s.theta[1].copy_(torch.tensor([3.0, 2.0, 2.5]))
-    assert s.export() == {"a": 1, "b": 0}
+    assert s.final_arch() == {"a": 1, "b": 0}
 
 
 def test_temperature_follows_the_schedule_in_steps():

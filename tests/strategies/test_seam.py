@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from supernet import LayerChoice, SearchSpace
-from supernet.config import OptimConfig, TrainConfig
+from supernet.train.config import OptimConfig, TrainConfig
 from supernet.data import DataConfig, build_data
 from supernet.data.loader import split_held_out
 from supernet.strategies import STRATEGIES, build_strategy, check_settings, fair_paths
@@ -83,7 +83,7 @@ def test_a_resumed_run_of_every_strategy_is_bitwise_the_uninterrupted_one(tmp_pa
                                           data.train, cfg, at=3)
     if name == "enas":  # two controller phases moved the controller and the baseline; the export is in the state
         assert [h["step"] for h in full["strategy"]["history"]] == [2, 4] and full["strategy"]["baseline"] != 0
-        assert full["strategy"]["found"]["step"] == 5 and s_full.export() is not None
+        assert full["strategy"]["found"]["step"] == 5 and s_full.final_arch() is not None
         assert "controller_reward" in read_metrics(tmp_path / "full" / "metrics.jsonl")[2]
     if name == "learned-sampling":  # the state really moved: θ, Adam's moments, the baseline
         assert full["strategy"]["baseline"] != 0 and any(t.abs().sum() > 0 for t in full["strategy"]["theta"].values())

@@ -10,10 +10,11 @@ import torch
 from torch import nn
 
 from supernet import LayerChoice, SearchSpace, fix
-from supernet.config import OptimConfig, TrainConfig
+from supernet.train.config import OptimConfig, TrainConfig
 from supernet.data import DataConfig, build_data
 from supernet.strategies import DARTS, ENAS, SPOS, FBNet, Proxyless
-from supernet.train import dist, fit
+from supernet.runtime import dist
+from supernet.train import fit
 
 
 class NoBN(nn.Module):

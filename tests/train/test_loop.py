@@ -4,10 +4,9 @@ import pytest
 import torch
 
 from supernet import SearchSpace
-from supernet.config import OptimConfig, TrainConfig
+from supernet.train.config import OptimConfig, TrainConfig
 from supernet.data import DataConfig, build_data
 from supernet.train import TrainingError, fit, load_checkpoint
-from supernet.train.device import keep_freed_memory
 from supernet.strategies import SPOS, Strategy
 from supernet.train.optim import SGD, build_optimizer, lr_at, step_on_path
 
@@ -76,39 +75,6 @@ def test_fused_sgd_updates_like_the_for_loop_sgd(on_path):
     assert SGD([torch.zeros(1, requires_grad=True)], lr=0.1).defaults["fused"]  # torch 2.13 has fused CPU SGD
     for w, a, b in zip(weights, *runs):
         assert torch.allclose(a, b, rtol=1e-6, atol=1e-7) and not torch.equal(w, a)
-
-
-FAULTS = """
-import ctypes, resource, sys, torch
-from supernet.train.device import keep_freed_memory
-# glibc's default mmap threshold (128 KiB) set explicitly: that turns off its dynamic threshold,
-# whose state depends on the heap's layout and left 1 MiB blocks unreturned in about 1 run of 4.
-assert ctypes.CDLL(None).mallopt(-3, 128 << 10) == 1
-def faults():  # a training step's pattern: many activations, all freed at the end of the step
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(5):
-        acts = [torch.ones(1 << 18) for _ in range(64)]  # 64 x 1 MiB
-        del acts
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-faults()
-if sys.argv[1] == "keep":
-    assert keep_freed_memory()
-    faults()
-print(faults())
-"""
-
-
-def test_keep_freed_memory_stops_the_page_faults_of_a_step(monkeypatch):
-    import subprocess
-    import sys
-    monkeypatch.setenv("SUPERNET_MALLOC", "default")
-    assert keep_freed_memory() is False  # the opt-out leaves glibc alone
-    if not sys.platform.startswith("linux"):
-        pytest.skip("mallopt is glibc's")
-    monkeypatch.delenv("SUPERNET_MALLOC")
-    default, kept = (int(subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True,
-                                        check=True).stdout) for mode in ("default", "keep"))
-    assert default > 5 * 64 * 256 / 2 and kept < default / 20  # glibc re-faults the pages of each trimmed MiB
 
 
 def test_unsampled_choices_are_not_moved_by_momentum_or_weight_decay(tmp_path):

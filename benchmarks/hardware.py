@@ -1,4 +1,4 @@
-"""``supernet bench`` rows for the hardware-aware strategies (Proxyless, FBNet), as ratios in one process.
+"""The hardware-aware strategies' figures (ProxylessNAS, FBNet), measured as ratios in one process.
 
 - **proxyless step**: the ``proxyless`` strategy's weight step (one path drawn from p, SGD on that
   path) and its architecture step in both gradient modes (``full_v2`` and ``two`` gates on a
@@ -17,12 +17,12 @@
   This is what any implementation that re-runs the candidates must pay if FLOPs cost the same
   in every kernel; the measured ratios sit beside it.
 - **memory**: the peak of what a step allocates (activations, gradients, temporaries), and that
-  plus the resident weights and optimizer state (``bench.peak_step_bytes``), of the larger of the
+  plus the resident weights and optimizer state (``common.peak_step_bytes``), of the larger of the
   two step kinds, against the fixed argmax subnet and the largest fixed subnet (most FLOPs) of the
   space, and against a first-order DARTS step (every candidate mixed by softmax(α)) on the same
   space. The resident part is the whole supernet's weights, which every weight-sharing method holds.
 
-The setting is the NNI peer's Proxyless job (``../shared/peers/nni/family_cpu.py``): the ImageNet
+The setting is the NNI peer's Proxyless job (``family_cpu.py``): the ImageNet
 space at width 0.5, 3x32x32 inputs, 10 classes, batch 16, SGD with momentum. No latency term is
 timed (one small contraction per step). With ``--nni-family FILE`` the peer's Proxyless and
 GumbelDARTS rows on that space are printed beside ours (``nni_hardware``).
@@ -33,39 +33,22 @@ import random
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from .arch import SearchSpace, fix
-from .cost import CostModel
-from .spaces import create
-from .strategies import DARTS, FBNet, Proxyless
-from .strategies.proxyless import MODES
-from .train.optim import step_on_path
+from supernet.arch import SearchSpace, fix
+from supernet.cost import CostModel
+from supernet.nn.choices import LayerChoice
+from supernet.spaces import create
+from supernet.strategies import DARTS, FBNet, Proxyless
+from supernet.strategies.proxyless import MODES
+from supernet.train.optim import step_on_path
+
+from .common import Table, peak_step_bytes, peer_rows, rounds, sgd, step_context, summary, train_step
 
 HARDWARE_SETTING = dict(size=32, batch=16, classes=10, width_mult=0.5, arch_every=5, seed=0, options={})
 
 
-def _rounds(forms: dict, seconds: float, min_rounds: int, seed: int, desc: str, progress: bool) -> dict:
-    """Interleaved rounds of ``forms`` (name -> callable(round)), in a shuffled order each round."""
-    from .train.metrics import progress_bar
-    times = {k: [] for k in forms}
-    t_end = time.perf_counter() + seconds
-    bar = progress_bar(desc=desc, unit="round", disable=not progress, leave=False)
-    r = 0
-    while r < min_rounds or time.perf_counter() < t_end:
-        order = list(forms)
-        random.Random(seed + r).shuffle(order)
-        for k in order:
-            t0 = time.perf_counter()
-            forms[k](r)
-            times[k].append(time.perf_counter() - t0)
-        r += 1
-        bar.update(1)
-    bar.close()
-    return times
-
-
 def _setup(space_name: str, s: dict):
-    from .bench import _sgd
     torch.manual_seed(s["seed"])
     net = create(space_name, input_size=s["size"], num_classes=s["classes"], width_mult=s["width_mult"],
                  **s["options"]).train()
@@ -77,7 +60,7 @@ def _setup(space_name: str, s: dict):
     arch = space.sample(random.Random(s["seed"]))  # the argmax path
     fixed = fix(net, arch).train()
     largest = fix(net, CostModel(net).extreme_arch("flops", largest=True)).train()
-    return net, space, (x, y), (xv, yv), arch, fixed, _sgd(fixed), largest, _sgd(net)
+    return net, space, (x, y), (xv, yv), arch, fixed, sgd(fixed), largest, sgd(net)
 
 
 def _pin(params: list[torch.Tensor], space: SearchSpace, labels: list[str], arch: dict) -> None:
@@ -89,19 +72,14 @@ def _pin(params: list[torch.Tensor], space: SearchSpace, labels: list[str], arch
 
 
 def _memory(strategy_steps: dict, net, opt, x, y, fixed, largest) -> dict:
-    from .bench import _sgd, _train_step, peak_step_bytes
     out = {k: peak_step_bytes(lambda m, o, x_, y_, f=f: f(x_, y_), net, opt, x, y) for k, f in strategy_steps.items()}
-    out["fixed_argmax"] = peak_step_bytes(_train_step, fixed, _sgd(fixed), x, y)
-    out["fixed_largest"] = peak_step_bytes(_train_step, largest, _sgd(largest), x, y)
+    out["fixed_argmax"] = peak_step_bytes(train_step, fixed, sgd(fixed), x, y)
+    out["fixed_largest"] = peak_step_bytes(train_step, largest, sgd(largest), x, y)
     return out
 
 
 def full_v2_flops(net, space: SearchSpace, arch: dict, x: torch.Tensor, k: int) -> dict:
     """The FLOP model of a full_v2 schedule (module docstring): F, O and the implied ratios."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from .nn.choices import LayerChoice
-
     def flops(f) -> int:
         with FlopCounterMode(display=False) as c:
             f()
@@ -117,18 +95,17 @@ def full_v2_flops(net, space: SearchSpace, arch: dict, x: torch.Tensor, k: int) 
         for h in hooks:
             h.remove()
     with torch.no_grad():
-        others = sum(flops(lambda: op(*args)) for m, args in inputs for i, op in enumerate(m._list) if i != m.active)
+        others = sum(flops(lambda: op(*args)) for m, args in inputs for i, op in enumerate(m.candidates.values()) if i != m.active)
     arch_step = (2 * fwd + others) / (3 * fwd)
     return {"forward_flops": fwd, "other_candidates_flops": others, "arch_over_fixed": arch_step,
             "average_over_fixed": 1 + arch_step / k}
 
 
 def _darts_memory(net, space, x, y, xv, yv) -> dict:
-    from .bench import _context, _sgd, peak_step_bytes
     darts = DARTS(space)
     darts.setup(torch.device("cpu"))
-    opt = _sgd(net, lr=0.025, weight_decay=3e-4)
-    ctx = _context(net, opt, held_out=lambda i: (xv, yv))
+    opt = sgd(net, lr=0.025, weight_decay=3e-4)
+    ctx = step_context(net, opt, held_out=lambda i: (xv, yv))
 
     def step(m, o, x_, y_):
         darts.train_step(1, x_, y_, ctx)
@@ -140,7 +117,6 @@ def _darts_memory(net, space, x, y, xv, yv) -> dict:
 
 
 def bench_proxyless(seconds: float, min_rounds: int, progress: bool = True, setting: dict | None = None) -> dict:
-    from .bench import _context, _train_step, summary
     s = {**HARDWARE_SETTING, **(setting or {})}
     net, space, (x, y), (xv, yv), arch, fixed, fixed_opt, largest, opt = _setup("proxyless", s)
     k = s["arch_every"]
@@ -151,7 +127,7 @@ def bench_proxyless(seconds: float, min_rounds: int, progress: bool = True, sett
         st.setup(torch.device("cpu"))
         _pin(st.alpha, space, st.labels, arch)
     strategy = strategies["full_v2"]
-    ctx = _context(net, opt, held_out=lambda i: (xv, yv))
+    ctx = step_context(net, opt, held_out=lambda i: (xv, yv))
     assert strategy.sample_path(1) == arch and strategy.draw(0)[1] == {l: [v] for l, v in arch.items()}
 
     def weight(r):  # a step with no α update: (k*r + 1) % k != 0
@@ -165,11 +141,11 @@ def bench_proxyless(seconds: float, min_rounds: int, progress: bool = True, sett
             _pin(st.alpha, space, st.labels, arch)  # Adam moved α a little: keep the same paths
         return step
 
-    forms = {"fixed": lambda r: _train_step(fixed, fixed_opt, x, y), "weight": weight,
+    forms = {"fixed": lambda r: train_step(fixed, fixed_opt, x, y), "weight": weight,
              **{f"arch_{mode}": arch_step(mode) for mode in MODES}}
     for f in forms.values():  # warm-up: oneDNN primitives, Adam's state
         f(0)
-    t = _rounds(forms, seconds, min_rounds, s["seed"], "proxyless step rounds", progress)
+    t = rounds(forms, seconds, min_rounds, s["seed"], "proxyless step rounds", progress)
     modes = {}
     for mode in MODES:
         a = t[f"arch_{mode}"]
@@ -189,14 +165,13 @@ def bench_proxyless(seconds: float, min_rounds: int, progress: bool = True, sett
 
 
 def bench_fbnet(seconds: float, min_rounds: int, progress: bool = True, setting: dict | None = None) -> dict:
-    from .bench import _context, _train_step, summary
     s = {**HARDWARE_SETTING, **(setting or {})}
     net, space, (x, y), (xv, yv), arch, fixed, fixed_opt, largest, opt = _setup("fbnet", s)
     strategy = FBNet(space, FBNet.Config(latency_loss=None), seed=s["seed"])
     strategy.setup(torch.device("cpu"))
     _pin(strategy.theta, space, strategy.labels, arch)
-    assert strategy.export() == arch
-    ctx = _context(net, opt, held_out=lambda i: (xv, yv))
+    assert strategy.final_arch() == arch
+    ctx = step_context(net, opt, held_out=lambda i: (xv, yv))
 
     def weight(r):
         strategy.space.set_weights(strategy.gumbel(r, 1, detach=True))
@@ -211,10 +186,10 @@ def bench_fbnet(seconds: float, min_rounds: int, progress: bool = True, setting:
         strategy.optimizer.step()
         strategy.optimizer.zero_grad(set_to_none=True)
 
-    forms = {"fixed": lambda r: _train_step(fixed, fixed_opt, x, y), "weight": weight, "arch": theta}
+    forms = {"fixed": lambda r: train_step(fixed, fixed_opt, x, y), "weight": weight, "arch": theta}
     for f in forms.values():
         f(0)
-    t = _rounds(forms, seconds, min_rounds, s["seed"], "fbnet step rounds", progress)
+    t = rounds(forms, seconds, min_rounds, s["seed"], "fbnet step rounds", progress)
     memory = _memory({"weight_step": lambda x_, y_: weight(0), "arch_step": lambda x_, y_: theta(0)},
                      net, opt, x, y, fixed, largest)
     return {"setting": {**s, "space": "fbnet", "params": sum(p.numel() for p in net.parameters())},
@@ -225,7 +200,8 @@ def bench_fbnet(seconds: float, min_rounds: int, progress: bool = True, setting:
             "memory": memory}
 
 
-def hardware_rows(name: str, d: dict, row, memory_line, text) -> None:
+def rows(name: str, d: dict, table: Table) -> None:
+    row, memory_line, text = table.row, table.memory, table.text
     s = d["setting"]
     row(f"{name} ({s['space']} x{s['width_mult']}, {s['size']}px, b{s['batch']}): weight step / fixed argmax subnet",
         d["weight_over_fixed"])
@@ -269,7 +245,6 @@ def hardware_rows(name: str, d: dict, row, memory_line, text) -> None:
 
 def nni_hardware(raw: dict) -> dict:
     """NNI 3.0's Proxyless and GumbelDARTS rows on its ProxylessNAS space (``family_cpu.py --json``)."""
-    from .bench_family import peer_rows
     rows = peer_rows(raw)
     out = {}
     for name, peer in (("proxyless", "Proxyless"), ("fbnet", "GumbelDARTS")):
@@ -279,3 +254,5 @@ def nni_hardware(raw: dict) -> dict:
                          "ratio_to_fixed_interleaved": r.get("ratio_to_fixed_interleaved"),
                          "growth_mb": r.get("growth_mb"), "versions": raw.get("meta", {}).get("versions")}
     return out
+
+

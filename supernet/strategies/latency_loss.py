@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional
 
 import torch
 
 from ..arch import SearchSpace
-from ..typed import ConfigError
+from ..runtime.typed import ConfigError
 
 LOSSES = ("mul#log", "add#linear")
 UNITS = {"ms": 1.0, "us": 1000.0}

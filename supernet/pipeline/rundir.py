@@ -1,4 +1,9 @@
-"""Owning a run directory: one process at a time, and a forced restart that cannot lose the old run.
+"""The run directory: one process at a time, a forced restart that cannot lose the old run, and
+the config record.
+
+Every stage runs inside ``owning(run_dir, stage)``: the directory is created and proven writable,
+then locked (finishing any forced restart a killed process left), before anything is read from it.
+A training stage passes ``fitting(...)``'s hooks to ``supernet.train.fit``.
 
 **The lock.** Every stage holds ``RUN/.lock`` with ``fcntl.flock`` for its whole life. The kernel
 drops a flock when its process dies, however it dies (SIGKILL included), so a lock left behind by
@@ -29,8 +34,12 @@ import time
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .io import write_text
-from .train import dist
+from ..runtime import dist
+from ..runtime.io import write_text
+from ..runtime.typed import ConfigError
+from ..train.checkpoint import CheckpointError
+from ..train.loop import TrainingError
+from .config import RunConfig, dump_config
 
 LOCK_NAME = ".lock"
 REPLACED = ".replaced"  # RUN/.replaced/STAGE/{old/, config.yaml}: forced restarts not yet committed
@@ -40,6 +49,71 @@ _held: dict[Path, int] = {}  # run dirs this process holds -> nesting depth (a d
 
 class RunDirInUse(ValueError):
     """Another process holds the run directory."""
+
+
+def writable_run_dir(run_dir: Path) -> None:
+    """Create ``run_dir`` and prove it is writable, before any work is done."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write the run directory {run_dir}: {e.strerror}; choose another --run-dir") from None
+
+
+@contextlib.contextmanager
+def owning(run_dir: Path, stage: str, every_rank: bool = True) -> Iterator[None]:
+    """Hold ``run_dir`` for ``stage`` (``run_lock``), once it is known to be writable.
+
+    Taken before the stage reads anything from the run directory: a forced restart that a killed
+    process left half done is finished on entry and may change what is there.
+    """
+    if dist.is_main():
+        writable_run_dir(run_dir)
+    with run_lock(run_dir, stage, every_rank=every_rank):
+        yield
+
+
+def require_run(run_dir: Path) -> None:
+    """A later stage needs a run directory that train-supernet made (checked before it is locked)."""
+    if not (run_dir / "config.yaml").is_file() and not (run_dir / REPLACED).is_dir():
+        raise ConfigError(f"{run_dir} has no config.yaml: run 'supernet train-supernet --run-dir {run_dir}' first")
+
+
+def refuse_overwrite(paths: list[Path], force: bool) -> None:
+    """A stage that would replace files it wrote before needs ``--force``."""
+    existing = [p for p in paths if p.exists()]
+    if existing and not force:
+        raise CheckpointError(f"{existing[0]} already exists; pass --force to replace it (or use a new --run-dir)")
+
+
+def record_config(run_dir: Path, cfg: RunConfig) -> None:
+    """Save the resolved config once a stage's checks have passed (a refused stage changes nothing)."""
+    text = dump_config(cfg)
+    path = run_dir / "config.yaml"
+    if not path.is_file() or path.read_text() != text:
+        writable_run_dir(run_dir)
+        write_text(path, text)
+
+
+@contextlib.contextmanager
+def fitting(run_dir: Path, folder: str, cfg: RunConfig, resume: bool, force: bool) -> Iterator[dict]:
+    """The hooks ``supernet.train.fit`` takes to train into ``RUN/folder`` (``on_start``, ``on_log``).
+
+    A first start records ``config.yaml`` once every check has passed. A forced restart
+    (``Replacement``) keeps the old folder and ``config.yaml`` until the new run's first checkpoint,
+    and puts them back if it fails before; its ``TrainingError`` then says so.
+    """
+    with replacing(run_dir, folder, dump_config(cfg), force and not resume) as rep:
+        try:
+            yield {"on_start": (lambda: record_config(run_dir, cfg)) if rep is None else None,
+                   "on_log": None if rep is None else lambda record: rep.commit_if_ready()}
+        except TrainingError as e:
+            if rep is not None and not rep.commit_if_ready():
+                raise TrainingError(f"{e}; --force changed nothing: the earlier {folder} is still in "
+                                    f"{run_dir / folder}") from None
+            raise
 
 
 @contextlib.contextmanager

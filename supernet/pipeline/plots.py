@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..io import atomic_write
+from ..runtime.io import atomic_write
 
 
 def plot_search(results: list[dict], path: Path, upper: float | None = None, lower: float | None = None,

@@ -1,76 +1,37 @@
-"""The pipeline's configuration: one typed section per stage, read from YAML plus overrides."""
+"""The pipeline's configuration: one typed section per stage, read from YAML plus overrides.
+
+Each section's dataclass lives with the code that reads it (``DataConfig`` in ``supernet.data``,
+``TrainConfig`` in ``supernet.train``, ``SearchConfig`` in ``supernet.search``, ``LatencyConfig`` in
+``supernet.cost``, ``ExportConfig`` in ``supernet.export``); ``RunConfig`` gathers them.
+"""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional, get_type_hints
+from typing import get_type_hints
 
 import yaml
 
-from .data import DataConfig, check_seed
-from .strategies import check_settings, strategy_class
-from .typed import ConfigError, from_dict, merge, parse_overrides, to_dict
+from ..cost.latency import LatencyConfig
+from ..data import DataConfig
+from ..export import ExportConfig
+from ..runtime.typed import ConfigError, from_dict, merge, parse_overrides, to_dict
+from ..search.config import SearchConfig
+from ..strategies import check_settings, strategy_class
+from ..train.config import TrainConfig
 
-__all__ = ["ConfigError", "from_dict", "to_dict", "parse_overrides", "merge", "load_config", "dump_config",
-           "scope_overrides", "RunConfig", "SECTIONS", "SpaceConfig", "OptimConfig", "TrainConfig", "RetrainConfig", "SearchConfig",
-           "ExportConfig", "LatencyConfig"]
+PACKAGED_CONFIGS = Path(__file__).parents[1] / "configs"
+# Keys a later stage may change besides its own section: where the data lives and how it is read.
+# The latency target may be set at any stage: the table is checked against the model whenever it is used.
+SHARED_KEYS = {"data": {"root", "num_workers"},
+               "latency": {"table", "backend", "device", "threads", "batch", "device_name"}}
 
 
 @dataclass
 class SpaceConfig:
     name: str = "shufflenet-cifar"              # a registered space (supernet info lists them)
     options: dict = field(default_factory=dict)  # space options; num_classes/in_channels/input_size come from the data
-
-
-@dataclass
-class OptimConfig:
-    lr: float = 0.5                  # official SPOS base LR at batch 1024 (scale it with the batch)
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 4e-5       # applied to weights with ndim > 1 only: no decay on BN or biases
-    schedule: Literal["linear", "cosine", "constant"] = "linear"  # official: linear decay to 0 per step
-    warmup_steps: int = 0            # linear warm-up from 0 (the official recipe has none)
-    label_smoothing: float = 0.1     # official: 0.1
-
-    def __post_init__(self):
-        for k in ("lr", "weight_decay", "momentum", "label_smoothing"):
-            if getattr(self, k) < 0:
-                raise ValueError(f"{k} must be >= 0, got {getattr(self, k)}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-
-
-@dataclass
-class TrainConfig:
-    """A training stage: the supernet (under the strategy section's method) or a retrain."""
-
-    steps: int = 1000                # optimizer steps (the official supernet: 150,000 at batch 1024)
-    batch_size: int = 64             # global batch: per-process batch x number of processes
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    checkpoint_every: int = 500      # steps between checkpoints (official: 10,000)
-    keep_checkpoints: int = 2        # step-*.pt files kept besides last.pt
-    log_every: int = 10              # steps between metrics.jsonl lines
-    seed: int = 0                    # paths, batches and augmentation are functions of (seed, step)
-    device: str = "auto"             # auto = cuda if available, else cpu
-    amp: bool = True                 # bf16 autocast on CUDA (ignored on CPU)
-    channels_last: bool = True       # on CUDA (ignored on CPU)
-    sync_bn: bool = False            # under torchrun on CUDA: BatchNorm statistics over the global batch
-    progress: bool = True            # tqdm progress bar
-    diverged_at: float = 10.0        # stop when a log window's mean loss exceeds this x log(classes), 10x chance (0: off)
-    grad_clip: float = 0.0           # clip the weights' gradient norm to this before each update (0: off; DARTS: 5)
-
-    def __post_init__(self):
-        for k in ("steps", "batch_size", "checkpoint_every", "log_every"):
-            if getattr(self, k) <= 0:
-                raise ValueError(f"{k} must be positive, got {getattr(self, k)}")
-        if self.keep_checkpoints < 0:
-            raise ValueError(f"keep_checkpoints must be >= 0, got {self.keep_checkpoints}")
-        check_seed("seed", self.seed)
-        if self.grad_clip < 0:
-            raise ValueError(f"grad_clip must be >= 0 (0 turns clipping off), got {self.grad_clip}")
-        if self.diverged_at < 0:
-            raise ValueError(f"diverged_at must be >= 0 (0 turns the check off), got {self.diverged_at}")
 
 
 @dataclass
@@ -91,65 +52,6 @@ class RetrainConfig(TrainConfig):
             raise ValueError("aux_weight and cutout must be >= 0")
         if not 0 <= self.drop_path < 1:
             raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path}")
-
-
-@dataclass
-class SearchConfig:
-    algorithm: Literal["evolution", "random"] = "evolution"
-    population: int = 50             # official SPOS evolution (REFERENCE §5)
-    generations: int = 20
-    topk: int = 10                   # global elite kept across generations
-    mutations: int = 25
-    crossovers: int = 25
-    mutation_prob: float = 0.1       # each gene resampled with this probability
-    random_candidates: int = 1000    # random search: how many architectures
-    constraints: list[str] = field(default_factory=list)  # e.g. ["flops<=330M"] (official search)
-    recal_batches: int = 200         # BN recalibration per candidate: 200 x 128 training images (paper: ~20k)
-    recal_batch_size: int = 128
-    val_batch_size: int = 256
-    val_images: Optional[int] = None  # score on the first N held-out images (None = all of the val split)
-    seed: int = 0
-    device: str = "auto"
-    progress: bool = True
-
-    def __post_init__(self):
-        for k in ("population", "generations", "topk", "random_candidates", "recal_batch_size", "val_batch_size"):
-            if getattr(self, k) <= 0:
-                raise ValueError(f"{k} must be positive, got {getattr(self, k)}")
-        if self.mutations < 0 or self.crossovers < 0 or self.recal_batches < 0:
-            raise ValueError("mutations, crossovers and recal_batches must be >= 0")
-        if not 0 <= self.mutation_prob <= 1:
-            raise ValueError(f"mutation_prob must be in [0, 1], got {self.mutation_prob}")
-        if self.val_images is not None and self.val_images <= 0:
-            raise ValueError(f"val_images must be positive, got {self.val_images}")
-        check_seed("seed", self.seed)
-
-
-@dataclass
-class ExportConfig:
-    opset: int = 18                  # ONNX opset
-    batch_size: int = 1              # the traced sample batch (the batch axis is exported as dynamic)
-
-
-@dataclass
-class LatencyConfig:
-    """The latency target: how a table was (or is to be) measured, and the table itself."""
-
-    table: Optional[str] = None      # a table from 'supernet latency' (latency constraints and losses need one)
-    backend: Literal["torch", "onnxruntime"] = "torch"  # what the table times, and how export measures (ORT)
-    device: str = "cpu"              # cpu or cuda (torch backend)
-    threads: int = 1                 # intra-op threads while timing (1: steadiest on a shared machine)
-    batch: int = 1                   # the batch that is timed (1: a single-image latency)
-    device_name: str = "auto"        # auto: this machine, with its torch/ORT versions; a CPU/GPU name: a table
-                                     # measured on that device is trusted without comparing versions
-
-    def __post_init__(self):
-        if self.threads < 1 or self.batch < 1:
-            raise ValueError(f"latency.threads and latency.batch must be >= 1, got {self.threads} and {self.batch}")
-        if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):
-            raise ValueError(f"latency.device {self.device!r}: use cpu or cuda (cuda:N)")
-        if self.backend == "onnxruntime" and self.device != "cpu":
-            raise ValueError("latency.backend=onnxruntime times on the CPU; set latency.device=cpu")
 
 
 @dataclass
@@ -273,3 +175,29 @@ def scope_overrides(extra: dict, section: str) -> dict:
 
 def dump_config(cfg: RunConfig) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A config path, or the name of a packaged config (``digits``, ``cifar10``, ``imagenet``)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    packaged = PACKAGED_CONFIGS / f"{name}.yaml"
+    if packaged.is_file():
+        return packaged
+    names = ", ".join(sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml")))
+    raise ConfigError(f"config {str(name)!r} is neither a file nor a packaged config ({names})")
+
+
+def stage_config(run_dir: Path, overrides: list[str], section: str) -> RunConfig:
+    """The run's saved config with this stage's overrides, which may only touch its own section."""
+    saved = Path(run_dir) / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"{run_dir} has no config.yaml: run 'supernet train-supernet --run-dir {run_dir}' first")
+    extra = scope_overrides(parse_overrides(overrides), section)
+    for sec, values in extra.items():
+        bad = [k for k in values if sec != section and k not in SHARED_KEYS.get(sec, ())]
+        if bad:
+            raise ConfigError(f"{section} may not change {sec}.{bad[0]} (it was fixed when the supernet was trained); "
+                              f"use a new --run-dir to change it")
+    return load_config(saved, extra)

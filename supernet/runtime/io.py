@@ -3,33 +3,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 
-# Fault injection for the crash tests: SUPERNET_KILL_AT_WRITE=N kills this process with SIGKILL in
-# the middle of its N-th atomic write (after the temp file is written, before the rename).
-_KILL_AT = int(os.environ.get("SUPERNET_KILL_AT_WRITE", "0"))
-_writes = 0   # atomic writes by this process
-_appends = 0  # non-atomic appends (metrics.jsonl)
-
-
-def note_append() -> None:
-    """Count a non-atomic append for ``files_written``."""
-    global _appends
-    _appends += 1
-
-
-def files_written() -> int:
-    """Writes by this process so far (the distributed tests check that only rank 0 writes)."""
-    return _writes + _appends
-
-
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> Path:
-    """Call ``write(fileobj)`` on a temp file beside ``path``, fsync it, then rename it over ``path``."""
-    global _writes
+    """Call ``write(fileobj)`` on a temp file beside ``path`` (``.NAME.XXXX.tmp``), fsync it, then
+    rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -38,9 +19,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        _writes += 1
-        if _writes == _KILL_AT:
-            os.kill(os.getpid(), signal.SIGKILL)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException as e:

@@ -1,4 +1,4 @@
-"""``supernet bench`` rows for the differentiable strategies (DARTS), measured as ratios in one process.
+"""The differentiable and RL strategies' figures (DARTS, ENAS), measured as ratios in one process.
 
 - **darts step**: one DARTS search step (an α step on a held-out batch, then a weight step with
   grad clip 5 and the SGD update) through the ``darts`` strategy and ``StepContext``, against the
@@ -6,13 +6,15 @@
   the softmax-weighted sum of its ops, each node the sum of its edges, no choice machinery. The
   rounds interleave first order, the hand-written step and second order, so the ratios are per
   round. The two forwards are checked to compute the same loss first.
-- **memory**: the peak of the tensors a first-order search step allocates plus the resident
-  weights and optimizer state (``bench.peak_step_bytes``), against the fixed DARTS-V2 network's
+- **darts memory**: the peak of the tensors a first-order search step allocates plus the resident
+  weights and optimizer state (``common.peak_step_bytes``), against the fixed DARTS-V2 network's
   step; and the growth of the process's peak RSS over two first-order steps (NNI's figure), only
-  comparable when the DARTS rows run first in a fresh process (as ``supernet bench`` runs them).
+  comparable when the DARTS rows run first in a fresh process (as ``python -m benchmarks`` runs them).
+- **enas step**: one shared-weight phase under ``enas`` against the fixed subnets of the same
+  architectures, and a controller step (the whole step, and the controller alone).
 
-The setting is the NNI peer's (``../shared/peers/nni/family_cpu.py``): the search network at
-C=16 with 8 cells, 3x32x32 inputs, 10 classes, batch 16, SGD with momentum.
+The DARTS setting is the NNI peer's (``family_cpu.py``): the search network at C=16 with 8 cells,
+3x32x32 inputs, 10 classes, batch 16, SGD with momentum.
 """
 from __future__ import annotations
 
@@ -23,32 +25,18 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .arch import SearchSpace, fix
-from .spaces import create
-from .strategies import DARTS, StepContext
+from supernet.arch import SearchSpace, fix
+from supernet.arch.genotypes import DARTS_V2, genotype_arch
+from supernet.nn.layers import Zero
+from supernet.runtime.progress import progress_bar
+from supernet.spaces import create
+from supernet.strategies import DARTS, ENAS, StepContext
+from supernet.train.optim import step_on_path
+
+from .common import (Table, check_same_function, peak_step_bytes, peer_rows, sgd, step_context, summary,
+                     train_step)
 
 DARTS_SETTING = dict(size=32, batch=16, classes=10, options=dict(channels=16, layers=8), grad_clip=5.0)
-# DARTS_V2 (genotypes.py), the fixed network the NNI peer times beside its DARTS step.
-DARTS_V2 = {
-    "normal": [("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),
-               ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_3x3", 2)],
-    "reduce": [("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
-               ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)],
-}
-
-
-def genotype_arch(space: SearchSpace, genotype: dict, nodes: int = 4) -> dict:
-    """A genotype in DARTS' format (two (op, input) pairs per node) as an architecture dict."""
-    arch = {label: 0 for label in space.labels}
-    for kind, pairs in genotype.items():
-        for i in range(nodes):
-            (op_a, a), (op_b, b) = pairs[2 * i], pairs[2 * i + 1]
-            node = i + 2
-            arch[f"{kind}/input_{node}"] = sorted([a, b])
-            for op, j in ((op_a, a), (op_b, b)):
-                label = f"{kind}/op_{node}_{j}"
-                arch[label] = space.choice(label).values.index(op)
-    return space.validate(arch)
 
 
 def plain_forward(net, x: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -61,7 +49,7 @@ def plain_forward(net, x: torch.Tensor, weights: dict[str, torch.Tensor]) -> tor
             for j, edge in enumerate(node.edges):
                 w = weights[edge.label]
                 for k in range(len(edge)):
-                    if getattr(edge[k], "is_zero", False):  # 'none' adds 0 (the supernet skips it too)
+                    if isinstance(edge[k], Zero):  # 'none' adds 0 (the supernet skips it too)
                         continue
                     y = w[k] * edge[k](states[j])
                     out = y if out is None else out + y
@@ -131,8 +119,6 @@ def _reset_peak_rss() -> bool:
 def bench_darts(seconds: float, min_rounds: int, seed: int = 0, progress: bool = True,
                 setting: Optional[dict] = None) -> dict:
     """Interleaved rounds of our first-order step, the hand-written one and our second-order step."""
-    from .bench import _context, _sgd, _train_step, peak_step_bytes, summary
-    from .train.metrics import progress_bar
     s = {**DARTS_SETTING, **(setting or {})}
     torch.manual_seed(seed)
     net = create("darts", input_size=s["size"], num_classes=s["classes"], **s["options"]).train()
@@ -141,8 +127,8 @@ def bench_darts(seconds: float, min_rounds: int, seed: int = 0, progress: bool =
     batch = lambda: (torch.randn(s["batch"], 3, s["size"], s["size"], generator=gen),  # noqa: E731
                      torch.randint(s["classes"], (s["batch"],), generator=gen))
     (x, y), (xv, yv) = batch(), batch()
-    opt = _sgd(net, lr=0.025, weight_decay=3e-4)  # DARTS' weight optimizer
-    ctx = _context(net, opt, held_out=lambda i: (xv, yv))
+    opt = sgd(net, lr=0.025, weight_decay=3e-4)  # DARTS' weight optimizer
+    ctx = step_context(net, opt, held_out=lambda i: (xv, yv))
     first, second = (DARTS(space, DARTS.Config(unrolled=u), seed=seed) for u in (False, True))
     for st in (first, second):
         st.setup(torch.device("cpu"))
@@ -190,17 +176,12 @@ def bench_darts(seconds: float, min_rounds: int, seed: int = 0, progress: bool =
         forms["ours"](0, x_, y_)
     search_mem = peak_step_bytes(one_step, net, opt, x, y)
     fixed = fix(net, genotype_arch(space, DARTS_V2), weights="init").train()
-    fixed_mem = peak_step_bytes(_train_step, fixed, _sgd(fixed, lr=0.025, weight_decay=3e-4), x, y)
+    fixed_mem = peak_step_bytes(train_step, fixed, sgd(fixed, lr=0.025, weight_decay=3e-4), x, y)
     return {"setting": {**s, "params": sum(p.numel() for p in net.parameters())},
             "ms": {k: summary([v * 1e3 for v in vs]) for k, vs in times.items()},
             "ratio_over_plain": summary(ratio), "unrolled_over_first": summary(ratio2),
             "memory": {"search_step": search_mem, "fixed_darts_v2": fixed_mem,
                        "rss_growth_bytes": None if rss_peak is None else (rss_peak - rss0) * 1024}}
-
-
-def peer_rows(raw: dict) -> dict:
-    """The rows of ``family_cpu.py --json FILE``'s table that ran, by (job, strategy)."""
-    return {(r.get("job"), r.get("strategy")): r for r in raw["table"] if r.get("status") == "ok"}
 
 
 def nni_darts(raw: dict) -> dict:
@@ -214,6 +195,7 @@ def nni_darts(raw: dict) -> dict:
 
 
 # --- ENAS ---------------------------------------------------------------------------------------------
+# --- ENAS ---------------------------------------------------------------------------------------------
 # The official macro search network (12 layers, 36 filters, 32x32), at the NNI peer's batch of 16.
 ENAS_SETTING = dict(space="enas-macro", size=32, batch=16, classes=10, options=dict(layers=12, channels=36),
                     train_steps=10, aggregate=20)
@@ -225,10 +207,6 @@ def bench_enas(seconds: float, min_rounds: int, seed: int = 0, progress: bool = 
     the fixed subnets of the same architectures, same batch, in a rotated order; then controller
     steps: the whole step (``ctrl_aggregate`` samples, their rewards on held-out batches and the
     update) and the controller alone (the samples, the REINFORCE loss's backward and Adam)."""
-    from .bench import _check_same_function, _context, _sgd, _train_step, summary
-    from .strategies import ENAS
-    from .train.metrics import progress_bar
-    from .train.optim import step_on_path
     s = {**ENAS_SETTING, **(setting or {})}
     torch.manual_seed(seed)
     net = create(s["space"], input_size=s["size"], num_classes=s["classes"], **s["options"]).train()
@@ -237,15 +215,15 @@ def bench_enas(seconds: float, min_rounds: int, seed: int = 0, progress: bool = 
     batch = lambda: (torch.randn(s["batch"], 3, s["size"], s["size"], generator=gen),  # noqa: E731
                      torch.randint(s["classes"], (s["batch"],), generator=gen))
     (x, y), (xv, yv) = batch(), batch()
-    opt = _sgd(net, lr=0.05, weight_decay=2.5e-4)
-    ctx = _context(net, opt, held_out=lambda i: (xv, yv))
+    opt = sgd(net, lr=0.05, weight_decay=2.5e-4)
+    ctx = step_context(net, opt, held_out=lambda i: (xv, yv))
     cpu = torch.device("cpu")
     shared = ENAS(space, ENAS.Config(train_steps=s["train_steps"]), seed=seed)
     shared.setup(cpu)
     shared.controller_phase = lambda *args: None  # timed below, on its own
     k = s["train_steps"]
     first = shared.phase_archs(0)[0]
-    _check_same_function(net, space, first, fix(net, first), x)
+    check_same_function(net, space, first, fix(net, first), x)
 
     times = {"ours": [], "fixed": []}
     ratio = []
@@ -255,7 +233,7 @@ def bench_enas(seconds: float, min_rounds: int, seed: int = 0, progress: bool = 
     while r <= min_rounds or time.perf_counter() < t_end:  # round 0 warms up
         archs = shared.phase_archs(r)
         fixed = [fix(net, a) for a in archs]  # built outside the timing
-        opts = [_sgd(f, lr=0.05, weight_decay=2.5e-4) for f in fixed]
+        opts = [sgd(f, lr=0.05, weight_decay=2.5e-4) for f in fixed]
         shared._phase = (None, [])  # the timed phase draws its architectures again (the same ones)
 
         def ours():
@@ -265,7 +243,7 @@ def bench_enas(seconds: float, min_rounds: int, seed: int = 0, progress: bool = 
 
         def plain():
             for f, o in zip(fixed, opts):
-                _train_step(f, o, x, y)
+                train_step(f, o, x, y)
 
         got = {}
         for name, fn in ([("ours", ours), ("fixed", plain)] if r % 2 == 0 else [("fixed", plain), ("ours", ours)]):
@@ -301,3 +279,36 @@ def bench_enas(seconds: float, min_rounds: int, seed: int = 0, progress: bool = 
             "ms": {k_: summary([v * 1e3 for v in vs]) for k_, vs in times.items()},
             "ratio_over_fixed": summary(ratio), "controller_step_ms": summary([v * 1e3 for v in whole]),
             "controller_alone_ms": summary([v * 1e3 for v in alone])}
+
+
+def darts_rows(d: dict, table: Table) -> None:
+    row = table.row
+    s = d["setting"]
+    where = f"C={s['options']['channels']}, {s['options']['layers']} cells, {s['size']}px, b{s['batch']}"
+    row(f"darts step ({where}): ours 1st order / hand-written", d["ratio_over_plain"])
+    row("darts step: ours 2nd order / ours 1st order", d["unrolled_over_first"])
+    for k, what in (("ours", "ours 1st order"), ("plain", "hand-written 1st order"), ("unrolled", "ours 2nd order")):
+        row(f"darts step: {what} (ms)", d["ms"][k], "{:.0f}")
+    m = d["memory"]
+    table.memory("memory darts: search step / fixed DARTS-V2 step peak (MB)", m["search_step"]["peak_bytes"],
+                 m["fixed_darts_v2"]["peak_bytes"])
+    if m.get("rss_growth_bytes") is not None:
+        table.text(f"| {'memory darts: peak RSS growth over 2 first-order steps (MB)':<66} | "
+                     f"{m['rss_growth_bytes'] / 2**20:>10.0f} | {'':>19} | {'':>19} | {1:>3} |")
+    if "nni" in d:
+        n = d["nni"]
+        table.text(f"NNI 3.0 DARTS (family_cpu.py): {n['step_ms']:.0f} ms/step = {n['step_ms'] / d['ms']['ours']['median']:.1f}x "
+                     f"ours 1st order; {n['ratio_to_fixed']:.1f}x its fixed DARTS-V2 step; peak RSS growth "
+                     f"{n['rss_growth_mb']:.0f} MB")
+
+
+def enas_rows(d: dict, table: Table) -> None:
+    row = table.row
+    s = d["setting"]
+    where = f"{s['options']['layers']}x{s['options']['channels']}, {s['size']}px, b{s['batch']}"
+    row(f"enas step (macro {where}): ours / fixed subnets sampled", d["ratio_over_fixed"])
+    row("enas shared-weight step: ours (ms)", d["ms"]["ours"], "{:.1f}")
+    row("enas shared-weight step: fixed subnet (ms)", d["ms"]["fixed"], "{:.1f}")
+    row(f"enas controller step: {s['aggregate']} samples + rewards + update (ms)", d["controller_step_ms"], "{:.0f}")
+    row(f"enas controller step: controller alone ({s['aggregate']} samples, bwd, Adam; ms)", d["controller_alone_ms"],
+        "{:.1f}")

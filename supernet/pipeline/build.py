@@ -1,0 +1,114 @@
+"""What the stages build from a run's config: its data, the supernet, the stand-alone subnet, the
+cost model with the run's latency table, and the trained networks read back from the run directory."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+from ..arch import SearchSpace, fix, parse_arch
+from ..cost import CostModel, LatencyTable
+from ..cost.latency import target_of
+from ..data import build_data
+from ..runtime.typed import ConfigError, to_dict
+from ..spaces import create, space_options
+from ..train import CheckpointError, load_latest
+from ..train.loop import diff_meta
+from .config import RunConfig
+
+
+def load_data(cfg: RunConfig):
+    """``build_data``, saying how many unreadable images ``data.skip_corrupt`` dropped."""
+    data = build_data(cfg.data)
+    if data.skipped:
+        n = len(data.skipped)
+        print(f"note: skipped {n} unreadable image{'s' * (n != 1)} (data.skip_corrupt=true), e.g. {data.skipped[0]}",
+              file=sys.stderr)
+    return data
+
+
+def model_options(cfg: RunConfig, data) -> dict:
+    """The space's options: the config's, with what the data dictates."""
+    return {**cfg.space.options, "num_classes": data.num_classes, "in_channels": data.in_channels,
+            "input_size": data.image_size}
+
+
+def build_supernet(cfg: RunConfig, data):
+    return create(cfg.space.name, **model_options(cfg, data))
+
+
+def subnet_options(cfg: RunConfig, data) -> dict:
+    """The retrained network's space options: the search's with ``retrain.space_options`` over them
+    (the data's own values, classes, channels and size, cannot be changed there)."""
+    fixed = [k for k in ("num_classes", "in_channels", "input_size") if k in cfg.retrain.space_options]
+    if fixed:
+        raise ConfigError(f"retrain.space_options.{fixed[0]} is set by the data ({model_options(cfg, data)[fixed[0]]}); "
+                          f"remove it (change data.* in a new run instead)")
+    return {**model_options(cfg, data), **cfg.retrain.space_options}
+
+
+def build_subnet(cfg: RunConfig, data, arch: dict):
+    """The stand-alone network of ``arch``: freshly initialised, affine BN (as the SPOS code retrains it)."""
+    supernet = create(cfg.space.name, **subnet_options(cfg, data))
+    return fix(supernet, parse_arch(arch, SearchSpace(supernet)), weights="init")
+
+
+def cost_model(cfg: RunConfig, model, options: dict, cost: Optional[CostModel] = None) -> CostModel:
+    """The model's FLOPs/params tables (``cost``, when already built for ``model``), with the run's
+    latency table attached when one is set (refused, naming the difference, when it was measured
+    for another model or target)."""
+    cost = cost if cost is not None else CostModel(model)
+    lc = cfg.latency
+    if lc.table is None:
+        return cost
+    table = LatencyTable.load(lc.table)
+    options = to_dict(space_options(cfg.space.name, options))  # every option, as 'supernet latency' records them
+    table.require(target_of(model, cost.input_shape, lc.backend, lc.device, lc.threads, lc.batch, cfg.space.name,
+                            options, name=lc.device_name), where=f"latency table {lc.table}")
+    cost.attach_latency(table)
+    return cost
+
+
+def needs_latency_table(constraints: list[str], cfg: RunConfig, key: str, run_dir: Optional[Path] = None) -> None:
+    """A latency constraint with no ``latency.table``: one line with the command that builds one."""
+    timed = [c for c in constraints if str(c).replace(" ", "").startswith("latency")]
+    if timed and cfg.latency.table is None:
+        source = f"--run-dir {run_dir}" if run_dir is not None else "--config CONFIG"
+        lc = cfg.latency
+        raise ConfigError(f"{key} {timed[0]!r} needs a latency table for this target: build one with 'supernet latency "
+                          f"{source} --backend {lc.backend} --threads {lc.threads} --batch {lc.batch} --out latency.json' "
+                          f"and set latency.table=latency.json")
+
+
+def supernet_meta(cfg: RunConfig, data) -> dict:
+    """What a supernet checkpoint's weights mean; a resume must match it."""
+    return {"kind": "supernet", "space": cfg.space.name, "options": model_options(cfg, data),
+            "strategy": cfg.strategy["name"]}
+
+
+def load_supernet(run_dir: Path, cfg: RunConfig, data, device):
+    """The trained supernet, and which checkpoint it is (step and checksum: a resumed search must score
+    with the same weights)."""
+    if not (run_dir / "supernet").is_dir():
+        raise CheckpointError(f"{run_dir} has no trained supernet: run 'supernet train-supernet --run-dir {run_dir}' first")
+    ck, path = load_latest(run_dir / "supernet")
+    problems = diff_meta(ck["meta"], supernet_meta(cfg, data))
+    if problems:
+        raise CheckpointError(f"{path} does not match this run's space and data: " + "; ".join(problems))
+    if ck["step"] < cfg.supernet.steps:
+        print(f"note: the supernet checkpoint is at step {ck['step']} of {cfg.supernet.steps}")
+    model = build_supernet(cfg, data)
+    model.load_state_dict(ck["model"])
+    with path.open("rb") as f:
+        checksum = f.readline().strip().rpartition(b"=")[2].decode()[:16]
+    return model.to(device), {"step": ck["step"], "sha256": checksum}
+
+
+def load_subnet(run_dir: Path, cfg: RunConfig, data):
+    """The retrained network and its architecture."""
+    if not (run_dir / "retrain").is_dir():
+        raise CheckpointError(f"{run_dir} has no retrained network: run 'supernet retrain --run-dir {run_dir}' first")
+    ck, _ = load_latest(run_dir / "retrain")
+    model = build_subnet(cfg, data, ck["meta"]["arch"])
+    model.load_state_dict(ck["model"])
+    return model, ck["meta"]["arch"]

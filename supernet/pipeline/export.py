@@ -1,0 +1,49 @@
+"""``supernet export``: the retrained network as ``RUN/model.onnx`` (checked against PyTorch, its
+ONNX Runtime latency measured) and its architecture as ``RUN/arch.json``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..cost.timing import onnx_latency
+from ..export import check_export, check_onnx, export_onnx
+from ..runtime import dist
+from ..runtime.io import read_json, write_json
+from .build import load_data, load_subnet
+from .config import stage_config
+from .rundir import owning, record_config, refuse_overwrite, require_run
+
+
+def export(run_dir: Path, overrides: list[str] = (), force: bool = False) -> dict | None:
+    """Export ``RUN/retrain``; None on ranks other than 0 under torchrun."""
+    if not dist.is_main():
+        return None
+    run_dir = Path(run_dir)
+    require_run(run_dir)
+    with owning(run_dir, "export", every_rank=False):
+        cfg = stage_config(run_dir, overrides, "export")
+        check_export(cfg.export.opset)  # the export extra and the opset, before any work
+        refuse_overwrite([run_dir / "arch.json", run_dir / "model.onnx"], force)
+        data = load_data(cfg)
+        model, arch = load_subnet(run_dir, cfg, data)
+        model = model.cpu().eval()
+        record_config(run_dir, cfg)
+        sample = torch.stack([data.test[i][0] for i in range(min(cfg.export.batch_size, len(data.test)))])
+        onnx_path = export_onnx(model, sample, run_dir / "model.onnx", cfg.export.opset)
+        check = torch.stack([data.test[i][0] for i in range(min(8, len(data.test)))])
+        diff = check_onnx(onnx_path, model, check)
+        if diff is not None and diff > 1e-3:
+            onnx_path.unlink()  # a failed export leaves neither file, so a retry is not refused
+            raise RuntimeError(f"ONNX output differs from PyTorch by {diff:.3g} on a test batch")
+        latency = None
+        if diff is not None:  # onnxruntime is installed: the deployed file's own latency on this CPU
+            lc = cfg.latency
+            latency = onnx_latency(onnx_path, tuple(sample.shape[1:]), lc.threads, lc.batch)
+            write_json(run_dir / "model_latency.json", latency)
+            if (run_dir / "eval.json").is_file():  # evaluate ran first: its report gets the measurement too
+                report = read_json(run_dir / "eval.json")
+                report["latency"] = {**report.get("latency", {}), "onnxruntime": latency}
+                write_json(run_dir / "eval.json", report)
+        write_json(run_dir / "arch.json", arch)  # last: arch.json means the export is complete
+    return {"arch": str(run_dir / "arch.json"), "onnx": str(onnx_path), "max_abs_diff": diff, "latency": latency}

@@ -1,0 +1,76 @@
+"""``supernet retrain``: the chosen architecture as a plain network, trained from scratch."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..arch import SearchSpace, parse_arch
+from ..data.loader import Cutout, fixed_batches
+from ..nn.layers import DropPath
+from ..runtime import dist
+from ..runtime.device import resolve_device
+from ..runtime.typed import ConfigError, to_dict
+from ..search import recalibrate_bn
+from ..strategies import Plain
+from ..train import fit, load_latest, save_checkpoint
+from .build import build_subnet, build_supernet, load_data, subnet_options
+from .config import RunConfig, stage_config
+from .rundir import fitting, owning, require_run
+
+
+def retrain(run_dir: Path, arch_path=None, overrides: list[str] = (), resume: bool = False, force: bool = False) -> dict:
+    """Train ``arch_path`` (default ``RUN/search/best_arch.json``) from scratch into ``RUN/retrain``."""
+    run_dir = Path(run_dir)
+    require_run(run_dir)
+    with owning(run_dir, "retrain"):
+        cfg = stage_config(run_dir, overrides, "retrain")
+        data = load_data(cfg)
+        arch = arch_for_retrain(run_dir, arch_path, SearchSpace(build_supernet(cfg, data)))
+        torch.manual_seed(cfg.retrain.seed)  # the fresh initialisation
+        model = build_subnet(cfg, data, arch)
+        check_retrain_recipe(cfg, model)
+        rc = cfg.retrain
+        meta = {"kind": "subnet", "space": cfg.space.name, "options": subnet_options(cfg, data), "arch": arch}
+        out = run_dir / "retrain"
+        train_set = Cutout(data.train, rc.cutout) if rc.cutout else data.train
+        with fitting(run_dir, "retrain", cfg, resume, force) as hooks:
+            summary = fit(model, train_set, rc, out, meta=meta, run_config=to_dict(cfg),
+                          strategy=Plain(rc.aux_weight, rc.drop_path, rc.steps, seed=rc.seed), resume=resume,
+                          force=force, num_workers=cfg.data.num_workers, desc="retrain", **hooks)
+        ck, _ = load_latest(out)
+        if rc.bn_recal_batches and not ck.get("bn_recalibrated") and dist.is_main():
+            # The official final pass: re-estimate BN statistics with LR 0 (weights unchanged), with
+            # every path kept, as evaluation computes.
+            for m in model.modules():
+                if isinstance(m, DropPath):
+                    m.p = 0.0
+            device = resolve_device(rc.device)
+            recalibrate_bn(model, fixed_batches(data.train, rc.batch_size, rc.bn_recal_batches, rc.seed + 1), device)
+            save_checkpoint(out / "last.pt", {**ck, "model": model.state_dict(), "bn_recalibrated": True})
+    return {**summary, "arch": arch}
+
+
+def arch_for_retrain(run_dir: Path, arch_path, space: SearchSpace) -> dict:
+    """The architecture to retrain: ``arch_path``, else the search's (or the strategy's) best."""
+    if arch_path is not None:
+        return parse_arch(arch_path, space)
+    best = run_dir / "search" / "best_arch.json"
+    if not best.is_file():
+        raise ConfigError(f"{best} does not exist: run 'supernet search --run-dir {run_dir}' first or pass --arch FILE")
+    return parse_arch(best, space)
+
+
+def check_retrain_recipe(cfg: RunConfig, model) -> None:
+    """Refuse a retrain setting that this network cannot use (it would be silently ignored)."""
+    rc = cfg.retrain
+    if hasattr(model, "auxiliary_head") and not rc.aux_weight:
+        raise ConfigError("the retrained network has an auxiliary head (space option auxiliary=true) but "
+                          "retrain.aux_weight is 0, so it would run and never learn: set aux_weight (DARTS: 0.4) "
+                          "or auxiliary=false")
+    if rc.aux_weight and not hasattr(model, "auxiliary_head"):
+        raise ConfigError(f"retrain.aux_weight={rc.aux_weight} needs a network with an auxiliary head: set "
+                          f"retrain.space_options.auxiliary=true (darts space) or aux_weight=0")
+    if rc.drop_path and not any(isinstance(m, DropPath) for m in model.modules()):
+        raise ConfigError(f"retrain.drop_path={rc.drop_path} needs a network with drop-path (the darts space's "
+                          f"fixed cells); space {cfg.space.name!r} has none: set drop_path=0")

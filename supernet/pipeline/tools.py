@@ -1,0 +1,99 @@
+"""The two commands beside the stages: ``supernet info`` (a space's size and cost range, or one
+architecture's cost) and ``supernet latency`` (build or check a latency table)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from ..arch import parse_arch
+from ..cost import CostModel, LatencyConfig, LatencyTable
+from ..cost.flops import fingerprint
+from ..cost.timing import build_table, check_table
+from ..runtime.typed import ConfigError, parse_overrides, to_dict
+from ..spaces import create, entry, space_options
+from .build import load_data, model_options
+from .config import load_config, resolve_config_path, stage_config
+from .plots import plot_latency_check
+
+
+def space_info(space: str, options: list[str] = (), arch=None, latency_table: Optional[str] = None) -> dict:
+    """A registered space's labels, size and FLOPs/params range (and latency range, given a table
+    measured for it on any machine), or the cost of one architecture ``arch`` of it."""
+    overrides = parse_overrides(list(options))
+    typed = space_options(space, overrides)
+    model = create(space, **overrides)
+    cost = CostModel(model)
+    table = None
+    if latency_table is not None:  # the model must be the table's; its machine need not be this one
+        table = LatencyTable.load(latency_table)
+        table.require_model({"fingerprint": fingerprint(model, cost.input_shape), "space": space,
+                             "options": to_dict(typed), "input_shape": list(cost.input_shape)},
+                            where=f"latency table {latency_table}")
+        cost.attach_latency(table)
+    target = None if table is None else table.target
+    if arch is not None:
+        arch = parse_arch(arch, cost.space)
+        flops, params = cost.cost(arch)
+        return {"space": space, "arch": arch, "flops": flops, "params": params,
+                **({} if table is None else {"latency_ms": cost.latency(arch), "target": target})}
+    s = cost.space
+    return {"space": space, "doc": entry(space).doc, "options": to_dict(typed), "labels": len(s.labels),
+            "describe": s.describe(), "choices": {label: s.count(label) for label in s.labels}, "size": s.size,
+            **cost.range(), **({} if table is None else {"target": target})}
+
+
+def target_words(t: dict) -> str:
+    """A table's target in words: ``onnxruntime on AMD EPYC, 1 thread, batch 1``."""
+    return (f"{t['backend']} on {t['device_name']}, {t['threads']} thread{'s' * (t['threads'] != 1)}, "
+            f"batch {t['batch']}")
+
+
+def check_latency_table(path: str, out: Optional[str], k: int, seed: int = 0, progress: bool = True) -> dict:
+    """Time ``k`` random subnets of the table's model end to end on this machine, now; save the
+    fitted overhead and the check into the table (or ``out``) and plot it beside."""
+    if not k:
+        raise ConfigError("--table needs --check K (the number of random subnets to time end to end)")
+    table = LatencyTable.load(path)
+    t = table.target
+    if not t.get("space"):
+        raise ConfigError(f"{path} names no space; check it from Python (supernet.cost.timing.check_table)")
+    model = create(t["space"], **(t.get("options") or {}))
+    out = Path(out) if out else Path(path)
+    check = check_table(model, table, k, seed=seed, progress=progress)
+    table.save(out)
+    plot = plot_latency_check(check, out.with_suffix(".png"), f"{t['space']}: {target_words(t)}")
+    return {"check": check, "out": out, "plot": plot}
+
+
+def build_latency_table(out: str, force: bool, space: Optional[str] = None, options: list[str] = (),
+                        config: Optional[str] = None, run_dir: Optional[Path] = None, **timing) -> dict:
+    """Measure a latency table of the model of ``space`` (with its ``options``), of a ``config`` or of
+    a ``run_dir``'s config, into ``out``; ``timing``: backend, device, threads, batch (None: the
+    config's ``latency`` section), runs, warmup, max_spread, retries, check, seed, progress."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} already exists; pass --force to replace it (or choose another --out)")
+    if sum(x is not None for x in (space, config, run_dir)) != 1:
+        raise ConfigError("latency needs exactly one of SPACE (with space options), --config CFG or --run-dir RUN")
+    if space is not None:
+        name, typed, lc = space, to_dict(space_options(space, parse_overrides(list(options)))), LatencyConfig()
+    else:
+        if config is not None:
+            cfg = load_config(resolve_config_path(config), options, section="latency")
+        else:
+            cfg = stage_config(run_dir, options, "latency")
+        name, lc = cfg.space.name, cfg.latency
+        typed = to_dict(space_options(name, model_options(cfg, load_data(cfg))))
+    for key in ("backend", "device", "threads", "batch"):  # what the command line leaves open, the config sets
+        if timing.get(key) is None:
+            timing[key] = getattr(lc, key)
+    model = create(name, **typed)
+    cost = CostModel(model)
+    table = build_table(model, space=name, options=typed, cost=cost, **timing)
+    table.save(out)
+    cost.attach_latency(table)
+    plot = None
+    if table.check is not None:
+        plot = plot_latency_check(table.check, out.with_suffix(".png"), f"{name}: {target_words(table.target)}")
+    return {"table": table, "space": name, "out": out, "range": cost.range(), "plot": plot,
+            "entries": sum(len(t) for _, t, _ in table.groups)}

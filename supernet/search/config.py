@@ -1,0 +1,39 @@
+"""The settings of a search over a trained supernet."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+from ..runtime.seeding import check_seed
+
+
+@dataclass
+class SearchConfig:
+    algorithm: Literal["evolution", "random"] = "evolution"
+    population: int = 50             # official SPOS evolution (REFERENCE §5)
+    generations: int = 20
+    topk: int = 10                   # global elite kept across generations
+    mutations: int = 25
+    crossovers: int = 25
+    mutation_prob: float = 0.1       # each gene resampled with this probability
+    random_candidates: int = 1000    # random search: how many architectures
+    constraints: list[str] = field(default_factory=list)  # e.g. ["flops<=330M"] (official search)
+    recal_batches: int = 200         # BN recalibration per candidate: 200 x 128 training images (paper: ~20k)
+    recal_batch_size: int = 128
+    val_batch_size: int = 256
+    val_images: Optional[int] = None  # score on the first N held-out images (None = all of the val split)
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self):
+        for k in ("population", "generations", "topk", "random_candidates", "recal_batch_size", "val_batch_size"):
+            if getattr(self, k) <= 0:
+                raise ValueError(f"{k} must be positive, got {getattr(self, k)}")
+        if self.mutations < 0 or self.crossovers < 0 or self.recal_batches < 0:
+            raise ValueError("mutations, crossovers and recal_batches must be >= 0")
+        if not 0 <= self.mutation_prob <= 1:
+            raise ValueError(f"mutation_prob must be in [0, 1], got {self.mutation_prob}")
+        if self.val_images is not None and self.val_images <= 0:
+            raise ValueError(f"val_images must be positive, got {self.val_images}")
+        check_seed("seed", self.seed)
