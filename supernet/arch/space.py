@@ -42,11 +42,11 @@ class SearchSpace:
 
     def __init__(self, model: nn.Module):
         self.model = model
-        self._modules: dict[str, list[Choice]] = OrderedDict()
+        self._by_label: dict[str, list[Choice]] = OrderedDict()
         for name, m in model.named_modules():
             if isinstance(m, Choice):
-                self._modules.setdefault(m.label, []).append(m)
-        for label, ms in self._modules.items():
+                self._by_label.setdefault(m.label, []).append(m)
+        for label, ms in self._by_label.items():
             first = ms[0]
             for m in ms[1:]:
                 same = type(m) is type(first) and m.n_options == first.n_options and (
@@ -54,13 +54,18 @@ class SearchSpace:
                 if not same:
                     raise ValueError(f"label '{label}' is used by choices of different kinds or sizes "
                                      f"({first!r} vs {m!r}); a shared label must mean one decision")
-        self.labels: list[str] = list(self._modules)
-        self._choices = [ms[0] for ms in self._modules.values()]  # one representative per label
-        self._all = [m for ms in self._modules.values() for m in ms]
+        self.labels: list[str] = list(self._by_label)
+        self._choices = [ms[0] for ms in self._by_label.values()]  # one representative per label
+        self._all = [m for ms in self._by_label.values() for m in ms]
 
     # --- what the space is ----------------------------------------------------------------------
     def choice(self, label: str) -> Choice:
-        return self._modules[label][0]
+        """The (first) choice module of ``label``."""
+        return self._by_label[label][0]
+
+    def choices(self, label: str) -> list[Choice]:
+        """Every choice module of ``label`` (choices sharing a label are one decision)."""
+        return list(self._by_label[label])
 
     def n_options(self, label: str) -> int:
         """Options per gene: candidates of a LayerChoice / widths of a ChannelChoice / inputs."""
@@ -139,7 +144,7 @@ class SearchSpace:
         if not isinstance(arch, dict):
             raise ArchError(f"an architecture must be a dict from label to index, got {type(arch).__name__}; "
                             f"valid labels: {self.describe()}")
-        unknown = [k for k in arch if k not in self._modules]
+        unknown = [k for k in arch if k not in self._by_label]
         if unknown:
             raise ArchError(f"unknown label(s) {', '.join(map(repr, unknown[:5]))}"
                             f"{' ...' if len(unknown) > 5 else ''}; valid labels: {self.describe()}")
@@ -176,7 +181,7 @@ class SearchSpace:
         """Make the model compute ``arch``. ``check=False`` skips validation (hot loops)."""
         if check:
             arch = self.validate(arch)
-        for label, ms in self._modules.items():
+        for label, ms in self._by_label.items():
             value = arch[label]
             for m in ms:
                 m.active = value
@@ -198,7 +203,7 @@ class SearchSpace:
             ArchError: an unknown label, a tensor of the wrong shape or a bad ``active`` value.
         """
         active = active or {}
-        unknown = [k for k in [*weights, *active] if k not in self._modules]
+        unknown = [k for k in [*weights, *active] if k not in self._by_label]
         if unknown:
             raise ArchError(f"unknown label(s) {', '.join(map(repr, unknown[:5]))}; valid labels: {self.describe()}")
         for label in active:
@@ -213,7 +218,7 @@ class SearchSpace:
                 raise ArchError(f"label '{label}' takes a 1-D weight tensor of length {n} (one per option), got {shape}")
             checked.append((label, w, self._check_restriction(label, active[label]) if label in active else None))
         for label, w, restrict in checked:
-            for m in self._modules[label]:
+            for m in self._by_label[label]:
                 m.weights, m.active = w, restrict
 
     def _check_restriction(self, label: str, value: Any) -> list[int]:
@@ -235,7 +240,7 @@ class SearchSpace:
         for label in labels:
             if not isinstance(self.choice(label), InputChoice):
                 raise ArchError(f"label '{label}' is not an InputChoice")
-            for m in self._modules[label]:
+            for m in self._by_label[label]:
                 m.active, m.weights = list(range(m.n_options)), None
 
     def deactivate(self) -> None:

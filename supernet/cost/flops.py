@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..arch import Arch, SearchSpace, fix_module, fix
-from ..nn.choices import Choice, InputChoice, LayerChoice, NoneChosen, gate_open, gate_pairs
+from ..nn.choices import Choice, InputChoice, LayerChoice, NoneChosen, gate_of, gate_open, gate_pairs
 
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -143,7 +143,7 @@ class CostModel:
         x = torch.zeros(1, *self.input_shape, device=device)
         # Units: the top-level choices, and the other modules computed only under a gate (an ENAS
         # cell's per-state output conv), each tabulated at its real input shape.
-        units = [m for m in model.modules() if isinstance(m, LayerChoice) or getattr(m, "gate", None) is not None]
+        units = [m for m in model.modules() if isinstance(m, LayerChoice) or gate_of(m) is not None]
         nested = {id(c) for u in units for c in u.modules() if c is not u}
         units = [u for u in units if id(u) not in nested]  # top-level choices only
         gates = [self._gate(u) for u in units]
@@ -181,7 +181,7 @@ class CostModel:
         when its groups are not this model's (a table of another space or size)."""
         mine = [(list(labels), sorted(t), gate) for labels, t, gate in self.groups]
         theirs = [(list(labels), sorted(t), None if gate is None else tuple(gate)) for labels, t, gate in table.groups]
-        measured_for = (getattr(table, "target", None) or {}).get("fingerprint")
+        measured_for = (table.target or {}).get("fingerprint")
         if mine != theirs or measured_for not in (None, fingerprint(self.space.model, self.input_shape)):
             raise ValueError("the latency table does not fit this model: its choices or options differ (a table "
                              "of another space or space options); build one for this model with 'supernet latency'")
@@ -190,7 +190,7 @@ class CostModel:
     def _gate(self, unit: nn.Module):
         """``(input_label, index)`` when the unit is computed only if that input is chosen (DARTS
         edges), a ``NoneChosen`` when only while none of its pairs is (ENAS cells' output convs)."""
-        gate = getattr(unit, "gate", None)
+        gate = gate_of(unit)
         if gate is None:
             return None
         name = _name(unit)
@@ -268,7 +268,7 @@ class CostModel:
     def fixed_unit(self, unit: "Unit", key: tuple[int, ...]) -> nn.Module:
         """The plain module of one table entry: ``unit`` with its labels set to ``key`` (inside ``measuring``)."""
         for label, v in zip(unit.labels, key):
-            for m in self.space._modules[label]:
+            for m in self.space.choices(label):
                 m.active, m.weights = v, None
         return fix_module(unit.module).eval()
 

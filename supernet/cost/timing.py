@@ -27,7 +27,7 @@ from torch import nn
 
 from ..arch import Arch, SearchSpace, fix
 from ..export import onnx_bytes
-from ..nn.choices import LayerChoice, NoneChosen
+from ..nn.choices import LayerChoice, NoneChosen, gate_of
 from ..runtime.progress import progress_bar
 from .flops import CostModel, Unit, tabulate
 from .latency import LatencyTable, device_name, target_of
@@ -176,8 +176,8 @@ def _stubbed(model: nn.Module, units: list[Unit]) -> nn.Module:
         parent, _, child = names[id(unit.module)].rpartition(".")
         stub = _Stub(unit.out_shape)
         choice = LayerChoice([stub] * unit.module.n_options, label=unit.module.label)
-        if getattr(unit.module, "gate", None) is not None:
-            choice.gate = unit.module.gate
+        if gate_of(unit.module) is not None:
+            choice.gate = gate_of(unit.module)
         setattr(out.get_submodule(parent) if parent else out, child, choice)
     return out
 

@@ -137,6 +137,11 @@ class InputChoice(Choice):
             chosen tensors) of the chosen inputs.
         label: the decision's name; None gives a new automatic one (``inputchoice_1``, ...). The
             order of these arguments is NNI's, so pass ``label`` by keyword.
+
+    Attributes:
+        anchors: for each input, the label of the decision that produces it (the ENAS controller
+            attends over those decisions' states), or None where no decision does; set by the
+            space, None when it names none.
     """
 
     REDUCTIONS = ("sum", "mean", "concat", "none")
@@ -156,6 +161,7 @@ class InputChoice(Choice):
         self.n_candidates = n_candidates
         self.n_chosen = n_chosen
         self.reduction = reduction
+        self.anchors: list[str | None] | None = None
 
     def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
         if len(inputs) != self.n_candidates:
@@ -246,6 +252,11 @@ class NoneChosen:
 
     def labels(self) -> list[str]:
         return list(dict.fromkeys(label for label, _ in self.pairs))
+
+
+def gate_of(module: nn.Module):
+    """The module's gate, or None: any module may carry one (see above)."""
+    return getattr(module, "gate", None)
 
 
 def gate_open(gate, arch: dict) -> bool:

@@ -3,12 +3,12 @@
 The batches are materialised once per search, so every candidate is scored on exactly the same
 images (the official code gave each candidate a different validation slice, OFF issue #4).
 
-A generation is evaluated as a prefix tree. A model that lists its stages (``model.stages()``:
+A generation is evaluated as a prefix tree. A model that lists its segments (``model.segments()``:
 modules applied one after the other, each reading only the choices declared inside it and
-earlier) lets candidates that agree on their first k stages share those stages' outputs. This is
-exact: after recalibration, stage i's BN statistics depend only on the choices of stages <= i, and
-in train mode a BN normalises with batch statistics, so stage i+1's recalibration input does not
-depend on stage i's running statistics. The scores are bit-for-bit those of running every
+earlier) lets candidates that agree on their first k segments share those segments' outputs. This is
+exact: after recalibration, segment i's BN statistics depend only on the choices of segments <= i, and
+in train mode a BN normalises with batch statistics, so segment i+1's recalibration input does not
+depend on segment i's running statistics. The scores are bit-for-bit those of running every
 candidate alone (tested, and checked again by ``supernet bench``).
 """
 from __future__ import annotations
@@ -25,9 +25,9 @@ from ..runtime.device import autocast
 from ..train.metrics import accuracy
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-# On CPU, batches are concatenated into one call only while its largest stage output stays under
+# On CPU, batches are concatenated into one call only while its largest segment output stays under
 # this. Measured on the 2-core VM with 16-image batches (4 recalibration, 2 validation), per
-# candidate against one batch a call: 1.8x faster concatenated at 16 KB of stage output per image
+# candidate against one batch a call: 1.8x faster concatenated at 16 KB of segment output per image
 # (ImageNet space at 32 px), 1.2x at 64 KB (64 px), 1.04x at 144 KB (96 px); 4-6% slower at
 # 256 KB (CIFAR space at 32 px, even two batches a call) and up to 1.4x slower at 800 KB (224 px),
 # where copying the activations costs more than the calls save.
@@ -108,10 +108,10 @@ class CandidateEvaluator:
         prepare: turns stored images into network input, per group of images as they are used,
             e.g. ``Compact(dataset).finish`` so that the batches can be kept as uint8 (a quarter
             of the memory; ``supernet.data.loader.Compact``). ``None``: they are network input.
-        cache_mb: memory for the prepared images (when ``prepare`` is given) and the shared stage
+        cache_mb: memory for the prepared images (when ``prepare`` is given) and the shared segment
             outputs of the prefix tree. What does not fit is prepared or run per candidate.
         group_images: images per concatenated call (1 = one original batch per call). ``None``:
-            256 on CUDA; on CPU as many as keep a call's largest stage output under 6 MB (at most
+            256 on CUDA; on CPU as many as keep a call's largest segment output under 6 MB (at most
             256), since there copying large activations costs more than the calls it saves.
         channels_last: run 4-D inputs in channels_last layout.
     """
@@ -132,19 +132,19 @@ class CandidateEvaluator:
         self.n_val = len(self.val_y)
         if self.n_val == 0:
             raise ValueError("the search needs at least one held-out validation image")
-        self.stages = list(model.stages()) if hasattr(model, "stages") else [model]
-        self.stage_labels = _stage_labels(self.space, self.stages)
+        self.segments = list(model.segments()) if hasattr(model, "segments") else [model]  # a space may list them
+        self.segment_labels = _segment_labels(self.space, self.segments)
         self.cache_bytes = cache_mb * 2**20
         self.group_images = group_images
-        # Grouped on first use (_setup), when a candidate is active and its stage sizes are known.
+        # Grouped on first use (_setup), when a candidate is active and its segment sizes are known.
         self._batches = ([x for x, _ in recal_batches], [x for x, _ in val_batches])
         self.recal: list = []  # (images of one call, the original batch sizes in it)
         self.val: list = []
         self.n_tail = 0  # validation images riding at the end of the one recalibration call
-        self.shared_depth: Optional[int] = None  # stages whose outputs are cached
-        self.stage_runs = 0  # stage evaluations done (a candidate alone costs len(self.stages))
+        self.shared_depth: Optional[int] = None  # segments whose outputs are cached
+        self.segment_runs = 0  # segment evaluations done (a candidate alone costs len(self.segments))
         self._chunks = _Chunks()  # read by the BatchNorms' forward during evaluate_many
-        self._bns_of: dict = {}  # (stage, its key) -> the BatchNorms on that path
+        self._bns_of: dict = {}  # (segment, its key) -> the BatchNorms on that path
 
     def __call__(self, arch: Arch) -> dict:
         return self.evaluate_many([arch])[0]
@@ -154,9 +154,9 @@ class CandidateEvaluator:
         """Scores of ``archs`` in their order; ``on_result(i, score)`` is called as each finishes."""
         archs = [self.space.validate(a) for a in archs]
         keys = [[tuple(tuple(v) if isinstance(v, list) else v for v in (a[label] for label in labels))
-                 for labels in self.stage_labels] for a in archs]  # InputChoice values are lists: hashable keys
+                 for labels in self.segment_labels] for a in archs]  # InputChoice values are lists: hashable keys
         scores: list = [None] * len(archs)
-        path: list = []  # path[s] = (key of stage s, its recalibration outputs, its validation outputs)
+        path: list = []  # path[s] = (key of segment s, its recalibration outputs, its validation outputs)
         with _recalibrating(self.model) as bns:
             for m in bns:
                 m.forward = _ChunkedBN(m, self._chunks)
@@ -171,7 +171,7 @@ class CandidateEvaluator:
         return scores
 
     def _evaluate_in_tree(self, arch: Arch, key: list, path: list) -> dict:
-        """Score ``arch``, reusing the outputs on ``path`` of the stages its ``key`` shares with the
+        """Score ``arch``, reusing the outputs on ``path`` of the segments its ``key`` shares with the
         previous candidate, and leaving its own there for the next."""
         self.space.activate(arch, check=False)
         if self.shared_depth is None:
@@ -181,12 +181,12 @@ class CandidateEvaluator:
             depth += 1
         del path[depth:]
         recal, val = (path[-1][1], path[-1][2]) if path else (self.recal, self.val)
-        prepare = None if path else self.prepare  # the stored images need preparing; stage outputs do not
+        prepare = None if path else self.prepare  # the stored images need preparing; segment outputs do not
         for s in range(depth, self.shared_depth):
             recal, val = self._run(s, s + 1, key, recal, val, prepare, check=True)
             prepare = None
             path.append((key[s], recal, val))
-        _, logits = self._run(len(path), len(self.stages), key, recal, val, prepare, check=False)
+        _, logits = self._run(len(path), len(self.segments), key, recal, val, prepare, check=False)
         return self._score(logits)
 
     def _run(self, first: int, end: int, key: list, recal: list, val: list, prepare: Optional[Callable],
@@ -197,9 +197,9 @@ class CandidateEvaluator:
             return recal, val
         if prepare is None:
             prepare = _identity
-        self.stage_runs += end - first
-        net = self.stages[first] if end - first == 1 else nn.Sequential(*self.stages[first:end])
-        bns = [m for s in range(first, end) for m in self._stage_bns(s, key[s])]
+        self.segment_runs += end - first
+        net = self.segments[first] if end - first == 1 else nn.Sequential(*self.segments[first:end])
+        bns = [m for s in range(first, end) for m in self._segment_bns(s, key[s])]
         for m in bns:
             m.reset_running_stats()
             m.training = True
@@ -217,11 +217,11 @@ class CandidateEvaluator:
             val = [_checked(net, x) if check else net(x) for x in map(prepare, val)]
         return out, val
 
-    def _stage_bns(self, s: int, key: tuple) -> list[nn.Module]:
-        """The BatchNorms stage ``s`` runs under decisions ``key``; the other candidates' are left alone."""
+    def _segment_bns(self, s: int, key: tuple) -> list[nn.Module]:
+        """The BatchNorms segment ``s`` runs under decisions ``key``; the other candidates' are left alone."""
         bns = self._bns_of.get((s, key))
         if bns is None:
-            bns = self._bns_of[(s, key)] = _path_bns(self.stages[s])
+            bns = self._bns_of[(s, key)] = _path_bns(self.segments[s])
         return bns
 
     def _score(self, logits: list) -> dict:
@@ -229,15 +229,15 @@ class CandidateEvaluator:
         return {"top1_err": 1 - top1 / self.n_val, "top5_err": 1 - top5 / self.n_val}
 
     def _setup(self) -> None:
-        """Group the batches into calls and size the prefix-tree cache, from the stage outputs of
+        """Group the batches into calls and size the prefix-tree cache, from the segment outputs of
         one image under the active candidate (eval mode, so side-effect free: eval-mode BN only
         reads its statistics)."""
         recal, val = self._batches
         x = (recal or val)[0][:1].to(self.device)
         x = x if self.prepare is None else self.prepare(x)
-        in_bytes, out_bytes = x.element_size() * x.numel(), []  # per image: the input, each stage's output
-        for stage in self.stages:
-            x = stage(x)
+        in_bytes, out_bytes = x.element_size() * x.numel(), []  # per image: the input, each segment's output
+        for segment in self.segments:
+            x = segment(x)
             out_bytes.append(x.element_size() * x.numel())
         limit = self.group_images or (256 if self.device.type == "cuda" else
                                       max(1, min(256, CPU_GROUP_BYTES // max(out_bytes))))
@@ -249,7 +249,7 @@ class CandidateEvaluator:
             recal = [(self.prepare(x), sizes) for x, sizes in recal]
             val = [self.prepare(x) for x in val]
             total, self.prepare = in_bytes * n_images, None
-        # Recalibration and validation as ONE call per stage, the validation images at the end:
+        # Recalibration and validation as ONE call per segment, the validation images at the end:
         # half the op calls where per-call overhead dominates. It needs all recalibration images
         # in that call (every BN takes its statistics from them before it normalises the
         # validation images) and one precision for both (no bf16 autocast).
@@ -260,7 +260,7 @@ class CandidateEvaluator:
         self.val = [self.layout(x) for x in val]
         self._chunks.tail, self._batches = self.n_tail, None
         self.shared_depth = 0
-        for b in out_bytes[:-1]:  # the last stage's outputs (logits) are never shared
+        for b in out_bytes[:-1]:  # the last segment's outputs (logits) are never shared
             total += b * n_images
             if total > self.cache_bytes:
                 break
@@ -312,19 +312,19 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _checked(stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _checked(segment: nn.Module, x: torch.Tensor) -> torch.Tensor:
     version = x._version
-    out = stage(x)
+    out = segment(x)
     if x._version != version:
-        raise RuntimeError(f"stage {type(stage).__name__} changed its input in place; the prefix-tree "
-                           "evaluator shares stage outputs between candidates, so stages must not do that "
-                           "(make the first op of the stage out of place)")
+        raise RuntimeError(f"segment {type(segment).__name__} changed its input in place; the prefix-tree "
+                           "evaluator shares segment outputs between candidates, so segments must not do that "
+                           "(make the first op of the segment out of place)")
     return out
 
 
-def _stage_labels(space: SearchSpace, stages: list[nn.Module]) -> list[list[str]]:
-    """The labels declared in each stage; labels declared outside every stage count from stage 0."""
-    labels = [SearchSpace(stage).labels for stage in stages]
+def _segment_labels(space: SearchSpace, segments: list[nn.Module]) -> list[list[str]]:
+    """The labels declared in each segment; labels declared outside every segment count from segment 0."""
+    labels = [SearchSpace(segment).labels for segment in segments]
     inside = {label for ls in labels for label in ls}
     labels[0] = [label for label in space.labels if label not in inside] + labels[0]
     return labels

@@ -202,7 +202,7 @@ class EvolutionSearch:
             record = {"generation": self.generation, "origin": origin, "arch": arch,
                       "top1": 1 - score["top1_err"], "top5": 1 - score["top5_err"], **score,
                       "flops": flops, "params": params}
-            if getattr(self.cost, "latency_table", None) is not None:
+            if self.cost.latency_table is not None:
                 record["latency_ms"] = self.cost.latency(arch)  # predicted by the run's table
             self.visited.add(self._key(arch))
             self.results.append(record)

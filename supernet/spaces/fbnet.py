@@ -132,7 +132,8 @@ class FBNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.head(self.layers(self.stem(x))))  # (B, num_classes)
 
-    def stages(self) -> list[nn.Module]:
+    def segments(self) -> list[nn.Module]:
+        """``forward`` as a sequence (the candidate evaluator shares equal leading segments)."""
         return [self.stem, *self.layers, self.head, self.classifier]
 
     @torch.no_grad()

@@ -139,8 +139,8 @@ class ProxylessNet(nn.Module):
         x = self.feature_mix(self.blocks(x))       # (B, 1280, H/32, W/32)
         return self.classifier(self.pool(x))       # (B, num_classes)
 
-    def stages(self) -> list[nn.Module]:
-        """``forward`` as a sequence (the candidate evaluator shares equal leading stages)."""
+    def segments(self) -> list[nn.Module]:
+        """``forward`` as a sequence (the candidate evaluator shares equal leading segments)."""
         return [self.first_conv, self.first_block, *self.blocks, self.feature_mix, self.pool, self.classifier]
 
     @torch.no_grad()

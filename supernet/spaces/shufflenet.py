@@ -150,10 +150,10 @@ class ShuffleNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.head(self.features(self.stem(x))))  # (B, num_classes)
 
-    def stages(self) -> list[nn.Module]:
-        """``forward`` as a sequence; each stage reads only the choices declared inside it.
+    def segments(self) -> list[nn.Module]:
+        """``forward`` as a sequence; each segment reads only the choices declared inside it.
 
-        The candidate evaluator shares the outputs of equal leading stages between candidates.
+        The candidate evaluator shares the outputs of equal leading segments between candidates.
         """
         return [self.stem, *self.features, self.head, self.classifier]
 

@@ -42,7 +42,7 @@ class Controller(nn.Module):
         for i, label in enumerate(space.labels):
             c = space.choice(label)
             if isinstance(c, InputChoice):
-                anchors = getattr(c, "anchors", None) or [None] * c.n_candidates
+                anchors = c.anchors or [None] * c.n_candidates
                 if len(anchors) != c.n_candidates:
                     raise ValueError(f"InputChoice '{label}' names {len(anchors)} anchors for {c.n_candidates} inputs")
                 sources, n_start = [], 0

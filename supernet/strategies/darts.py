@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..arch import Arch, SearchSpace
-from ..nn.choices import InputChoice, LayerChoice
+from ..nn.choices import InputChoice, LayerChoice, gate_of
 from ..runtime import dist
 from ..runtime.seeding import mix_seed
 from .base import StepContext, Strategy, frozen, load_weights_state_, weights_history, weights_state
@@ -200,8 +200,8 @@ def edge_map(space: SearchSpace) -> dict[str, list[str]]:
     InputChoices whose every input is a gated edge (``LayerChoice.gate``) with one label."""
     feeds: dict[str, dict[int, set]] = {}
     for label in space.labels:
-        for m in space._modules[label]:
-            gate = getattr(m, "gate", None)
+        for m in space.choices(label):
+            gate = gate_of(m)
             if isinstance(m, LayerChoice) and gate is not None:
                 feeds.setdefault(gate[0], {}).setdefault(gate[1], set()).add(label)
     out = {}

@@ -27,7 +27,7 @@ UNITS = {"ms": 1.0, "us": 1000.0}
 
 def latency_table(cost, who: str):
     """The run's latency table from its cost model, or a one-line error that says how to get one."""
-    table = getattr(cost, "latency_table", None) if cost is not None else None
+    table = cost.latency_table if cost is not None else None
     if table is None:
         raise ConfigError(f"{who} needs a latency table for this target: set latency.table=FILE (built by "
                           f"`supernet latency ...`), or turn the latency loss off with strategy.latency_loss=null")

@@ -223,7 +223,7 @@ class Proxyless(Strategy):
         skipped = {l for l in self.labels if set(active[l]) & set(self.zero[l])}
         handles = [m.register_forward_hook(self._gate_hook([k for k in involved[label] if k not in active[label]],
                                                            extra[label]))
-                   for label in restrict if label not in skipped for m in self.space._modules[label]]
+                   for label in restrict if label not in skipped for m in self.space.choices(label)]
         xv, yv = ctx.held_out(step)
         try:
             with frozen(model):

@@ -133,7 +133,7 @@ def test_nni_signature_and_an_nni_darts_model_trains_and_exports():
     torch.manual_seed(0)
     model = CNN(8, 3, 4, 3, n_layers=3)
     space = SearchSpace(model)
-    assert "normal_n2_p0" in space.labels and len(space._modules["normal_n2_p0"]) == 1  # 3 layers: one normal cell
+    assert "normal_n2_p0" in space.labels and len(space.choices("normal_n2_p0")) == 1  # 3 layers: one normal cell
     optimizer = torch.optim.SGD(model.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
     for unrolled in (False, True):
         trainer = DartsTrainer(model, loss=torch.nn.CrossEntropyLoss(), metrics=accuracy, optimizer=optimizer,

@@ -51,7 +51,7 @@ def batches(n, size, batch=8, seed=0):
 def test_prefix_tree_grouped_channels_last_scores_equal_the_plain_loop(options, settings):
     torch.manual_seed(0)
     model = create("shufflenet-cifar", input_size=16, width_mult=0.25, stage_repeats=(2, 2, 2, 2), **options)
-    model.stages()  # the space declares its stages
+    model.segments()  # the space declares its segments
     space = SearchSpace(model)
     archs = generation(space)
     recal, val = batches(3, 16), batches(2, 16, seed=1) + [batches(1, 16, batch=5, seed=2)[0]]  # ragged last batch
@@ -60,12 +60,12 @@ def test_prefix_tree_grouped_channels_last_scores_equal_the_plain_loop(options, 
     assert fast == plain_scores(model, archs, recal, val)
     assert len({(s["top1_err"], s["top5_err"]) for s in fast}) > 1  # not a degenerate constant score
     if settings.get("cache_mb", 2048) >= 1:
-        assert ev.stage_runs < len(archs) * len(ev.stages)  # the tree shared work
+        assert ev.segment_runs < len(archs) * len(ev.segments)  # the tree shared work
     assert ev(archs[3]) == fast[3]  # one at a time gives the same
 
 
-def test_evaluator_restores_the_model_and_works_without_stages():
-    class Flat(nn.Module):  # no stages(): evaluated as one stage
+def test_evaluator_restores_the_model_and_works_without_segments():
+    class Flat(nn.Module):  # no segments(): evaluated as one segment
         def __init__(self):
             super().__init__()
             self.body = create("shufflenet-cifar", input_size=16, width_mult=0.25, stage_repeats=(1, 1, 1, 1))
@@ -87,7 +87,7 @@ def test_evaluator_restores_the_model_and_works_without_stages():
     assert all(m.momentum == 0.1 and "forward" not in m.__dict__ for m in bns)
 
 
-def test_a_stage_that_changes_its_input_in_place_is_refused():
+def test_a_segment_that_changes_its_input_in_place_is_refused():
     class InPlace(nn.Module):
         def __init__(self):
             super().__init__()
@@ -97,7 +97,7 @@ def test_a_stage_that_changes_its_input_in_place_is_refused():
         def forward(self, x):
             return self.head(self.b(self.a(x)))
 
-        def stages(self):
+        def segments(self):
             return [self.a, self.b, self.head]
 
     model = InPlace()
@@ -128,8 +128,8 @@ def test_uint8_batches_prepared_per_group_score_like_float_input(settings):
     assert len({s["top1_err"] for s in fast}) > 1
 
 
-def test_cpu_groups_follow_the_stage_output_size(monkeypatch):
-    """On CPU, batches are concatenated only while a call's largest stage output fits the budget."""
+def test_cpu_groups_follow_the_segment_output_size(monkeypatch):
+    """On CPU, batches are concatenated only while a call's largest segment output fits the budget."""
     torch.manual_seed(0)
     model = create("shufflenet-cifar", input_size=16, width_mult=0.25, stage_repeats=(1, 1, 1, 1))
     archs = generation(SearchSpace(model), n=6)
@@ -137,16 +137,16 @@ def test_cpu_groups_follow_the_stage_output_size(monkeypatch):
     small = CandidateEvaluator(model, recal, val)
     assert small.evaluate_many(archs) == plain_scores(model, archs, recal, val)
     assert small.n_tail == 16 and [s for _, s in small.recal] == [[8, 8, 8]]  # one call for everything
-    largest = max(x.numel() * 4 for x in _stage_outputs(model, recal[0][0][:1]))
+    largest = max(x.numel() * 4 for x in _segment_outputs(model, recal[0][0][:1]))
     monkeypatch.setattr(evaluator, "CPU_GROUP_BYTES", 2 * largest)  # room for 2 images a call
     alone = CandidateEvaluator(model, recal, val)
     assert alone.evaluate_many(archs) == plain_scores(model, archs, recal, val)
     assert alone.n_tail == 0 and [s for _, s in alone.recal] == [[8]] * 3 and len(alone.val) == 2
 
 
-def _stage_outputs(model, x):
+def _segment_outputs(model, x):
     model.eval()
     with torch.no_grad():
-        for stage in model.stages():
-            x = stage(x)
+        for segment in model.segments():
+            x = segment(x)
             yield x
