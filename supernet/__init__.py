@@ -1,4 +1,4 @@
-"""supernet: one-shot neural architecture search (SPOS first) on plain PyTorch."""
+"""supernet: one-shot neural architecture search (SPOS, FairNAS, DARTS, ENAS, ProxylessNAS, FBNet) on plain PyTorch."""
 from .arch import ArchError, SearchSpace, fix, parse_arch
 from .nn import ChannelChoice, InputChoice, LayerChoice
 from .spaces import create

@@ -161,7 +161,7 @@ CASES = [
      "unknown key 'strategy.max_tries' for strategy 'fairnas'; valid keys: name", False),
     ("resume with another strategy", lambda t, r: ["train-supernet", "--run-dir", r, "--resume", "strategy.name=fairnas"],
      "was made for a different model: strategy: checkpoint has 'spos', now 'fairnas'", True),
-    # issue 13: DARTS and the retrain recipe
+    # DARTS and the retrain recipe
     ("auxiliary loss without an auxiliary head", lambda t, r: ["retrain", "--run-dir", r, "--force", "aux_weight=0.4"],
      "retrain.aux_weight=0.4 needs a network with an auxiliary head: set retrain.space_options.auxiliary=true", True),
     ("drop-path on a space without it", lambda t, r: ["retrain", "--run-dir", r, "--force", "drop_path=0.2"],
@@ -169,7 +169,7 @@ CASES = [
     ("skip cap on a space without skip_connect", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir",
                                                                t / "new", "strategy.name=darts", "strategy.max_skips=2"],
      "max_skips caps 'skip_connect' ops in labels 'normal/...' (the darts space); this space has none", False),
-    # issue 17: one owner per run directory; --force and --resume keep the run as it was
+    # one owner per run directory; --force and --resume keep the run as it was
     ("run dir in use", lambda t, r: __import__(__package__ + ".test_lock", fromlist=["_"]).hold_lock(r)
      + ["search", "--run-dir", r, "--force"],
      "is in use by supernet pid ", True),

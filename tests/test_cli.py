@@ -67,3 +67,33 @@ def test_console_entry_point_runs_as_a_module():
     out = subprocess.run([sys.executable, "-m", "supernet", "info", "shufflenet-cifar", "--json"],
                          capture_output=True, text=True, check=True).stdout
     assert json.loads(out)["labels"] == 20
+
+
+def test_every_subcommand_has_working_help(capsys):
+    from supernet.cli import build_parser
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name in ["--help"] + [f"{c} --help" for c in commands]:
+        assert main(name.split()) == 0, name
+        assert "usage: supernet" in capsys.readouterr().out
+
+
+def test_the_commands_in_the_packaged_configs_parse():
+    """Each config file starts with the commands that run it: they must be commands the CLI has."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from supernet.cli import build_parser
+    from supernet.pipeline.config import PACKAGED_CONFIGS
+    parser = build_parser()
+    seen = 0
+    for config in sorted(Path(PACKAGED_CONFIGS).glob("*.yaml")):
+        for line in config.read_text().splitlines():
+            m = re.match(r"#\s+(?:torchrun .*?-m )?(supernet .*)", line)
+            if not m:
+                continue
+            for command in re.sub(r"\s{2,}\(.*\)$", "", m[1]).split("&&"):
+                args = parser.parse_args(shlex.split(command)[1:])  # exits (SystemExit) on what the CLI lacks
+                assert all("=" in o for o in getattr(args, "options", [])), (config.name, command)
+                seen += 1
+    assert seen > 20

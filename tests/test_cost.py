@@ -23,7 +23,8 @@ def arch_of(blocks, scales=None):
 
 
 def test_published_numbers_at_224_and_1000_classes():
-    """REFERENCE §3: B 323M / 3.5M, A 319M / 3.3M, C 328M / 3.4M (affine BN, no FC bias)."""
+    """The published costs: B 323M / 3.5M (the official README), A 319M / 3.3M (the paper), C 328M / 3.4M
+    (megvii-model/ShuffleNet-Series, OneShot); affine BN, no FC bias."""
     blocks = CostModel(create("shufflenet"))
     assert blocks.cost(arch_of(B)) == (322_918_720, 3_558_464)
     assert blocks.cost(arch_of(A)) == (318_729_024, 3_345_088)

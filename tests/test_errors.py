@@ -1,4 +1,4 @@
-"""User errors the bad-input table cannot stage with an argv alone (issue 17, defects 5-9): a full
+"""User errors the bad-input table cannot stage with an argv alone: a full
 disk, a missing optional extra, a damaged checkpoint's fallback, hand-edited search states and
 sizes that exceed the memory. Each one is a single stderr line that names the file or setting."""
 import errno
@@ -271,7 +271,7 @@ def test_memory_check_uses_what_is_available(monkeypatch):
     memory.check_fits(10**30, "x", "y")
 
 
-# --- checked by pipeline.search (issue 17) -------------------------------------------------------------
+# --- checked by pipeline.search ---------------------------------------------------------------------
 def test_cli_state_without_a_key(searched, tmp_path, capsys):
     from .bad_scenes import state_without_key
     _, trained = searched

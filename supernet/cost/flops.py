@@ -1,6 +1,7 @@
 """Exact FLOPs and parameter counts from per-choice lookup tables.
 
-FLOPs follow the SPOS convention (REFERENCE §3): multiply-accumulates of convolutions (1-3d,
+FLOPs follow the SPOS convention (the FLOPs of the paper and of the official README): multiply-accumulates
+of convolutions (1-3d,
 transposed) and Linear at batch 1, stem and head included; BN, ReLU, pooling and shuffles are not
 counted, and a layer with parameters of another kind is refused rather than counted as zero. Parameters are
 those of the fixed subnet (affine BN included), so ``params(arch) == sum(p.numel() for p in

@@ -69,7 +69,7 @@ class DataConfig:
 class DataBundle:
     """The three splits and the facts a model needs about them."""
 
-    train: Dataset  # training split minus the held-out val images; TRAIN transforms (augmentation)
+    train: Dataset  # training split minus the val images; TRAIN transforms (augmentation)
     val: Dataset  # held out of the training data; EVAL transforms; the search scores on it
     test: Dataset  # the test split; EVAL transforms; only `evaluate` uses it
     num_classes: int

@@ -2,7 +2,7 @@
 
 Splits are made with a seeded ``torch.Generator`` so the same ``split_seed`` gives the same
 train/val/test images on every machine and every run (the search must score each candidate on
-the same held-out images).
+the same validation images).
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Layers whose width follows a ``ChannelChoice``: weights are shared by slicing the largest kernel.
 
-This is the Slimmable / OFA form of weight sharing (REFERENCE §2): a layer built for the largest
+This is the Slimmable / once-for-all form of weight sharing (https://github.com/mit-han-lab/once-for-all):
+a layer built for the largest
 width keeps one weight tensor, and a narrower option uses its leading channels,
 ``weight[:out, :in]``. The BatchNorm after a sliced conv slices its statistics the same way.
 
@@ -179,7 +180,8 @@ class SlicedBatchNorm2d(nn.BatchNorm2d):
 def fixed_batchnorm(bn: nn.BatchNorm2d, c: int) -> nn.BatchNorm2d:
     """Plain affine BatchNorm2d of ``c`` channels with ``bn``'s leading statistics and affine terms.
 
-    The stand-alone subnet always has affine BN (REFERENCE §1; NNI PR #2902 lost 0.7% top-1 by
+    The stand-alone subnet always has affine BN, as the official SPOS code retrains it
+    (https://github.com/megvii-model/SinglePathOneShot, ``src/Evaluation``; NNI PR #2902 lost 0.7% top-1 by
     keeping it non-affine). weight=1, bias=0 computes exactly what a non-affine BN computes.
     """
     out = nn.BatchNorm2d(c, eps=bn.eps, momentum=bn.momentum, affine=True,

@@ -1,6 +1,7 @@
 """NNI 2.x's ``ProxylessTrainer`` and an FBNet trainer in the same style, as thin faces on the one loop.
 
-NNI predicted latency with nn-Meter (four fixed devices, REFERENCE-family §8). Here
+NNI predicted latency with nn-Meter (four fixed devices: NNI v2.10's
+``docs/source/deprecated/oneshot_legacy.rst``). Here
 ``applied_hardware`` names one of our latency tables (a file from ``supernet latency``, or a
 ``LatencyTable``), or a backend to measure one on now: the model's own target.
 """

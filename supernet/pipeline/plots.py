@@ -27,7 +27,7 @@ def plot_search(results: list[dict], path: Path, upper: float | None = None, low
     if best:
         ax1.plot(*zip(*best), color="C3", marker="o", ms=3, label="best so far")
     ax1.set_xlabel("generation")
-    ax1.set_ylabel("supernet top-1 on held-out split (%)")
+    ax1.set_ylabel("supernet top-1 on the validation split (%)")
     ax1.legend(loc="lower right")
     ax1.grid(alpha=0.3)
     if metric == "latency":

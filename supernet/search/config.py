@@ -10,7 +10,7 @@ from ..runtime.seeding import check_seed
 @dataclass
 class SearchConfig:
     algorithm: Literal["evolution", "random"] = "evolution"
-    population: int = 50             # official SPOS evolution (REFERENCE §5)
+    population: int = 50             # the official SPOS evolution (src/Search/search.py)
     generations: int = 20
     topk: int = 10                   # global elite kept across generations
     mutations: int = 25
@@ -21,7 +21,7 @@ class SearchConfig:
     recal_batches: int = 200         # BN recalibration per candidate: 200 x 128 training images (paper: ~20k)
     recal_batch_size: int = 128
     val_batch_size: int = 256
-    val_images: Optional[int] = None  # score on the first N held-out images (None = all of the val split)
+    val_images: Optional[int] = None  # score on the first N validation images (None = all of the val split)
     seed: int = 0
     device: str = "auto"
     progress: bool = True

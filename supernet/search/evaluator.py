@@ -1,4 +1,4 @@
-"""Scoring candidates: BN recalibration on training batches, then top-1/top-5 error on held-out data.
+"""Scoring candidates: BN recalibration on training batches, then top-1/top-5 error on the validation split.
 
 The batches are materialised once per search, so every candidate is scored on exactly the same
 images (the official code gave each candidate a different validation slice, OFF issue #4).
@@ -104,7 +104,7 @@ class CandidateEvaluator:
     Args:
         model: the trained supernet.
         recal_batches: training batches for BN recalibration (same for every candidate).
-        val_batches: held-out batches the candidate is scored on (same for every candidate).
+        val_batches: validation batches the candidate is scored on (same for every candidate).
         prepare: turns stored images into network input, per group of images as they are used,
             e.g. ``Compact(dataset).finish`` so that the batches can be kept as uint8 (a quarter
             of the memory; ``supernet.data.loader.Compact``). ``None``: they are network input.
@@ -131,7 +131,7 @@ class CandidateEvaluator:
         self.val_y = torch.cat([y for _, y in val_batches]).to(self.device) if val_batches else torch.zeros(0)
         self.n_val = len(self.val_y)
         if self.n_val == 0:
-            raise ValueError("the search needs at least one held-out validation image")
+            raise ValueError("the search needs at least one validation image")
         self.segments = list(model.segments()) if hasattr(model, "segments") else [model]  # a space may list them
         self.segment_labels = _segment_labels(self.space, self.segments)
         self.cache_bytes = cache_mb * 2**20

@@ -1,4 +1,6 @@
-"""The official SPOS evolutionary search (REFERENCE §5), and random search as its baseline.
+"""The official SPOS evolutionary search (Guo et al., https://arxiv.org/abs/1904.00420, and
+``src/Search/search.py`` of https://github.com/megvii-model/SinglePathOneShot), and random search as
+its baseline.
 
 Per generation: 25 mutations of the global top-10 (each gene resampled with p=0.1), 25
 crossovers of two top-10 parents (each gene from either, p=0.5), then a random refill to the

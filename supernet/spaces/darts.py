@@ -1,4 +1,5 @@
-"""The DARTS cell space (Liu, Simonyan, Yang, ICLR 2019; REFERENCE-family §1).
+"""The DARTS cell space (Liu, Simonyan, Yang, ICLR 2019, https://arxiv.org/abs/1806.09055; the official
+``cnn/operations.py`` and ``cnn/model_search.py`` of https://github.com/quark0/darts).
 
 A network is a stem, ``layers`` cells and a classifier; the cells at 1/3 and 2/3 of the depth are
 reduction cells (stride 2, twice the channels). A cell has two inputs (the outputs of the two

@@ -1,5 +1,5 @@
 """The ENAS macro and micro spaces (Pham et al., ICML 2018, https://arxiv.org/abs/1802.03268;
-REFERENCE-family §2).
+https://github.com/melodyguan/enas, ``src/cifar10/general_child.py`` and ``micro_child.py``).
 
 **Macro** (``enas-macro``): a stem, ``layers`` layers of ``channels`` filters and a classifier.
 Layer i picks one of 6 branches (conv 3x3, sep 3x3, conv 5x5, sep 5x5, avg pool, max pool, in the

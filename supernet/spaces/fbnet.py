@@ -1,7 +1,7 @@
 """The FBNet space: 22 layers x 9 candidates (inverted residuals, group-2 shuffle variants, skip).
 
 Paper: Wu et al., "FBNet: Hardware-Aware Efficient ConvNet Design via Differentiable Neural
-Architecture Search", CVPR 2019, https://arxiv.org/abs/1812.03443 (REFERENCE-family §4; the
+Architecture Search", CVPR 2019, https://arxiv.org/abs/1812.03443 (its Table 1; the
 paper's Table 1 as the FBN-A re-implementation writes it). The network: a 3x3 stride-2 stem to 16
 channels, 22 searchable layers with output widths 16, 24x4, 32x4, 64x4, 112x4, 184x4, 352 (stride
 2 at the first layer of the 24/32/64/184 groups), a 1x1 conv to 1504, global pooling and the FC.

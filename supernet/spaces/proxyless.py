@@ -1,7 +1,7 @@
 """The ProxylessNAS space: MobileNetV2 inverted-residual blocks, 6 or 7 candidates per block.
 
 Paper: Cai, Zhu, Han, "ProxylessNAS: Direct Neural Architecture Search on Target Task and
-Hardware", ICLR 2019, https://arxiv.org/abs/1812.00332 (REFERENCE-family §3; the released
+Hardware", ICLR 2019, https://arxiv.org/abs/1812.00332 (the released
 ``super_proxyless.py``). The network: a 3x3 stride-2 first conv to 32 channels, a fixed MBConv1
 3x3 block to 16, then 21 searchable blocks in 6 stages (widths 24/40/80/96/192/320, repeats
 4/4/4/4/4/1, the first block of each stage with stride 2/2/2/1/2/1), a 1x1 feature mix to 1280,

@@ -1,4 +1,4 @@
-"""DARTS: differentiable architecture search, first and second order (REFERENCE-family §1).
+"""DARTS: differentiable architecture search, first and second order.
 
 Liu, Simonyan, Yang, "DARTS: Differentiable Architecture Search", ICLR 2019,
 https://arxiv.org/abs/1806.09055. Every label has an α (shared by all the choices with that

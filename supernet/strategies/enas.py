@@ -1,5 +1,5 @@
 """ENAS: an LSTM controller, trained by REINFORCE, samples the architectures the shared weights
-train on (REFERENCE-family §2).
+train on.
 
 Pham, Guan, Zoph, Le, Dean, "Efficient Neural Architecture Search via Parameter Sharing", ICML
 2018, https://arxiv.org/abs/1802.03268. The run alternates two phases, both measured in steps:

@@ -1,7 +1,7 @@
 """FairNAS: strict-fairness sampling, m paths per step that use every candidate exactly once.
 
 Chu et al., "FairNAS: Rethinking Evaluation Fairness of Weight Sharing Neural Architecture
-Search", ICCV 2021, https://arxiv.org/abs/1907.01845 (REFERENCE-family §6). One step: draw m
+Search", ICCV 2021, https://arxiv.org/abs/1907.01845. One step: draw m
 paths without replacement, so that each candidate block of every layer is trained once on the
 same batch; accumulate the m gradients; update the weights once.
 

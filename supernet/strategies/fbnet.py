@@ -1,4 +1,4 @@
-"""FBNet: Gumbel-softmax over θ per layer and a multiplicative latency loss (REFERENCE-family §4).
+"""FBNet: Gumbel-softmax over θ per layer and a multiplicative latency loss.
 
 Wu et al., "FBNet: Hardware-Aware Efficient ConvNet Design via Differentiable Neural Architecture
 Search", CVPR 2019, https://arxiv.org/abs/1812.03443. Every label has θ (initialised equal: a

@@ -9,7 +9,8 @@ Proxyless, a Gumbel-softmax sample for FBNet) the expected latency is
     E[LAT] = overhead + Σ_groups Σ_key Π_i w_{label_i}[key_i] · ms[key]
 
 which is linear in every ``w[label]``, so its gradient reaches α. (NNI's legacy ProxylessTrainer
-wrapped the products in ``torch.tensor(...)``, which cuts that gradient: REFERENCE-family §5.)
+wrapped the products in ``torch.tensor(...)``, which cuts that gradient: ``nni/retiarii/oneshot/pytorch/proxyless.py``
+at tag v2.10.)
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ProxylessNAS: binary gates over softmax(α), one or two paths per step, a latency loss (REFERENCE-family §3).
+"""ProxylessNAS: binary gates over softmax(α), one or two paths per step, a latency loss.
 
 Cai, Zhu, Han, "ProxylessNAS: Direct Neural Architecture Search on Target Task and Hardware",
 ICLR 2019, https://arxiv.org/abs/1812.00332; the released ``search/modules/mix_op.py`` and

@@ -1,4 +1,4 @@
-"""SPOS: uniform single-path sampling, optionally under FLOPs/params/latency constraints (REFERENCE §3-4).
+"""SPOS: uniform single-path sampling, optionally under FLOPs/params/latency constraints.
 
 Guo et al., "Single Path One-Shot Neural Architecture Search with Uniform Sampling", ECCV 2020,
 https://arxiv.org/abs/1904.00420. One step: draw a path, train it, update only its weights.

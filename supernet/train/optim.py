@@ -1,4 +1,5 @@
-"""The SPOS optimiser: SGD with momentum, decay on >=2-D weights only, a stateless LR schedule."""
+"""The weight optimiser: SGD with momentum, decay on >=2-D weights only (as the official SPOS code
+does), and a stateless LR schedule."""
 from __future__ import annotations
 
 import math

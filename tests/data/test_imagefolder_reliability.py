@@ -1,4 +1,4 @@
-"""Image folders are read as the user meant, or refused by name (issue 17, defect 3).
+"""Image folders are read as the user meant, or refused by name.
 
 * high-bit-depth images are scaled to 0..255, not clipped by Pillow's ``convert("RGB")``;
 * links inside a class folder cannot pull in other classes' images or loop;

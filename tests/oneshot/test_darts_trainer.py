@@ -1,5 +1,5 @@
 """NNI's DartsTrainer signature on supernet's loop, with an NNI 2.x DARTS example model that runs
-unchanged apart from its imports (REFERENCE-family §5: LayerChoice per edge, InputChoice(n_chosen=2)
+unchanged apart from its imports (NNI v2.10's DARTS example: LayerChoice per edge, InputChoice(n_chosen=2)
 per node, labels shared across cells)."""
 import inspect
 from collections import OrderedDict

@@ -82,7 +82,8 @@ def _block_table(model):
 
 
 def test_imagenet_space_matches_the_official_channel_table():
-    """REFERENCE §1: per-layer main-branch input, mid, output and the projection branch."""
+    """The official space (megvii-model/SinglePathOneShot, src/Supernet/blocks.py): per-layer main-branch
+    input, mid, output and the projection branch."""
     rows = _block_table(create("shufflenet"))
     expected = ([(0, 2, 16, 32, 48, 16)] + [(i, 1, 32, 32, 32, None) for i in (1, 2, 3)]
                 + [(4, 2, 64, 80, 96, 64)] + [(i, 1, 80, 80, 80, None) for i in (5, 6, 7)]
