@@ -139,8 +139,8 @@ def check_onnx(path: Path, model: nn.Module, sample: torch.Tensor) -> float | No
         import onnxruntime as ort
     except ImportError:
         return None
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (out,) = session.run(None, {session.get_inputs()[0].name: sample.cpu().numpy().astype(np.float32)})
+    ort_session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (out,) = ort_session.run(None, {ort_session.get_inputs()[0].name: sample.cpu().numpy().astype(np.float32)})
     with torch.no_grad():
         ref = model.eval()(sample).float().cpu().numpy()
     return float(np.abs(out - ref).max())

@@ -63,6 +63,24 @@ def assert_equal_nested(a, b):
         assert a == b
 
 
+def assert_close_nested(a, b, rtol=1e-5, atol=1e-6):
+    """Nested dicts / lists / tensors and floats equal up to float summation order; the rest exactly."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert_close_nested(a[k], b[k], rtol, atol)
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_close_nested(x, y, rtol, atol)
+    elif isinstance(a, torch.Tensor):
+        assert a.shape == b.shape and torch.allclose(a.double(), b.double(), rtol=rtol, atol=atol), (a, b)
+    elif isinstance(a, float):
+        assert abs(a - b) <= atol + rtol * abs(b), (a, b)
+    else:
+        assert a == b
+
+
 def assert_resume_is_exact(tmp_path, make, train, cfg, at: int) -> tuple[dict, object]:
     """Trains ``make()``'s fresh ``(model, strategy)`` on ``train`` for ``cfg.steps`` uninterrupted,
     then a fresh pair again from the step-``at`` checkpoint (as after a kill there). Asserts the two

@@ -10,11 +10,13 @@ import pytest
 import torch
 import yaml
 
+from supernet.strategies import STRATEGIES
 from supernet.train import load_checkpoint
 from supernet.train.metrics import read_metrics
 
-from .conftest import child_env
+from .conftest import assert_close_nested, assert_equal_nested, child_env
 from .test_pipeline import TINY
+from .train.ddp_worker import VARIANTS
 
 
 def launch(nproc, *args):
@@ -67,40 +69,30 @@ def worker(nproc, out, kinds, resume=False):
     return {k: load_checkpoint(Path(out) / k / "last.pt") for k in kinds}
 
 
-RESUMED = ["supernet", "subnet", "darts-unrolled"]  # also resumed in 1 process from a 2-process checkpoint; first-order
-# DARTS' resume is the second-order case's minus the unrolled step; ENAS, Proxyless, FBNet: tests/strategies/test_seam.py's
-KINDS = [RESUMED, ["darts", "enas", "proxyless", "proxyless-two", "fbnet"]]
+KINDS = ["subnet", *sorted(STRATEGIES), *VARIANTS]  # every registered strategy, present and future
 
 
-@pytest.mark.parametrize("kinds", KINDS, ids=["+".join(k) for k in KINDS])
-def test_two_processes_and_a_resume_across_world_sizes_give_the_one_process_weights(tmp_path, kinds):
+def test_two_processes_and_a_resume_across_world_sizes_give_the_one_process_weights(tmp_path):
     """Without BatchNorm, 2 ranks on half batches (averaged gradients; DDP for the fixed subnet)
-    compute one process's update on the whole batch, up to float summation order. A 2-process
-    run, and a 2-process checkpoint resumed in 1 process, end at the 1-process weights."""
-    ones, twos = worker(1, tmp_path / "one", kinds), worker(2, tmp_path / "two", kinds)
-    resumed = {}
-    if kinds == RESUMED:
-        for kind in kinds:
-            (tmp_path / "mixed" / kind).mkdir(parents=True)
-            shutil.copy(tmp_path / "two" / kind / "step-3.pt", tmp_path / "mixed" / kind / "last.pt")
-        resumed = worker(1, tmp_path / "mixed", kinds, resume=True)
-    for kind in kinds:
-        one, two, res, o, t = ones[kind], twos[kind], resumed.get(kind), tmp_path / "one" / kind, tmp_path / "two" / kind
+    compute one process's update on the whole batch, up to float summation order. For every kind,
+    a 2-process run, and a 2-process checkpoint resumed in 1 process, end at the 1-process weights;
+    both ranks hold bitwise the same strategy state (α, θ, a controller and its baseline), and
+    that state is the 1-process one."""
+    ones, twos = worker(1, tmp_path / "one", KINDS), worker(2, tmp_path / "two", KINDS)
+    for kind in KINDS:
+        (tmp_path / "mixed" / kind).mkdir(parents=True)
+        shutil.copy(tmp_path / "two" / kind / "step-3.pt", tmp_path / "mixed" / kind / "last.pt")
+    resumed = worker(1, tmp_path / "mixed", KINDS, resume=True)
+    for kind in KINDS:
+        one, two, res, o, t = ones[kind], twos[kind], resumed[kind], tmp_path / "one" / kind, tmp_path / "two" / kind
         for k, v in one["model"].items():
             assert not torch.equal(v, load_checkpoint(o / "step-3.pt")["model"][k]) or "layer" in k, (kind, k)
             assert torch.allclose(two["model"][k], v, rtol=1e-5, atol=1e-6), (kind, k)
-            assert res is None or torch.allclose(res["model"][k], v, rtol=1e-5, atol=1e-6), (kind, k)
-        if kind == "enas":  # the same path on every rank at every step, the same controller, as in 1 process
-            r0, r1 = (torch.load(t / f"alpha-rank{r}.pt") for r in (0, 1))
-            alone = torch.load(o / "alpha-rank0.pt")
-            assert len(r0["paths"]) == 6 and r0["paths"] == r1["paths"] == alone["paths"]
-            assert all(torch.equal(a, b) for a, b in zip(r0["controller"], r1["controller"])) and r0["baseline"] == r1["baseline"]
-            assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(r0["controller"], alone["controller"]))
-        if kind.startswith(("darts", "proxyless", "fbnet")):  # α (θ): identical on both ranks, and the 1-process α
-            a0, a1 = (torch.load(t / f"alpha-rank{r}.pt") for r in (0, 1))
-            assert all(torch.equal(x, y) for x, y in zip(a0, a1)), kind
-            a = torch.load(o / "alpha-rank0.pt")
-            assert all(torch.allclose(x, y, rtol=1e-5, atol=1e-6) and not torch.equal(x, 0 * x) for x, y in zip(a0, a)), kind
+            assert torch.allclose(res["model"][k], v, rtol=1e-5, atol=1e-6), (kind, k)
+        if kind != "subnet":
+            r0, r1 = (torch.load(t / f"strategy-rank{r}.pt") for r in (0, 1))
+            assert_equal_nested(r0, r1)  # the ranks agree exactly
+            assert_close_nested(r0, torch.load(o / "strategy-rank0.pt"))  # and with one process
 
 
 def test_a_search_split_across_two_processes_equals_one_process(two_process_run, tmp_path):

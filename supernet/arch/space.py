@@ -260,7 +260,7 @@ class SearchSpace:
         arch = {}
         for label, c in zip(self.labels, self._choices):
             if c.active is None:
-                raise c._no_decision()
+                raise c.no_decision()
             arch[label] = c.active
         return arch
 

@@ -152,7 +152,7 @@ class CostModel:
         # Record each unit's input shape under two different architectures (and, when some unit is
         # gated, with every edge computed): the table is exact only if a choice's input never
         # depends on another choice.
-        probes = [self._input_shapes(model, units, arch, x) for arch in self._probe_archs()]
+        probes = [self._input_shapes(model, units, arch, x) for arch in self.probe_archs()]
         if any(g is not None for g in gates):
             probes.append(self._input_shapes(model, units, None, x))
         self.units: list[Unit] = []
@@ -206,7 +206,8 @@ class CostModel:
         return gate if isinstance(gate, NoneChosen) else tuple(gate)
 
     # --- building -------------------------------------------------------------------------------
-    def _probe_archs(self) -> list[Arch]:
+    def probe_archs(self) -> list[Arch]:
+        """Two architectures that differ in every choice: every first option, every last one."""
         def pick(label, last):
             c = self.space.choice(label)
             if isinstance(c, InputChoice):
@@ -285,7 +286,7 @@ class CostModel:
     def _measure_rest(self, model, labels, x):
         """Cost outside the top-level choices: whole fixed model minus the tabulated units."""
         table = {}
-        base = self._probe_archs()[0]
+        base = self.probe_archs()[0]
         for key in self.combos(labels):
             arch = {**base, **dict(zip(labels, key))}
             sub = fix(model, arch).eval()
@@ -357,7 +358,7 @@ class CostModel:
 
     def extreme_arch(self, metric: str = "flops", largest: bool = False) -> Arch:
         """The architecture with the smallest (or largest) FLOPs, params or latency."""
-        arch = dict(self._probe_archs()[0])
+        arch = dict(self.probe_archs()[0])
         for _, choices in self._extremes(metric, max if largest else min):
             arch.update(choices)
         return arch

@@ -82,13 +82,13 @@ def ort_runner(model, inputs: list[torch.Tensor], threads: int) -> Callable[[], 
     so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3  # no warnings about unused initialisers
-    session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), so,
-                                   providers=["CPUExecutionProvider"])
-    feeds = {i.name: x.cpu().numpy() for i, x in zip(session.get_inputs(), inputs)}
+    ort_session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), so,
+                                       providers=["CPUExecutionProvider"])
+    feeds = {i.name: x.cpu().numpy() for i, x in zip(ort_session.get_inputs(), inputs)}
 
     def run() -> float:
         t0 = time.perf_counter()
-        session.run(None, feeds)
+        ort_session.run(None, feeds)
         return (time.perf_counter() - t0) * 1e3
     return run
 
@@ -220,7 +220,7 @@ def build_table(model: nn.Module, input_shape: Optional[tuple[int, ...]] = None,
 
         where = tabulate(cost.units, index_unit, lambda a, b: a + b)  # key -> the entries that add up
         stubbed = _stubbed(model, cost.units)
-        base = cost._probe_archs()[0]
+        base = cost.probe_archs()[0]
         stub_labels = SearchSpace(stubbed).labels
         x = inputs([(1, *cost.input_shape)])
         rest = {}

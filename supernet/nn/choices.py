@@ -52,7 +52,8 @@ class Choice(nn.Module):
     def n_options(self) -> int:
         return len(self.values)
 
-    def _no_decision(self) -> RuntimeError:
+    def no_decision(self) -> RuntimeError:
+        """The error a choice without a decision raises (naming its label)."""
         return RuntimeError(
             f"{type(self).__name__} '{self.label}' has no active option: activate an architecture "
             f"first (SearchSpace(model).activate(arch)) or set .active / .weights")
@@ -93,7 +94,7 @@ class LayerChoice(Choice):
         if self.weights is None:
             if isinstance(self.active, int):
                 return self._list[self.active](*args, **kwargs)
-            raise self._no_decision()
+            raise self.no_decision()
         indices = _selection(self.active, len(self._list))
         if not indices:
             raise ValueError(f"LayerChoice '{self.label}': .active restricts the weighted sum to no candidate")
@@ -168,7 +169,7 @@ class InputChoice(Choice):
             raise ValueError(f"InputChoice '{self.label}' expects {self.n_candidates} inputs, got {len(inputs)}")
         if self.weights is None:
             if self.active is None:
-                raise self._no_decision()
+                raise self.no_decision()
             return reduce_inputs(inputs, self.active, self.reduction)
         indices = _selection(self.active, self.n_candidates)
         if self.reduction == "concat" and self.n_chosen is not None and len(indices) != self.n_chosen:
@@ -224,7 +225,7 @@ class ChannelChoice(Choice):
         if self.weights is not None:
             return self.max_width
         if self.active is None:
-            raise self._no_decision()
+            raise self.no_decision()
         return self.values[self.active]
 
     def mask(self) -> torch.Tensor:

@@ -80,8 +80,9 @@ class SlicedConv2d(nn.Conv2d):
     """``nn.Conv2d`` at its largest size, run at the widths its choices select.
 
     Args:
-        in_width / out_width: the ``ChannelChoice`` that sets the input / output channels, or None
-            for a fixed size. A depthwise conv (``depthwise=True``) has one choice for both.
+        in_width: the ``ChannelChoice`` that sets the input channels, or None for a fixed size.
+        out_width: the one that sets the output channels. A depthwise conv (``depthwise=True``)
+            has one choice for both.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,

@@ -151,3 +151,26 @@ def test_enas_runs_every_stage_from_the_cli_on_the_micro_space(tmp_path, capsys)
     assert (run / "search" / "search.png").stat().st_size > 0
     assert "controller_reward" in read_metrics(run / "supernet" / "metrics.jsonl")[1]
     assert json.loads((run / "eval.json").read_text())["arch"] == best["arch"] and (run / "model.onnx").exists()
+
+
+def test_controller_phases_and_the_final_arch_are_in_the_checkpoint(tmp_path):
+    """With phases of 2 steps, a 6-step run has controller phases at steps 2 and 4 and chooses its
+    architecture at the start of step 5; all of it is in the checkpoint, and the metrics say so."""
+    from supernet.data import DataConfig, build_data
+    from supernet.train import fit, load_checkpoint
+    from supernet.train.config import OptimConfig, TrainConfig
+    from supernet.train.metrics import read_metrics
+
+    from ..conftest import tiny_model
+    data = build_data(DataConfig(name="synthetic", image_size=16, synthetic_train=96, synthetic_classes=5,
+                                 val_per_class=2))
+    torch.manual_seed(0)
+    model = tiny_model("shufflenet-cifar", input_size=16)
+    strategy = ENAS(SearchSpace(model), ENAS.Config(train_steps=2, ctrl_steps=1, ctrl_aggregate=2, export_samples=3,
+                                                    held_out=0.2), seed=3)
+    cfg = TrainConfig(steps=6, batch_size=8, log_every=1, progress=False, optim=OptimConfig(lr=0.05))
+    fit(model, data.train, cfg, tmp_path, meta={}, run_config={}, strategy=strategy)
+    state = load_checkpoint(tmp_path / "last.pt")["strategy"]
+    assert [h["step"] for h in state["history"]] == [2, 4] and state["baseline"] != 0
+    assert state["found"]["step"] == 5 and strategy.final_arch() == state["found"]["arch"]
+    assert "controller_reward" in read_metrics(tmp_path / "metrics.jsonl")[2]
