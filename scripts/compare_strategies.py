@@ -1,6 +1,6 @@
 """SPOS against FairNAS on the digits space, at the same budget of path-images (images x paths).
 
-    .venv/bin/python scripts/compare_strategies.py --out docs/strategies-digits.json   # ~20 min on 2 cores
+    .venv/bin/python scripts/compare_strategies.py --out docs/results/strategies-digits.json   # ~20 min on 2 cores
 
 For each strategy: train the demo's supernet (configs/digits.yaml), report the mean training top-1
 of the sampled paths over the last quarter of training, then score N random architectures on the

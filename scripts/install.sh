@@ -10,4 +10,4 @@ PY=${PYTHON:-python3}
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     .venv/bin/pip install --quiet torch==2.13.0
 fi
-.venv/bin/pip install --quiet -e ".[test,export]"
+.venv/bin/pip install --quiet -e ".[test,export,docs]"
