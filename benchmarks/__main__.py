@@ -87,6 +87,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
     p.add_argument("--only", choices=PARTS, help="only the SPOS figures, or only one method's rows")
+    p.add_argument("--malloc", choices=["keep", "default"], default="keep",
+                   help="keep: glibc keeps freed memory (common.keep_freed_memory; steadier step ratios); "
+                        "default: glibc's defaults, or what MALLOC_* variables set (for RSS figures)")
     p.add_argument("--nni", metavar="FILE", help="add the NNI 3.0 peer's SPOS figures (spos_cpu.py --json FILE)")
     p.add_argument("--nni-family", metavar="FILE", help="add NNI 3.0's DARTS, Proxyless and GumbelDARTS figures "
                                                         "(family_cpu.py --json FILE)")
@@ -97,7 +100,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         nni, peers = read_peer(args.nni, "spos_cpu.py"), read_peer(args.nni_family, "family_cpu.py")
     except ValueError as e:
         p.error(str(e))
-    keep_freed_memory()  # steps stop page-faulting their activations back in (the noisiest part of a ratio)
+    if args.malloc == "keep":
+        keep_freed_memory()  # steps stop page-faulting their activations back in (the noisiest part of a ratio)
     before = torch.get_num_threads()
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -294,12 +294,12 @@ def darts_rows(d: dict, table: Table) -> None:
                  m["fixed_darts_v2"]["peak_bytes"])
     if m.get("rss_growth_bytes") is not None:
         table.text(f"| {'memory darts: peak RSS growth over 2 first-order steps (MB)':<66} | "
-                     f"{m['rss_growth_bytes'] / 2**20:>10.0f} | {'':>19} | {'':>19} | {1:>3} |")
+                   f"{m['rss_growth_bytes'] / 2**20:>10.0f} | {'':>19} | {'':>19} | {1:>3} |")
     if "nni" in d:
         n = d["nni"]
         table.text(f"NNI 3.0 DARTS (family_cpu.py): {n['step_ms']:.0f} ms/step = {n['step_ms'] / d['ms']['ours']['median']:.1f}x "
-                     f"ours 1st order; {n['ratio_to_fixed']:.1f}x its fixed DARTS-V2 step; peak RSS growth "
-                     f"{n['rss_growth_mb']:.0f} MB")
+                   f"ours 1st order; {n['ratio_to_fixed']:.1f}x its fixed DARTS-V2 step; peak RSS growth "
+                   f"{n['rss_growth_mb']:.0f} MB")
 
 
 def enas_rows(d: dict, table: Table) -> None:

@@ -244,9 +244,9 @@ def rows(res: dict, table: Table) -> None:
         table.memory(f"memory {name}: supernet / fixed peak (MB)", mem["supernet"]["peak_bytes"], mem["fixed"]["peak_bytes"])
     table.text("")
     table.text(f"scores of ours and the naive loop identical: {'yes' if ev['scores_identical'] else 'NO'} "
-                 f"({ev['ours_candidates_per_s']:.1f} vs {ev['naive_candidates_per_s']:.1f} candidates/s)")
+               f"({ev['ours_candidates_per_s']:.1f} vs {ev['naive_candidates_per_s']:.1f} candidates/s)")
     if "nni" in res:
         n = res["nni"]
         table.text(f"NNI 3.0 (same run): step pinned/fixed {n['step_ratio_pinned']:.3f}, random/fixed "
-                     f"{n['step_ratio_random']:.3f}; {n['s_per_candidate'] * 1e3:.0f} ms/candidate "
-                     f"= {n['ours_over_nni']:.1f}x ours")
+                   f"{n['step_ratio_random']:.3f}; {n['s_per_candidate'] * 1e3:.0f} ms/candidate "
+                   f"= {n['ours_over_nni']:.1f}x ours")
