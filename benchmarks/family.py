@@ -18,7 +18,6 @@ The DARTS setting is the NNI peer's (``family_cpu.py``): the search network at C
 """
 from __future__ import annotations
 
-import random
 import time
 from typing import Optional
 
@@ -33,7 +32,7 @@ from supernet.spaces import create
 from supernet.strategies import DARTS, ENAS, StepContext
 from supernet.train.optim import step_on_path
 
-from .common import (Table, check_same_function, peak_step_bytes, peer_rows, sgd, step_context, summary,
+from .common import (Table, check_same_function, peak_step_bytes, peer_rows, rounds, sgd, step_context, summary,
                      train_step)
 
 DARTS_SETTING = dict(size=32, batch=16, classes=10, options=dict(channels=16, layers=8), grad_clip=5.0)
@@ -152,25 +151,10 @@ def bench_darts(seconds: float, min_rounds: int, seed: int = 0, progress: bool =
     forms["ours"](0, x, y)
     rss_peak = _rss_kb("VmHWM") if rss0 is not None else None
     forms["plain"](0, x, y)
-    times = {k: [] for k in forms}
-    ratio, ratio2 = [], []
-    t_end = time.perf_counter() + seconds
-    bar = progress_bar(desc="darts step rounds", unit="round", disable=not progress, leave=False)
-    r = 0
-    while r < min_rounds or time.perf_counter() < t_end:
-        order = list(forms)
-        random.Random(seed + r).shuffle(order)
-        t = {}
-        for k in order:
-            t0 = time.perf_counter()
-            forms[k](r + 1, x, y)
-            t[k] = time.perf_counter() - t0
-            times[k].append(t[k])
-        ratio.append(t["ours"] / t["plain"])
-        ratio2.append(t["unrolled"] / t["ours"])
-        r += 1
-        bar.update(1)
-    bar.close()
+    times = rounds({k: lambda r, f=f: f(r + 1, x, y) for k, f in forms.items()}, seconds, min_rounds, seed,
+                   "darts step rounds", progress)
+    ratio = [a / b for a, b in zip(times["ours"], times["plain"])]
+    ratio2 = [a / b for a, b in zip(times["unrolled"], times["ours"])]
 
     def one_step(model, optimizer, x_, y_):
         forms["ours"](0, x_, y_)

@@ -1,4 +1,4 @@
-"""Why the proxyless-small supernet hardly learns on digits from random single paths .
+"""Why the proxyless-small supernet hardly learns on digits from random single paths.
 
 Trains the proxyless-digits space (``supernet/configs/proxyless-digits.yaml``'s options) with
 SGD (lr 0.05, momentum 0.9, batch 64, constant lr) on scikit-learn's digits, drawing each block's

@@ -16,19 +16,17 @@ from .nn import full_kernels
 from .runtime.io import atomic_write
 from .runtime.typed import ConfigError
 
-@dataclass
-class ExportConfig:
-    opset: int = 18                  # ONNX opset
-    batch_size: int = 1              # the traced sample batch (the batch axis is exported as dynamic)
-
-
-
-
 INSTALL = "pip install 'supernet[export]'"
 # Channel shuffle slices with a step (x[:, ::2]): ONNX Slice takes steps from opset 10 on, so an
 # older opset fails deep inside the exporter. The dynamo exporter implements 18 and up only and
 # would silently keep 18 for a lower request.
 MIN_OPSET = {"torchscript": 10, "dynamo": 18}
+
+
+@dataclass
+class ExportConfig:
+    opset: int = 18                  # ONNX opset
+    batch_size: int = 1              # the traced sample batch (the batch axis is exported as dynamic)
 
 
 def _torch_onnx_constant(name: str, default: int) -> int:

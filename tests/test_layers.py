@@ -22,7 +22,7 @@ def room(module: str) -> str:
 def imports(path: Path) -> list[str]:
     """The ``supernet`` modules ``path`` imports (relative imports resolved)."""
     rel = path.relative_to(ROOT.parent).with_suffix("")
-    package = list(rel.parts[:-1]) if rel.name != "__init__" else list(rel.parts[:-1])
+    package = list(rel.parts[:-1])  # a module's package, or an __init__'s own package
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):

@@ -9,6 +9,7 @@ measured on the user's own target.
 from .constraints import Constraint, Constraints
 from .flops import CostModel, count_macs
 from .latency import LatencyConfig, LatencyTable, LatencyTableError
+from .timing import build_table, check_table
 
 __all__ = ["CostModel", "count_macs", "Constraint", "Constraints", "LatencyTable", "LatencyTableError",
-           "LatencyConfig"]
+           "LatencyConfig", "build_table", "check_table"]

@@ -1,9 +1,9 @@
 """Exact FLOPs and parameter counts from per-choice lookup tables.
 
-FLOPs follow the SPOS convention (the FLOPs of the paper and of the official README): multiply-accumulates
-of convolutions (1-3d,
-transposed) and Linear at batch 1, stem and head included; BN, ReLU, pooling and shuffles are not
-counted, and a layer with parameters of another kind is refused rather than counted as zero. Parameters are
+FLOPs follow the SPOS convention (the FLOPs of the paper and of the official README):
+multiply-accumulates of convolutions (1-3d, transposed) and Linear at batch 1, stem and head
+included; BN, ReLU, pooling and shuffles are not counted, and a layer with parameters of another
+kind is refused rather than counted as zero. Parameters are
 those of the fixed subnet (affine BN included), so ``params(arch) == sum(p.numel() for p in
 fix(model, arch).parameters())``.
 
@@ -125,7 +125,7 @@ class CostModel:
         model: a supernet (any module with choices whose input shapes do not depend on other choices).
         input_shape: one sample's shape, e.g. ``(3, 224, 224)``; for a registered space, the
             model's ``options`` give it when omitted.
-        latency: a ``supernet.latency.LatencyTable`` measured for this model (``latency(arch)``
+        latency: a ``supernet.cost.LatencyTable`` measured for this model (``latency(arch)``
             and latency constraints need one); its groups must be this model's.
     """
 

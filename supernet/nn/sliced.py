@@ -1,9 +1,8 @@
 """Layers whose width follows a ``ChannelChoice``: weights are shared by slicing the largest kernel.
 
-This is the Slimmable / once-for-all form of weight sharing (https://github.com/mit-han-lab/once-for-all):
-a layer built for the largest
-width keeps one weight tensor, and a narrower option uses its leading channels,
-``weight[:out, :in]``. The BatchNorm after a sliced conv slices its statistics the same way.
+This is the Slimmable / once-for-all form of weight sharing
+(https://github.com/mit-han-lab/once-for-all): a layer built for the largest width keeps one
+weight tensor, and a narrower option uses its leading channels, ``weight[:out, :in]``. The BatchNorm after a sliced conv slices its statistics the same way.
 
 Each layer is told which choice governs its input and output widths (``None`` = fixed), so that
 ``fixed()`` can emit a plain layer of exactly the chosen size.
@@ -28,7 +27,9 @@ def _bind(module: nn.Module, name: str, choice: ChannelChoice | None) -> None:
 @contextlib.contextmanager
 def full_kernels(model: nn.Module):
     """Run ``model``'s depthwise convs with their whole kernels for a while (for FLOP counters and
-    exporters that should see the nominal layer): each one's ``crop`` is off until the block ends."""
+    exporters that should see the nominal layer): each one's ``crop`` is off until the block ends.
+    Convs built inside the block (``fix``, ``.fixed()``) start with ``crop`` on, and a copy made
+    inside it keeps the value it was copied with."""
     convs = [m for m in model.modules() if isinstance(m, (DepthwiseConv2d, SlicedConv2d))]
     saved = [m.crop for m in convs]
     try:

@@ -14,7 +14,7 @@ from ..cost import CostModel
 from ..strategies import FBNet, Proxyless
 from .trainers import OneShotTrainer
 
-# applied_hardware name -> (backend, device) of supernet.latency.build_table
+# applied_hardware name -> (backend, device) of supernet.cost.timing.build_table
 HARDWARE = {"torch": ("torch", "cpu"), "torch-cpu": ("torch", "cpu"), "torch-cuda": ("torch", "cuda"),
             "onnxruntime": ("onnxruntime", "cpu"), "onnxruntime-cpu": ("onnxruntime", "cpu")}
 NN_METER = ("cortexA76cpu_tflite21", "adreno640gpu_tflite21", "adreno630gpu_tflite21", "myriadvpu_openvino2019r2")

@@ -167,8 +167,8 @@ class DartsTrainer(OneShotTrainer):
     is one pass over the weights' half. Each step takes an α step on a held-out batch, then a weight
     step clipped to ``grad_clip`` (NNI hard-coded 5 and ignored the argument). ``unrolled=True`` is
     the second-order gradient, with a virtual step that really moves the weights (NNI's never
-    did: ``nni/retiarii/oneshot/pytorch/darts.py`` at tag v2.10). ``export()`` returns the derived architecture: argmax op other than
-    ``none``, and for a node's ``InputChoice`` its top ``n_chosen`` by its own α, as NNI's; the
+    did: ``nni/retiarii/oneshot/pytorch/darts.py`` at tag v2.10). ``export()`` returns the derived
+    architecture: argmax op other than ``none``, and for a node's ``InputChoice`` its top ``n_chosen`` by its own α, as NNI's; the
     ``darts`` space's gated edges follow the paper's strongest-edge rule instead.
 
     Args:

@@ -4,6 +4,7 @@
       config.yaml                       the resolved config of every stage run here
       supernet/last.pt step-*.pt metrics.jsonl                                    train_supernet
       search/state.json history.jsonl topk.json best_arch.json search.png        search
+      search/best_arch.json arch_history.json search.png    train_supernet, when the strategy chooses
       retrain/last.pt metrics.jsonl                                               retrain
       eval.json                                                                   evaluate
       arch.json model.onnx model_latency.json (measured in ONNX Runtime)          export

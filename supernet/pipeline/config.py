@@ -189,11 +189,16 @@ def resolve_config_path(name: str | Path) -> Path:
     raise ConfigError(f"config {str(name)!r} is neither a file nor a packaged config ({names})")
 
 
+def no_run(run_dir: Path) -> ConfigError:
+    """What a later stage says on a run directory that train-supernet has not made."""
+    return ConfigError(f"{run_dir} has no config.yaml: run 'supernet train-supernet --run-dir {run_dir}' first")
+
+
 def stage_config(run_dir: Path, overrides: list[str], section: str) -> RunConfig:
     """The run's saved config with this stage's overrides, which may only touch its own section."""
     saved = Path(run_dir) / "config.yaml"
     if not saved.is_file():
-        raise ConfigError(f"{run_dir} has no config.yaml: run 'supernet train-supernet --run-dir {run_dir}' first")
+        raise no_run(run_dir)
     extra = scope_overrides(parse_overrides(overrides), section)
     for sec, values in extra.items():
         bad = [k for k in values if sec != section and k not in SHARED_KEYS.get(sec, ())]

@@ -21,6 +21,7 @@ def export(run_dir: Path, overrides: list[str] = (), force: bool = False) -> dic
         return None
     run_dir = Path(run_dir)
     require_run(run_dir)
+    check_export(stage_config(run_dir, overrides, "export").export.opset)  # the extra and the opset, before the lock
     with owning(run_dir, "export", every_rank=False):
         cfg = stage_config(run_dir, overrides, "export")
         check_export(cfg.export.opset)  # the export extra and the opset, before any work

@@ -1,5 +1,8 @@
-"""``search.png``: for an evolutionary search, the score per generation and the score against FLOPs with
-the constraint line; for DARTS, the softmax weights against step and the derived cells."""
+"""The pipeline's pictures. ``search.png``: for an evolutionary search, the score per generation and
+against FLOPs (or latency) with the constraint line; for a strategy with weights per label (DARTS,
+Proxyless, FBNet), the weights against step and, for DARTS, the derived cells; for ENAS, the
+controller's reward, entropy and skip density per phase. And the latency check's plot
+(``supernet latency --check K``)."""
 from __future__ import annotations
 
 import math

@@ -39,7 +39,7 @@ from ..runtime.io import write_text
 from ..runtime.typed import ConfigError
 from ..train.checkpoint import CheckpointError
 from ..train.loop import TrainingError
-from .config import RunConfig, dump_config
+from .config import RunConfig, dump_config, no_run
 
 LOCK_NAME = ".lock"
 REPLACED = ".replaced"  # RUN/.replaced/STAGE/{old/, config.yaml}: forced restarts not yet committed
@@ -78,7 +78,7 @@ def owning(run_dir: Path, stage: str, every_rank: bool = True) -> Iterator[None]
 def require_run(run_dir: Path) -> None:
     """A later stage needs a run directory that train-supernet made (checked before it is locked)."""
     if not (run_dir / "config.yaml").is_file() and not (run_dir / REPLACED).is_dir():
-        raise ConfigError(f"{run_dir} has no config.yaml: run 'supernet train-supernet --run-dir {run_dir}' first")
+        raise no_run(run_dir)
 
 
 def refuse_overwrite(paths: list[Path], force: bool) -> None:

@@ -9,7 +9,7 @@ earlier) lets candidates that agree on their first k segments share those segmen
 exact: after recalibration, segment i's BN statistics depend only on the choices of segments <= i, and
 in train mode a BN normalises with batch statistics, so segment i+1's recalibration input does not
 depend on segment i's running statistics. The scores are bit-for-bit those of running every
-candidate alone (tested, and checked again by ``supernet bench``).
+candidate alone (tested, and checked again by ``python -m benchmarks``).
 """
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ class CandidateEvaluator:
     Works on the supernet with inherited weights, never a copy; each candidate overwrites the BN
     statistics of the layers it uses (only those: the other candidates' BNs are not touched).
     Four things make it fast, all checked against the plain per-candidate loop by the tests and
-    by ``supernet bench``:
+    by ``python -m benchmarks``:
 
     - the batches are prepared once, not re-read and re-augmented per candidate;
     - a generation is a prefix tree (see the module docstring);
@@ -132,6 +132,9 @@ class CandidateEvaluator:
         self.n_val = len(self.val_y)
         if self.n_val == 0:
             raise ValueError("the search needs at least one validation image")
+        if hasattr(model, "stages") and not hasattr(model, "segments"):  # the protocol's old name
+            raise ValueError(f"{type(model).__name__} defines stages(), which the evaluator now calls segments(); "
+                             f"rename it")
         self.segments = list(model.segments()) if hasattr(model, "segments") else [model]  # a space may list them
         self.segment_labels = _segment_labels(self.space, self.segments)
         self.cache_bytes = cache_mb * 2**20

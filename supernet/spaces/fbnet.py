@@ -65,10 +65,6 @@ class FBNetOptions:
         return max(4, int(round(c * self.width_mult / 2)) * 2)
 
 
-def op_names() -> list[str]:
-    return [c[0] for c in CANDIDATES] + [SKIP]
-
-
 class ChannelShuffle(nn.Module):
     def __init__(self, groups: int):
         super().__init__()

@@ -74,11 +74,6 @@ class ProxylessOptions:
         return v + 8 if v < 0.9 * c * self.width_mult else v
 
 
-def op_names(kernels=KERNELS, expansions=EXPANSIONS) -> list[str]:
-    """The official candidate names in the official order: 3x3_MBConv3, 3x3_MBConv6, 5x5_MBConv3, ..."""
-    return [f"{k}x{k}_MBConv{e}" for k in kernels for e in expansions]
-
-
 class MBConv(nn.Sequential):
     """MobileNetV2's inverted bottleneck: 1x1 expand (skipped at expansion 1), ReLU6, depthwise k x k
     with the stride, ReLU6, then a linear 1x1 projection. No shortcut here: the block adds it."""

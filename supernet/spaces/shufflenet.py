@@ -2,12 +2,13 @@
 
 Paper: Guo et al., "Single Path One-Shot Neural Architecture Search with Uniform Sampling",
 ECCV 2020, https://arxiv.org/abs/1904.00420. The maths follows the official Megvii code
-(https://github.com/megvii-model/SinglePathOneShot, ``src/Supernet/blocks.py``): even/odd channel split, a projection branch of C_in channels in every
-down-sampling block, no max-pool, a bias-free classifier, and non-affine BN in the supernet.
+(https://github.com/megvii-model/SinglePathOneShot, ``src/Supernet/blocks.py``): even/odd channel
+split, a projection branch of C_in channels in every down-sampling block, no max-pool, a bias-free
+classifier, and non-affine BN in the supernet.
 
 ``shufflenet`` is the ImageNet space (224², stride-2 stem, every stage starts with stride 2);
-``shufflenet-cifar`` is the CIFAR-10 variant of ShunLu91/Single-Path-One-Shot-NAS (stride-1 stem, stride 2 at layers
-4 and 8 only). Both come from the one ``ShuffleNet`` class and its options.
+``shufflenet-cifar`` is the CIFAR-10 variant of ShunLu91/Single-Path-One-Shot-NAS (stride-1
+stem, stride 2 at layers 4 and 8 only). Both come from the one ``ShuffleNet`` class and its options.
 """
 from __future__ import annotations
 

@@ -30,10 +30,21 @@ from .spos import SPOS, PathSampler
 STRATEGIES: dict[str, type[Strategy]] = {}
 
 
+RENAMED = {"export": "final_arch", "export_info": "final_arch_info"}  # old hook name -> new
+
+
+def check_hooks(cls: type[Strategy]) -> None:
+    """Refuse a strategy written against the old hook names: its architecture would be lost silently."""
+    for old, new in RENAMED.items():
+        if old in vars(cls) and new not in vars(cls):
+            raise ConfigError(f"strategy {cls.__name__} defines {old}(), which is now called {new}(); rename it")
+
+
 def register(cls: type[Strategy]) -> type[Strategy]:
     """Make ``cls`` available as ``strategy.name: <cls.name>`` (usable as a class decorator)."""
     if not (isinstance(cls, type) and issubclass(cls, Strategy)) or cls.name in ("base", "plain"):
         raise ValueError(f"{cls!r} is not a Strategy subclass with its own name")
+    check_hooks(cls)
     STRATEGIES[cls.name] = cls
     return cls
 
@@ -53,6 +64,7 @@ def strategy_class(name) -> type[Strategy]:
                               f"PYTHONPATH or use one of {', '.join(STRATEGIES)}") from None
         if not (isinstance(cls, type) and issubclass(cls, Strategy)):
             raise ConfigError(f"strategy.name {name!r} is not a supernet.strategies.Strategy subclass")
+        check_hooks(cls)
         return cls
     if name not in STRATEGIES:
         raise ConfigError(f"unknown strategy {name!r}; strategy.name must be one of {', '.join(STRATEGIES)} "

@@ -11,8 +11,8 @@ metrics. A strategy owns what happens inside one step:
 - it owns its architecture parameters or controller, their optimizer and its random state, all
   saved in every checkpoint (``state_dict``), so a resumed run is bitwise the uninterrupted one;
 - it says whether only the sampled path gets gradients (``path_only``);
-- it exports an architecture dict, after which retrain, evaluate and export do not know which
-  strategy ran.
+- it may choose an architecture itself (``final_arch``), after which retrain, evaluate and export
+  do not know which strategy ran.
 
 A new method is one subclass with a ``Config`` dataclass, registered in ``strategies/__init__.py``.
 """
@@ -45,7 +45,7 @@ class StepContext:
         held_out: ``held_out(i)`` is batch ``i`` of the held-out stream (a split of the training
             data, a function of (seed, i) like the training batches), on ``device``; None unless
             the strategy asked for one (``held_out_fraction``).
-        steps: the run's length in steps (ENAS exports at the start of the last one); None when unknown.
+        steps: the run's length in steps (ENAS chooses at the start of the last one); None when unknown.
     """
 
     net: nn.Module
@@ -168,7 +168,7 @@ def argmax_arch(space: SearchSpace, labels: list[str], params: list[torch.Tensor
 
 def weights_history(strategy: Strategy, labels: list[str], edges: dict | None = None) -> dict:
     """``arch_history()`` of a strategy with weights per label (DARTS, Proxyless, FBNet): its options,
-    its snapshots (``strategy.history``) plus the final weights, and the architecture it exports."""
+    its snapshots (``strategy.history``) plus the final weights, and the architecture it chooses."""
     return {"strategy": strategy.name, "options": {l: list(strategy.space.choice(l).values) for l in labels},
             "edges": edges or {}, "history": strategy.history + [{"step": None, "weights": strategy.probabilities()}],
             "arch": strategy.final_arch()}

@@ -14,11 +14,12 @@ One step:
    the gradient norm: ``grad_clip``).
 
 An ``InputChoice`` whose every input comes from a gated edge (``LayerChoice.gate``: the DARTS
-space's nodes) gets weight 1 per input, as the paper's node is the sum of its mixed edges; export
-keeps the inputs whose edges are strongest. Any other ``InputChoice`` (an NNI model's
-``input_switch``) gets its own α and exports its top ``n_chosen``, as NNI's DartsInputChoice does.
+space's nodes) gets weight 1 per input, as the paper's node is the sum of its mixed edges; the
+final architecture keeps the inputs whose edges are strongest. Any other ``InputChoice`` (an NNI
+model's ``input_switch``) gets its own α and keeps its top ``n_chosen``, as NNI's DartsInputChoice
+does.
 
-Export follows the paper's genotype rule: on each kept edge the argmax op other than ``none``;
+The final architecture (``final_arch``) follows the paper's genotype rule: on each kept edge the argmax op other than ``none``;
 ``max_skips`` caps skip-connects per normal cell (P-DARTS' remedy for skip collapse).
 """
 from __future__ import annotations

@@ -22,8 +22,9 @@ penalises sigmoid(q)), so that under a flat reward the skip density settles at `
 
 Every random draw comes from a generator seeded by (seed, phase, step): with the controller, its
 Adam state, the baseline and the history in ``state_dict``, a resumed run is the uninterrupted one.
-Export (at the start of the last step): the best of ``export_samples`` sampled architectures by
-the reward on the same held-out batches (as the ENAS code derives), or the greedy decode.
+The final architecture (chosen at the start of the last step; the config keys keep the name
+``export``): the best of ``export_samples`` sampled architectures by the reward on the same
+held-out batches (as the ENAS code derives), or the greedy decode.
 """
 from __future__ import annotations
 

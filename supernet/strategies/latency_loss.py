@@ -1,7 +1,7 @@
 """What the hardware-aware strategies (Proxyless, FBNet) share: the expected latency from a latency
 table, differentiable in the architecture distribution, and the latency losses.
 
-The table (``supernet.latency.LatencyTable``, built by ``supernet latency``) has the cost model's
+The table (``supernet.cost.LatencyTable``, built by ``supernet latency``) has the cost model's
 groups: ``[(labels, {key: ms}, gate), ...]``, the last one the rest of the network, plus a constant
 ``overhead_ms``. Under a distribution ``w[label]`` over each label's options (softmax(α) for
 Proxyless, a Gumbel-softmax sample for FBNet) the expected latency is

@@ -32,7 +32,7 @@ differentiable in α (``hardware.ExpectedLatency``):
     add#linear:  loss = CE + λ · (E[LAT] − LAT_ref) / LAT_ref          (λ 0.1)
 
 ``InputChoice`` labels get gates too (an input's ∂L/∂g_k is free: the inputs are computed anyway);
-export takes argmax α per LayerChoice and the top ``n_chosen`` inputs.
+the final architecture takes argmax α per LayerChoice and the top ``n_chosen`` inputs.
 """
 from __future__ import annotations
 

@@ -150,3 +150,19 @@ def _segment_outputs(model, x):
         for segment in model.segments():
             x = segment(x)
             yield x
+
+
+def test_a_model_with_the_old_stages_hook_is_refused_by_name():
+    class Old(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return self.a(x).mean((2, 3))
+
+        def stages(self):
+            return [self.a]
+
+    with pytest.raises(ValueError, match=r"defines stages\(\), which the evaluator now calls segments\(\)"):
+        CandidateEvaluator(Old(), batches(1, 8), batches(1, 8))

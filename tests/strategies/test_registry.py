@@ -39,3 +39,18 @@ def test_every_registered_strategy_resumes_exactly_and_round_trips_its_state(tmp
     if arch is not None:  # a strategy that chooses: an architecture of this space, with its record
         assert strategy.space.validate(arch) == arch and fresh.final_arch() == arch
         assert isinstance(strategy.final_arch_info(), dict)
+
+
+def test_a_strategy_written_for_the_old_hook_names_is_refused_by_name():
+    from supernet.runtime.typed import ConfigError
+    from supernet.strategies import Strategy, register
+
+    class Old(Strategy):
+        name = "old-hooks"
+
+        def export(self):
+            return {}
+
+    with pytest.raises(ConfigError, match=r"defines export\(\), which is now called final_arch\(\)"):
+        register(Old)
+    assert "old-hooks" not in STRATEGIES
