@@ -49,36 +49,28 @@ SPACE_CASES = [(n, cs) for n in SPACE_NAMES
 
 def assert_equal_nested(a, b):
     """Nested dicts / lists / tensors (a checkpoint's parts) equal, tensors bitwise."""
-    if isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for k in a:
-            assert_equal_nested(a[k], b[k])
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            assert_equal_nested(x, y)
-    elif isinstance(a, torch.Tensor):
-        assert torch.equal(a, b)
-    else:
-        assert a == b
+    _assert_nested(a, b, lambda x, y: torch.equal(x, y), lambda x, y: x == y)
 
 
 def assert_close_nested(a, b, rtol=1e-5, atol=1e-6):
     """Nested dicts / lists / tensors and floats equal up to float summation order; the rest exactly."""
+    _assert_nested(a, b, lambda x, y: x.shape == y.shape and torch.allclose(x.double(), y.double(), rtol=rtol, atol=atol),
+                   lambda x, y: abs(x - y) <= atol + rtol * abs(y) if isinstance(x, float) else x == y)
+
+
+def _assert_nested(a, b, same_tensor, same_value):
     if isinstance(a, dict):
         assert a.keys() == b.keys()
         for k in a:
-            assert_close_nested(a[k], b[k], rtol, atol)
+            _assert_nested(a[k], b[k], same_tensor, same_value)
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b)
         for x, y in zip(a, b):
-            assert_close_nested(x, y, rtol, atol)
+            _assert_nested(x, y, same_tensor, same_value)
     elif isinstance(a, torch.Tensor):
-        assert a.shape == b.shape and torch.allclose(a.double(), b.double(), rtol=rtol, atol=atol), (a, b)
-    elif isinstance(a, float):
-        assert abs(a - b) <= atol + rtol * abs(b), (a, b)
+        assert same_tensor(a, b), (a, b)
     else:
-        assert a == b
+        assert same_value(a, b), (a, b)
 
 
 def assert_resume_is_exact(tmp_path, make, train, cfg, at: int) -> tuple[dict, object]:

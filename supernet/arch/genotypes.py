@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from .space import Arch, SearchSpace
 
-# DARTS (second order): 2.76 ± 0.09% CIFAR-10 test error with 3.3M parameters (Liu et al., ICLR 2019, arXiv:1806.09055).
+# DARTS (second order): 2.76 ± 0.09% CIFAR-10 test error with 3.3M parameters
+# (Liu et al., ICLR 2019, arXiv:1806.09055).
 DARTS_V2 = {
     "normal": [("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),
                ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_3x3", 2)],

@@ -3,9 +3,8 @@
 FLOPs follow the SPOS convention (the FLOPs of the paper and of the official README):
 multiply-accumulates of convolutions (1-3d, transposed) and Linear at batch 1, stem and head
 included; BN, ReLU, pooling and shuffles are not counted, and a layer with parameters of another
-kind is refused rather than counted as zero. Parameters are
-those of the fixed subnet (affine BN included), so ``params(arch) == sum(p.numel() for p in
-fix(model, arch).parameters())``.
+kind is refused rather than counted as zero. Parameters are those of the fixed subnet (affine BN
+included), so ``params(arch) == sum(p.numel() for p in fix(model, arch).parameters())``.
 
 The table is built by measuring: each top-level ``LayerChoice`` is recorded at its real input
 shape during one forward, and every option of it (times every option of the width choices inside

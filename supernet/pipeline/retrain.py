@@ -10,7 +10,7 @@ from ..data.loader import Cutout, fixed_batches
 from ..nn.layers import DropPath
 from ..runtime import dist
 from ..runtime.device import resolve_device
-from ..runtime.typed import ConfigError, to_dict
+from ..runtime.typed import ConfigError
 from ..search import recalibrate_bn
 from ..strategies import Plain
 from ..train import fit, load_latest, save_checkpoint
@@ -34,10 +34,9 @@ def retrain(run_dir: Path, arch_path=None, overrides: list[str] = (), resume: bo
         meta = {"kind": "subnet", "space": cfg.space.name, "options": subnet_options(cfg, data), "arch": arch}
         out = run_dir / "retrain"
         train_set = Cutout(data.train, rc.cutout) if rc.cutout else data.train
-        with fitting(run_dir, "retrain", cfg, resume, force) as hooks:
-            summary = fit(model, train_set, rc, out, meta=meta, run_config=to_dict(cfg),
-                          strategy=Plain(rc.aux_weight, rc.drop_path, rc.steps, seed=rc.seed), resume=resume,
-                          force=force, num_workers=cfg.data.num_workers, desc="retrain", **hooks)
+        with fitting(run_dir, "retrain", cfg, resume, force) as run:
+            summary = fit(model, train_set, rc, out, meta=meta, strategy=Plain(rc.aux_weight, rc.drop_path, rc.steps,
+                                                                               seed=rc.seed), desc="retrain", **run)
         ck, _ = load_latest(out)
         if rc.bn_recal_batches and not ck.get("bn_recalibrated") and dist.is_main():
             # The official final pass: re-estimate BN statistics with LR 0 (weights unchanged), with

@@ -3,7 +3,7 @@ the config record.
 
 Every stage runs inside ``owning(run_dir, stage)``: the directory is created and proven writable,
 then locked (finishing any forced restart a killed process left), before anything is read from it.
-A training stage passes ``fitting(...)``'s hooks to ``supernet.train.fit``.
+A training stage passes what ``fitting(...)`` yields to ``supernet.train.fit``.
 
 **The lock.** Every stage holds ``RUN/.lock`` with ``fcntl.flock`` for its whole life. The kernel
 drops a flock when its process dies, however it dies (SIGKILL included), so a lock left behind by
@@ -36,7 +36,7 @@ from typing import Iterator, Optional
 
 from ..runtime import dist
 from ..runtime.io import write_text
-from ..runtime.typed import ConfigError
+from ..runtime.typed import ConfigError, to_dict
 from ..train.checkpoint import CheckpointError
 from ..train.loop import TrainingError
 from .config import RunConfig, dump_config, no_run
@@ -99,7 +99,9 @@ def record_config(run_dir: Path, cfg: RunConfig) -> None:
 
 @contextlib.contextmanager
 def fitting(run_dir: Path, folder: str, cfg: RunConfig, resume: bool, force: bool) -> Iterator[dict]:
-    """The hooks ``supernet.train.fit`` takes to train into ``RUN/folder`` (``on_start``, ``on_log``).
+    """What ``supernet.train.fit`` takes from the run to train into ``RUN/folder``: the resolved config
+    saved in each checkpoint, ``resume``/``force``, the loader workers, and the hooks ``on_start`` and
+    ``on_log``.
 
     A first start records ``config.yaml`` once every check has passed. A forced restart
     (``Replacement``) keeps the old folder and ``config.yaml`` until the new run's first checkpoint,
@@ -107,7 +109,8 @@ def fitting(run_dir: Path, folder: str, cfg: RunConfig, resume: bool, force: boo
     """
     with replacing(run_dir, folder, dump_config(cfg), force and not resume) as rep:
         try:
-            yield {"on_start": (lambda: record_config(run_dir, cfg)) if rep is None else None,
+            yield {"run_config": to_dict(cfg), "resume": resume, "force": force, "num_workers": cfg.data.num_workers,
+                   "on_start": (lambda: record_config(run_dir, cfg)) if rep is None else None,
                    "on_log": None if rep is None else lambda record: rep.commit_if_ready()}
         except TrainingError as e:
             if rep is not None and not rep.commit_if_ready():

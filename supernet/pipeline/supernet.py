@@ -9,7 +9,7 @@ import torch
 from ..arch import SearchSpace
 from ..runtime import dist
 from ..runtime.io import write_json
-from ..runtime.typed import ConfigError, to_dict
+from ..runtime.typed import ConfigError
 from ..strategies import build_strategy
 from ..train import CheckpointError, fit
 from .build import build_supernet, cost_model, load_data, model_options, needs_latency_table, supernet_meta
@@ -48,10 +48,9 @@ def train_supernet(run_dir: Path, config: Optional[str | Path] = None, overrides
         needs_latency_table(cfg.strategy.get("constraints") or [], cfg, "strategy.constraints")
         cost = cost_model(cfg, model, model_options(cfg, data)) if cfg.latency.table else None
         strategy = build_strategy(cfg.strategy, SearchSpace(model), cfg.supernet.seed, cost=cost)
-        with fitting(run_dir, "supernet", cfg, resume, force) as hooks:
+        with fitting(run_dir, "supernet", cfg, resume, force) as run:
             summary = fit(model, data.train, cfg.supernet, run_dir / "supernet", meta=supernet_meta(cfg, data),
-                          run_config=to_dict(cfg), strategy=strategy, resume=resume, force=force,
-                          num_workers=cfg.data.num_workers, desc=f"supernet ({strategy.name})", **hooks)
+                          strategy=strategy, desc=f"supernet ({strategy.name})", **run)
         arch = strategy.final_arch()
         if arch is not None and dist.is_main():  # a strategy that chose: retrain can follow without a search
             out = run_dir / "search"

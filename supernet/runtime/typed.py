@@ -1,8 +1,8 @@
 """Typed settings: dataclasses filled from YAML/dicts plus dotted ``key=value`` overrides.
 
 Unknown keys and wrong types are errors that list what is valid; nothing is silently ignored.
-The pipeline's sections are gathered in ``supernet.pipeline.config``; spaces and strategies use this machinery for
-their own options.
+The pipeline's sections are gathered in ``supernet.pipeline.config``; spaces and strategies use
+this machinery for their own options.
 """
 from __future__ import annotations
 

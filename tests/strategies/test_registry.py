@@ -1,8 +1,9 @@
 """Every registered strategy, present and future, on the same checks with no list to update: a run
 resumed from a mid-run checkpoint is bitwise the uninterrupted one, the strategy's state survives a
 round trip and really moved, and its final architecture (if it chooses one) fits the space. Each runs
-on the first registered space it accepts (``standin.short_strategy``). (Two gloo ranks against one process, over the same
-registry: tests/test_distributed.py.)"""
+on the first registered space it accepts (``standin.short_strategy``). Two gloo ranks against one
+process, over the same registry: tests/test_distributed.py; a kill inside a checkpoint write:
+tests/test_crash.py."""
 import pytest
 import torch
 
@@ -13,9 +14,9 @@ from supernet.train.config import OptimConfig, TrainConfig
 from ..conftest import assert_equal_nested, assert_resume_is_exact
 from .standin import short_strategy
 
+
 def make(name: str):
-    model, strategy, _ = short_strategy(name)
-    return model, strategy
+    return short_strategy(name)[:2]  # (model, strategy)
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
