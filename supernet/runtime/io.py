@@ -10,11 +10,16 @@ from typing import Any, Callable
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> Path:
     """Call ``write(fileobj)`` on a temp file beside ``path`` (``.NAME.XXXX.tmp``), fsync it, then
-    rename it over ``path``."""
+    rename it over ``path``.
+
+    The file gets the mode a plain ``open()`` would give it (the umask's), or keeps the mode of the
+    file it replaces; ``mkstemp`` alone would make every artifact private (0600).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _file_mode(path))
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -28,6 +33,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             e.filename = str(path)
         raise
     return path
+
+
+def _file_mode(path: Path) -> int:
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _fsync_dir(folder: Path) -> None:
