@@ -65,7 +65,9 @@ def test_the_lock_is_reentrant_within_a_process_and_exclusive_across_open_files(
             os.close(fd)
 
 
-CONFIG = {**TINY, "supernet": {**TINY["supernet"], "steps": 400, "checkpoint_every": 2, "log_every": 2}}
+# A constant LR, so that the killed run may be resumed to a shorter length than it was started with.
+CONFIG = {**TINY, "supernet": {**TINY["supernet"], "steps": 400, "checkpoint_every": 2, "log_every": 2,
+                               "optim": {"lr": 0.05, "schedule": "constant"}}}
 
 
 def _wait_for(cond, what, timeout=120):

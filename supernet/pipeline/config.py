@@ -26,6 +26,11 @@ PACKAGED_CONFIGS = Path(__file__).parents[1] / "configs"
 # The latency target may be set at any stage: the table is checked against the model whenever it is used.
 SHARED_KEYS = {"data": {"root", "num_workers"},
                "latency": {"table", "backend", "device", "threads", "batch", "device_name"}}
+# A resumed training stage continues the run its checkpoint records. These sections decide what
+# it computes; of them, a resume may change only how it logs, checkpoints, shows progress, where
+# it runs and where the data lives (RESUMABLE), and the number of steps where nothing depends on it.
+DECIDES = {"supernet": ("data", "space", "strategy", "supernet", "latency"), "retrain": ("data", "space", "retrain")}
+RESUMABLE = ("log_every", "checkpoint_every", "keep_checkpoints", "progress", "device", "diverged_at")
 
 
 @dataclass
@@ -167,10 +172,35 @@ def _section_class(tp):
 
 
 def scope_overrides(extra: dict, section: str) -> dict:
+    """Overrides with their section: ``seed=1`` in the supernet stage is ``supernet.seed=1``. A key
+    given both ways is refused, as neither could be said to win."""
     out: dict = {}
+    bare = _leaves({k: v for k, v in extra.items() if k not in SECTIONS})
+    both = sorted(bare & _leaves(extra.get(section)))
+    if both:
+        raise ConfigError(f"{both[0]} is given twice, as '{both[0]}' and as '{section}.{both[0]}'; give it once")
     for k, v in extra.items():
         out = merge(out, {k: v} if k in SECTIONS else {section: {k: v}})
     return out
+
+
+def _leaves(tree, prefix: str = "") -> set[str]:
+    if not isinstance(tree, dict):
+        return {prefix[:-1]} if prefix else set()
+    return set().union(*(_leaves(v, f"{prefix}{k}.") for k, v in tree.items())) if tree else set()
+
+
+def resumable_keys(cfg: RunConfig, section: str) -> list[str]:
+    """The keys of the resolved config that a resumed ``section`` stage may change (``DECIDES``),
+    as ``fit``'s ``may_change``: sections that do not decide it end in ``.``."""
+    keys = [f"{section}.{k}" for k in RESUMABLE] + ["data.root", "data.num_workers"]
+    keys += [f"{s}." for s in SECTIONS if s not in DECIDES[section]]
+    train = getattr(cfg, section)
+    # The linear and cosine schedules (and retrain's drop-path ramp) run over the whole length, so
+    # another length would have changed the steps already taken.
+    if train.optim.schedule == "constant" and not getattr(train, "drop_path", 0):
+        keys.append(f"{section}.steps")
+    return keys
 
 
 def dump_config(cfg: RunConfig) -> str:

@@ -39,7 +39,7 @@ from ..runtime.io import write_text
 from ..runtime.typed import ConfigError, to_dict
 from ..train.checkpoint import CheckpointError
 from ..train.loop import TrainingError
-from .config import RunConfig, dump_config, no_run
+from .config import RunConfig, dump_config, no_run, resumable_keys
 
 LOCK_NAME = ".lock"
 REPLACED = ".replaced"  # RUN/.replaced/STAGE/{old/, config.yaml}: forced restarts not yet committed
@@ -99,9 +99,9 @@ def record_config(run_dir: Path, cfg: RunConfig) -> None:
 
 @contextlib.contextmanager
 def fitting(run_dir: Path, folder: str, cfg: RunConfig, resume: bool, force: bool) -> Iterator[dict]:
-    """What ``supernet.train.fit`` takes from the run to train into ``RUN/folder``: the resolved config
-    saved in each checkpoint, ``resume``/``force``, the loader workers, and the hooks ``on_start`` and
-    ``on_log``.
+    """What ``supernet.train.fit`` takes from the run to train into ``RUN/folder`` (the config
+    section of the same name): the resolved config saved in each checkpoint with the keys a resume
+    may change, ``resume``/``force``, the loader workers, and the hooks ``on_start`` and ``on_log``.
 
     A first start records ``config.yaml`` once every check has passed. A forced restart
     (``Replacement``) keeps the old folder and ``config.yaml`` until the new run's first checkpoint,
@@ -109,7 +109,7 @@ def fitting(run_dir: Path, folder: str, cfg: RunConfig, resume: bool, force: boo
     """
     with replacing(run_dir, folder, dump_config(cfg), force and not resume) as rep:
         try:
-            yield {"run_config": to_dict(cfg), "resume": resume, "force": force, "num_workers": cfg.data.num_workers,
+            yield {"run_config": to_dict(cfg), "may_change": resumable_keys(cfg, folder), "resume": resume, "force": force, "num_workers": cfg.data.num_workers,
                    "on_start": (lambda: record_config(run_dir, cfg)) if rep is None else None,
                    "on_log": None if rep is None else lambda record: rep.commit_if_ready()}
         except TrainingError as e:

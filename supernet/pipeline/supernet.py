@@ -52,8 +52,11 @@ def train_supernet(run_dir: Path, config: Optional[str | Path] = None, overrides
             summary = fit(model, data.train, cfg.supernet, run_dir / "supernet", meta=supernet_meta(cfg, data),
                           strategy=strategy, desc=f"supernet ({strategy.name})", **run)
         arch = strategy.final_arch()
-        if arch is not None and dist.is_main():  # a strategy that chose: retrain can follow without a search
-            out = run_dir / "search"
+        out = run_dir / "search"
+        finished_before = summary.get("already_done") and (out / "best_arch.json").is_file()
+        # A strategy that chose: retrain can follow without a search. A finished run resumed
+        # leaves what it wrote as it was.
+        if arch is not None and dist.is_main() and not finished_before:
             out.mkdir(exist_ok=True)
             history = strategy.arch_history()
             if history is not None:

@@ -37,20 +37,40 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss is NaN); the last good checkpoint is kept."""
 
 
-def diff_meta(saved: dict, current: dict, prefix: str = "") -> list[str]:
-    """Each differing key (nested dicts by dotted path): 'options.width_mult: checkpoint has 0.25, now 0.5'."""
+def differences(saved: dict, current: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    """Each key whose value differs, as (dotted path, saved value, current value); nested dicts are walked."""
     out = []
     for k in sorted(set(saved) | set(current)):
         a, b = saved.get(k), current.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
-            out += diff_meta(a, b, f"{prefix}{k}.")
+            out += differences(a, b, f"{prefix}{k}.")
         elif a != b:
-            out.append(f"{prefix}{k}: checkpoint has {a!r}, now {b!r}")
+            out.append((f"{prefix}{k}", a, b))
     return out
 
 
-def fit(model: nn.Module, train_set, cfg, out_dir: Optional[Path], *, meta: dict, run_config: dict,
-        strategy: Optional[Strategy] = None, optimizer: Optional[torch.optim.Optimizer] = None,
+def diff_meta(saved: dict, current: dict) -> list[str]:
+    """Each differing key (nested dicts by dotted path): 'options.width_mult: checkpoint has 0.25, now 0.5'."""
+    return [f"{k}: checkpoint has {a!r}, now {b!r}" for k, a, b in differences(saved, current)]
+
+
+def changed_settings(saved: dict, current: dict, may_change=()) -> list[str]:
+    """The settings a resume would change that it may not: 'supernet.seed: the run used 0, now 7'.
+
+    ``may_change`` holds dotted keys, or prefixes ending in ``.`` for whole sections.
+    """
+    allowed = set(may_change)
+    def free(key: str) -> bool:
+        return key in allowed or any(key.startswith(p) for p in allowed if p.endswith("."))
+    return [f"{k}: the run used {_word(a)}, now {_word(b)}" for k, a, b in differences(saved, current) if not free(k)]
+
+
+def _word(value) -> str:
+    return "nothing" if value is None else repr(value)
+
+
+def fit(model: nn.Module, train_set, cfg, out_dir: Optional[Path], *, meta: Optional[dict] = None,
+        run_config: Optional[dict] = None, may_change=(), strategy: Optional[Strategy] = None, optimizer: Optional[torch.optim.Optimizer] = None,
         criterion: Optional[Callable] = None, resume: bool = False, force: bool = False, num_workers: int = 0,
         desc: str = "train", on_start: Optional[Callable[[], None]] = None,
         on_log: Optional[Callable[[dict], None]] = None) -> dict:
@@ -59,7 +79,10 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Optional[Path], *, meta: dict
     Args:
         cfg: a ``TrainConfig``.
         meta: what the weights mean (space, options, strategy, arch); a resume must match it exactly.
-        run_config: the resolved config, saved inside every checkpoint.
+        run_config: the settings that made the run (a plain dict; the pipeline's resolved config),
+            saved inside every checkpoint. A resume must give the same, except at ``may_change``.
+        may_change: dotted keys of ``run_config`` that a resume may change (logging, workers,
+            progress), or prefixes ending in ``.`` for sections that do not decide this run.
         strategy: what happens inside a step (``supernet.strategies``); default ``Plain``, one
             forward and backward over every parameter (retraining a fixed network).
         optimizer: the weight optimizer; default ``build_optimizer(model, cfg.optim)`` with the LR
@@ -75,6 +98,8 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Optional[Path], *, meta: dict
     global batch), and only rank 0 writes checkpoints, metrics and the progress bar.
     """
     strategy = strategy if strategy is not None else Plain()
+    meta = {} if meta is None else meta
+    run_config = {} if run_config is None else run_config
     out_dir = Path(out_dir) if out_dir is not None else None
     last = out_dir / "last.pt" if out_dir is not None else None
     device = dist.local_device(resolve_device(cfg.device))
@@ -87,7 +112,11 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Optional[Path], *, meta: dict
     own_lr = optimizer is None
     optimizer = optimizer if optimizer is not None else build_optimizer(model, cfg.optim)
     params = list(model.parameters())
-    start = _restore(out_dir, model, optimizer, strategy, meta, device, resume, force, cfg.seed)
+    start = _restore(out_dir, model, optimizer, strategy, meta, device, resume, force, cfg.seed,
+                     lambda saved: changed_settings(saved, run_config, may_change))
+    if start > cfg.steps:
+        raise CheckpointError(f"{out_dir} holds a checkpoint at step {start}, beyond steps={cfg.steps}; resume with "
+                              f"steps >= {start}")
     net = model
     if dist.world() > 1 and not strategy.path_only:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -101,7 +130,7 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Optional[Path], *, meta: dict
     summary = {"steps": cfg.steps, "start_step": start}
     if start >= cfg.steps:
         log.close()
-        return {**summary, "already_done": True}
+        return {**summary, "step": start, "already_done": True}
 
     train_set, held_out = split_held_out(train_set, strategy.held_out_fraction, cfg.seed)
     loader = train_loader(train_set, cfg.batch_size, cfg.seed, start, cfg.steps - start,
@@ -197,8 +226,12 @@ def _check_divergence(loss: float, classes: int, factor: float, first: int, end:
 
 
 def _restore(out_dir: Optional[Path], model, optimizer, strategy: Strategy, meta: dict, device, resume: bool,
-             force: bool, seed: int) -> int:
-    """Load the checkpoint to resume (returning its step), or refuse to overwrite one; 0 = start."""
+             force: bool, seed: int, changed: Callable[[dict], list[str]]) -> int:
+    """Load the checkpoint to resume (returning its step), or refuse to overwrite one; 0 = start.
+
+    A resume continues the run its checkpoint records: the same model (``meta``), the same
+    settings (``changed`` lists those that differ and may not) and the strategy's own state.
+    """
     if out_dir is None:
         if resume:
             raise CheckpointError("nothing to resume: this run writes no checkpoints (no output directory)")
@@ -212,9 +245,13 @@ def _restore(out_dir: Optional[Path], model, optimizer, strategy: Strategy, meta
         problems = diff_meta(state["meta"], meta)
         if problems:
             raise CheckpointError(f"{path} was made for a different model: " + "; ".join(problems))
+        problems = changed(state["config"]) if isinstance(state.get("config"), dict) else []
+        if problems:
+            raise CheckpointError(f"{path} was trained with other settings ({'; '.join(problems)}); resume with the "
+                                  f"saved ones, or start over with --force")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        strategy.load_state_dict(state.get("strategy", {}))
+        _load_strategy_state(strategy, state, path)
         set_rng_state(state["rng"])
         return state["step"]
     if (last.exists() or step_checkpoints(out_dir)) and not force:
@@ -222,6 +259,25 @@ def _restore(out_dir: Optional[Path], model, optimizer, strategy: Strategy, meta
                               f"or --force to start over (or use a new --run-dir)")
     torch.manual_seed(seed)  # dropout
     return 0
+
+
+def _load_strategy_state(strategy: Strategy, state: dict, path: Path) -> None:
+    """The strategy's saved state, checked by the strategy; a strategy with state needs its entry
+    (a controller or α started afresh would silently make another run)."""
+    own = strategy.state_dict()
+    if "strategy" not in state:
+        if own:
+            raise CheckpointError(f"checkpoint {path} has no 'strategy' entry, so the {strategy.name} state "
+                                  f"({', '.join(sorted(own))}) cannot be restored; resume from a checkpoint "
+                                  f"written by this strategy, or start over with --force")
+        return
+    if not isinstance(state["strategy"], dict):
+        raise CheckpointError(f"checkpoint {path}: 'strategy' must be a dict, got {type(state['strategy']).__name__}")
+    try:
+        strategy.load_state_dict(state["strategy"])
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"checkpoint {path} holds a {strategy.name} state that does not fit: "
+                              f"{e.args[0] if e.args else type(e).__name__}") from None
 
 
 class NullLog:

@@ -112,7 +112,9 @@ def test_search_resume_with_a_new_constraint_is_refused_and_changes_nothing(sear
 def test_search_resume_after_the_supernet_changed_is_refused(searched, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(searched, run)
-    assert main(["train-supernet", "--run-dir", str(run), "--resume", "steps=3"]) == 0
+    shutil.copy(run / "config.yaml", tmp_path / "again.yaml")  # the supernet retrained longer, over the search
+    assert main(["train-supernet", "--config", str(tmp_path / "again.yaml"), "--run-dir", str(run), "--force",
+                 "steps=3"]) == 0
     capsys.readouterr()
     assert main(["search", "--run-dir", str(run), "--resume", "generations=2"]) == 2
     err = capsys.readouterr().err
