@@ -126,6 +126,46 @@ def test_refuses_to_overwrite_or_resume_the_wrong_thing(tmp_path):
         fit(model, data.train, cfg, tmp_path, meta={"space": "b"}, run_config={}, resume=True)
 
 
+class Stateful(Scripted):
+    """A strategy that keeps state (as an α or a controller does) and checks what it is given back."""
+
+    def state_dict(self):
+        return {"alpha": torch.zeros(3)}
+
+    def load_state_dict(self, state):
+        if state["alpha"].shape != (3,):
+            raise ValueError(f"'alpha' must have shape (3,), got {tuple(state['alpha'].shape)}")
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda s: {k: v for k, v in s.items() if k != "strategy"}, "has no 'strategy' entry, so the base state (alpha)"),
+    (lambda s: {**s, "strategy": "alpha"}, "'strategy' must be a dict, got str"),
+    (lambda s: {**s, "strategy": {"alpha": torch.zeros(4)}}, "holds a base state that does not fit: 'alpha' must"),
+])
+def test_a_checkpoint_without_the_strategy_state_or_with_a_wrong_one_is_refused(tmp_path, edit, words):
+    from supernet.train import CheckpointError, save_checkpoint
+    data, model, cfg = tiny_setup(steps=1, checkpoint_every=1)
+    space = SearchSpace(model)
+    paths = [space.sample(random.Random(i)) for i in range(2)]
+    fit(model, data.train, cfg, tmp_path, strategy=Stateful(space, paths))
+    for p in tmp_path.glob("*.pt"):
+        save_checkpoint(p, edit({k: v for k, v in load_checkpoint(p).items() if k != "format_version"}))
+    with pytest.raises(CheckpointError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        fit(model, data.train, cfg, tmp_path, strategy=Stateful(space, paths), resume=True)
+
+
+def test_a_resume_must_give_the_settings_the_run_was_trained_with(tmp_path):
+    from supernet.train import CheckpointError
+    data, model, cfg = tiny_setup(steps=1, checkpoint_every=1)
+    space = SearchSpace(model)
+    space.activate(space.sample(random.Random(0)))
+    fit(model, data.train, cfg, tmp_path, run_config={"train": {"lr": 0.1, "log_every": 1}})
+    with pytest.raises(CheckpointError, match=r"other settings \(train.lr: the run used 0.1, now 0.2\)"):
+        fit(model, data.train, cfg, tmp_path, run_config={"train": {"lr": 0.2, "log_every": 1}}, resume=True)
+    fit(model, data.train, cfg, tmp_path, run_config={"train": {"lr": 0.1, "log_every": 5}}, resume=True,
+        may_change=["train.log_every"])
+
+
 class Diverging(torch.nn.Module):
     """A user's 1-D space with parameter-free candidates (skip, pooling) and no normalisation."""
 
