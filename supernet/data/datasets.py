@@ -36,6 +36,7 @@ class ArrayDataset(Dataset):
     """
 
     skipped: tuple = ()
+    seeded_items = True  # __getitem__ takes (index, aug_seed): see supernet.data.loader.seeded
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, positions: torch.Tensor,
                  classes: Sequence[str], *, augment: bool, pad: int, flip: bool,

@@ -223,6 +223,8 @@ class ImageFolderDataset(Dataset):
         skipped: paths dropped by the ``skip_corrupt`` scan of this folder (empty otherwise).
     """
 
+    seeded_items = True  # __getitem__ takes (index, aug_seed): see supernet.data.loader.seeded
+
     def __init__(self, samples: list, positions, classes: Sequence[str], *, augment: bool,
                  size: int, preprocessing: str, skipped: Sequence[str] = (), scanned: bool = False):
         self.samples = samples

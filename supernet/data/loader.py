@@ -122,6 +122,8 @@ class Compact(Dataset):
     ``dataset[item]`` gives.
     """
 
+    seeded_items = True
+
     def __init__(self, dataset: Dataset):
         if not (hasattr(dataset, "raw") and hasattr(dataset, "finish")):
             raise TypeError(f"{type(dataset).__name__} has no raw() and finish(); Compact needs both")
@@ -154,6 +156,7 @@ def fixed_batches(dataset: Dataset, batch_size: int, num_batches: int, seed: int
     Returns:
         A list of ``(images, labels)`` tensor pairs.
     """
+    dataset = seeded(dataset)
     if batch_size < 1 or num_batches < 0:
         raise DataError(f"fixed_batches needs batch_size >= 1 and num_batches >= 0, "
                         f"got {batch_size} and {num_batches}")
@@ -177,11 +180,48 @@ def fixed_batches(dataset: Dataset, batch_size: int, num_batches: int, seed: int
     return list(loader if wrap is None else wrap(loader))
 
 
+def seeded(dataset) -> Dataset:
+    """``dataset`` under the loaders' ``(index, aug_seed)`` items.
+
+    supernet's datasets take them (``seeded_items``): their augmentation is drawn from
+    ``aug_seed`` alone, so a resumed run repeats its batches exactly. Any other map-style dataset
+    (``dataset[i] -> (x, y)`` and ``len(dataset)``, e.g. a ``TensorDataset``) is wrapped: its items
+    are read by index, with whatever augmentation it does itself.
+    """
+    if getattr(dataset, "seeded_items", False):
+        return dataset
+    if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+        raise TypeError(f"a training set must be a map-style dataset (dataset[i] -> (x, y), and len(dataset)); "
+                        f"got {type(dataset).__name__}")
+    return IndexOnly(dataset)
+
+
+class IndexOnly(Dataset):
+    """A user's dataset read by the index of each ``(index, aug_seed)`` item (the seed is unused)."""
+
+    seeded_items = True
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+        for attr in ("num_classes", "classes"):
+            if hasattr(dataset, attr):
+                setattr(self, attr, getattr(dataset, attr))
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        return self.dataset[item[0] if isinstance(item, (tuple, list)) else item]
+
+
 class HeldOutSplit(Dataset):
     """The items ``indices`` of ``dataset``, keeping the ``(index, aug_seed)`` protocol
     (``torch.utils.data.Subset`` would pass the pair through as an index)."""
 
+    seeded_items = True
+
     def __init__(self, dataset: Dataset, indices: list[int]):
+        dataset = seeded(dataset)
         self.dataset, self.indices = dataset, list(indices)
         for attr in ("num_classes", "finish", "raw"):
             if hasattr(dataset, attr):
@@ -235,8 +275,10 @@ class Cutout(Dataset):
     left alone. The square's position comes from its own stream of the item's seed, so the
     dataset's augmentation is unchanged and a batch stays a function of (seed, step)."""
 
+    seeded_items = True
+
     def __init__(self, dataset: Dataset, length: int):
-        self.dataset, self.length = dataset, length
+        self.dataset, self.length = seeded(dataset), length
 
     def __len__(self) -> int:
         return len(self.dataset)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..data.loader import StepBatches, eval_loader, split_held_out, train_loader
+from ..data.loader import StepBatches, eval_loader, seeded, split_held_out, train_loader
 from ..nn import SlicedBatchNorm2d
 from ..runtime import dist
 from ..runtime.device import autocast, memory_format, resolve_device
@@ -132,7 +132,7 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Optional[Path], *, meta: Opti
         log.close()
         return {**summary, "step": start, "already_done": True}
 
-    train_set, held_out = split_held_out(train_set, strategy.held_out_fraction, cfg.seed)
+    train_set, held_out = split_held_out(seeded(train_set), strategy.held_out_fraction, cfg.seed)
     loader = train_loader(train_set, cfg.batch_size, cfg.seed, start, cfg.steps - start,
                           num_workers=num_workers, device=device, rank=dist.rank(), world_size=dist.world())
     held_out_batch = None if held_out is None else StepBatches(
@@ -152,7 +152,7 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Optional[Path], *, meta: Opti
             if own_lr:
                 lr = lr_at(step, cfg.steps, cfg.optim)
                 set_lr(optimizer, lr)
-            x = x.to(device, non_blocking=True, memory_format=fmt)
+            x = x.to(device, non_blocking=True, memory_format=fmt if x.dim() == 4 else torch.preserve_format)
             y = y.to(device, non_blocking=True)
             loss, logits, targets = strategy.train_step(step, x, y, ctx)  # decisions, forwards, backwards
             local_loss = loss.item()

@@ -200,3 +200,19 @@ def test_a_finite_but_diverging_loss_stops_with_the_step_and_the_fix(tmp_path):
     with pytest.raises(TrainingError, match="loss became nan at step 17"):
         fit(model, data.train, TrainConfig(**{**cfg.__dict__, "diverged_at": 0.0}), None, meta={}, run_config={},
             strategy=SPOS(SearchSpace(model)))
+
+
+def test_fit_takes_a_plain_tensor_dataset_with_only_the_documented_arguments(tmp_path):
+    from torch.utils.data import TensorDataset
+    gen = torch.Generator().manual_seed(0)
+    ds = TensorDataset(torch.randn(64, 3 * 16 * 16, generator=gen), torch.randint(0, 5, (64,), generator=gen))
+    cfg = TrainConfig(steps=4, batch_size=8, checkpoint_every=2, progress=False)
+    model = Diverging()
+    summary = fit(model, ds, cfg, tmp_path, strategy=SPOS(SearchSpace(model)))
+    assert summary["step"] == 4 and load_checkpoint(tmp_path / "last.pt")["step"] == 4
+
+
+def test_fit_refuses_a_dataset_it_cannot_index_in_one_line():
+    data, model, cfg = tiny_setup(steps=1)
+    with pytest.raises(TypeError, match="a training set must be a map-style dataset .* got generator"):
+        fit(model, (b for b in []), cfg, None)
