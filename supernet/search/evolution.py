@@ -15,6 +15,7 @@ resume keeps the settings that decide which candidates are legal and how they ar
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import sys
@@ -24,6 +25,7 @@ from ..arch import Arch, SearchSpace
 from ..cost import Constraint, Constraints, CostModel
 from ..runtime import dist
 from ..runtime.progress import progress_bar
+from .evaluator import CandidateEvaluator
 
 STATE_VERSION = 2
 # Settings a resume may change: how long the search runs, and how (not what) it computes.
@@ -31,6 +33,11 @@ RESUMABLE = ("generations", "random_candidates", "val_batch_size", "device", "pr
 # Everything else in the search section decides which candidates are legal, or how they are scored.
 FIXED = ("algorithm", "population", "topk", "mutations", "crossovers", "mutation_prob", "recal_batches",
          "recal_batch_size", "val_images", "seed")
+
+
+# Settings that build the built-in scorer's batches (``supernet.pipeline.search_batches`` and
+# ``CandidateEvaluator``); the search itself never reads them.
+SCORER = ("recal_batches", "recal_batch_size", "val_batch_size", "val_images")
 
 
 class SearchStateError(ValueError):
@@ -63,6 +70,7 @@ class EvolutionSearch:
         self.rejected = {"seen": 0, "constraints": 0}
         if state is not None:
             self.load_state_dict(state)
+        check_scorer(evaluate, cfg)
         self.visited = {self._key(r["arch"]) for r in self.results}
 
     # --- state ----------------------------------------------------------------------------------
@@ -217,6 +225,7 @@ class EvolutionSearch:
     def run(self, on_generation: Optional[Callable[["EvolutionSearch", list], None]] = None,
             progress: bool = False) -> list[dict]:
         """Run the remaining generations; ``on_generation`` is called after each (to save state)."""
+        check_scorer(self.evaluate, self.cfg)
         bar = progress_bar(total=self.generations, initial=self.generation, desc=f"{self.cfg.algorithm} search",
                            disable=not progress)
         try:
@@ -242,3 +251,16 @@ def _diff_settings(saved: dict, now: dict) -> list[str]:
         return repr(value)
     return [f"{k}: the search used {words(k, saved.get(k))}, now {words(k, now.get(k))}"
             for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+
+
+def check_scorer(evaluate, cfg) -> None:
+    """Refuse scorer settings (``SCORER``) that a user's own ``evaluate`` function would silently
+    ignore: only a ``CandidateEvaluator`` is built from them."""
+    if evaluate is None or isinstance(evaluate, CandidateEvaluator) or not dataclasses.is_dataclass(cfg):
+        return
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    changed = [f"{k}={getattr(cfg, k)}" for k in SCORER if k in defaults and getattr(cfg, k) != defaults[k]]
+    if changed:
+        raise ValueError(f"{', '.join(changed)}: these settings build the built-in scorer's batches "
+                         f"(CandidateEvaluator), which your evaluate function replaces, so they would do nothing; "
+                         f"leave them at their defaults, or score with a CandidateEvaluator built from them")

@@ -48,7 +48,7 @@ def test_a_resume_refuses_other_constraints_and_scoring_settings_naming_each():
 
 def test_a_resume_may_grow_generations_but_not_shrink_them():
     cost, state = saved_state(generations=1)
-    _, _, longer = search_setup(generations=3, progress=True, device="cpu", val_batch_size=7)
+    _, _, longer = search_setup(generations=3, progress=True, device="cpu")
     engine = EvolutionSearch(cost.space, Recorder(cost.space), longer, cost, state=state)
     engine.run()
     assert engine.generation == 3

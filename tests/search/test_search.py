@@ -106,3 +106,11 @@ def test_an_impossible_search_constraint_fails_at_once_with_the_range():
     model, cost, cfg = small_search()
     with pytest.raises(ValueError, match="cannot be met: this space's flops range is"):
         EvolutionSearch(cost.space, Recorder(cost.space), cfg, cost, Constraints(cost, ["flops<=1"]))
+
+
+def test_scorer_settings_that_a_user_evaluator_would_ignore_are_refused():
+    import dataclasses
+    model, cost, cfg = small_search()
+    cfg = dataclasses.replace(cfg, recal_batches=7, val_images=10)
+    with pytest.raises(ValueError, match="recal_batches=7, val_images=10: these settings build the built-in scorer"):
+        EvolutionSearch(SearchSpace(model), lambda arch: {"top1_err": 0.5, "top5_err": 0.1}, cfg, cost)
