@@ -77,3 +77,11 @@ def other_latency_table(tmp_path: Path) -> Path:
     table = build_table(create("shufflenet-cifar", **options), runs=2, warmup=0, retries=0, space="shufflenet-cifar",
                         options=options, progress=False)
     return table.save(tmp_path / "other-latency.json")
+
+
+def run_dir_link_loop(t):
+    """A --run-dir that is a symbolic link in a loop (a -> b -> a)."""
+    import os
+    os.symlink(t / "loop-b", t / "loop-a")
+    os.symlink(t / "loop-a", t / "loop-b")
+    return ["train-supernet", "--config", t / "tiny.yaml", "--run-dir", t / "loop-a"]

@@ -146,6 +146,8 @@ CASES = [
      "was made for a different model: options.width_mult: checkpoint has 0.25, now 0.5", True),
     ("run dir not writable", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir",
                                            t / "tiny.yaml" / "sub"], "cannot write the run directory", False),
+    ("run dir a symbolic link loop", lambda t, r: __import__("tests.bad_scenes", fromlist=["_"]).run_dir_link_loop(t),
+     "loop-a is a symbolic link to nowhere", False),
     ("evaluate over an earlier eval.json", lambda t, r: (r.joinpath("eval.json").write_text("{}"), ["evaluate", "--run-dir", r])[1],
      "eval.json already exists; pass --force to replace it", False),
     ("later stage before the first", lambda t, r: ["retrain", "--run-dir", t / "empty-run"], "has no config.yaml", False),

@@ -53,6 +53,10 @@ class RunDirInUse(ValueError):
 
 def writable_run_dir(run_dir: Path) -> None:
     """Create ``run_dir`` and prove it is writable, before any work is done."""
+    if run_dir.is_symlink() and not run_dir.exists():  # mkdir would only say "File exists"
+        raise ConfigError(f"the run directory {run_dir} is a symbolic link to nowhere (its target "
+                          f"{os.readlink(run_dir)!r} is missing, or the links loop); fix the link or choose another "
+                          f"--run-dir")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
