@@ -1,16 +1,18 @@
 """Reading architectures: our JSON, a list in label order, and both NNI formats."""
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 from typing import Any
 
 from ..nn.choices import ChannelChoice, InputChoice, LayerChoice
+from ..runtime.io import MB, parse_json, read_json_file
 from .space import Arch, ArchError, SearchSpace
 
 _LEGACY_KEY = re.compile(r"^(LayerChoice|InputChoice)(\d+)$")
+_FIX = "an architecture is a flat label -> index object"
+ARCH_MAX_BYTES = 64 * MB  # a label -> index object; even 100,000 labels take a few MB
 
 
 def parse_arch(obj: Any, space: SearchSpace, fmt: str = "auto") -> Arch:
@@ -54,7 +56,7 @@ def _load_obj(obj: Any) -> Any:
     if isinstance(obj, (str, os.PathLike)):
         text = str(obj).strip()
         if text[:1] in "{[":
-            return _parse_json(text, "architecture string")
+            return parse_json(text, "architecture string", ArchError, _FIX)
         path = Path(obj)
         if not path.exists():
             raise ArchError(f"architecture {str(obj)!r} is neither a JSON string nor an existing file")
@@ -62,29 +64,11 @@ def _load_obj(obj: Any) -> Any:
             found = next((p for p in (path / "best_arch.json", path / "search" / "best_arch.json") if p.is_file()), None)
             hint = f"such as {found}" if found else "(a search writes RUN_DIR/search/best_arch.json)"
             raise ArchError(f"architecture {path} is a directory; give a JSON file {hint}")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise ArchError(f"architecture file {path} is not UTF-8 text (byte {e.start}); "
-                            f"save it as UTF-8 JSON") from None
-        except OSError as e:
-            raise ArchError(f"cannot read architecture file {path}: {e.strerror}") from None
-        obj = _parse_json(text, f"architecture file {path}")
+        obj = read_json_file(path, f"architecture file {path}", ArchError, ARCH_MAX_BYTES, _FIX)
         # Our own result files wrap the architecture with metadata.
         if isinstance(obj, dict) and "arch" in obj and isinstance(obj["arch"], (dict, list)):
             obj = obj["arch"]
     return obj
-
-
-def _parse_json(text: str, what: str) -> Any:
-    """``json.loads``, with every failure (nesting too deep for the parser included) said in one line."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ArchError(f"{what} is not valid JSON: {e}") from None
-    except RecursionError:
-        raise ArchError(f"{what} is nested too deeply to parse; an architecture is a flat "
-                        f"label -> index object") from None
 
 
 def from_nni_legacy(obj: dict, space: SearchSpace) -> Arch:

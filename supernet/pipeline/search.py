@@ -15,12 +15,12 @@ from ..cost import Constraints
 from ..data.loader import Compact, eval_loader, fixed_batches
 from ..runtime import dist
 from ..runtime.device import resolve_device
-from ..runtime.io import read_json, write_json, write_text
+from ..runtime.io import write_json, write_text
 from ..runtime.progress import progress_bar
 from ..search import CandidateEvaluator, EvolutionSearch
 from ..search.config import SearchConfig
 from ..search.evolution import SearchStateError
-from ..search.state import check_population, validate_state
+from ..search.state import check_population, load_state, validate_state
 from ..train import CheckpointError
 from ..train.checkpoint import remove_stale_temp_files
 from .build import cost_model, load_data, load_supernet, model_options, needs_latency_table
@@ -43,7 +43,7 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
         if resume:
             if not state_path.exists():
                 raise CheckpointError(f"nothing to resume: {state_path} does not exist (run without --resume)")
-            state = validate_state(read_json(state_path), state_path)
+            state = load_state(state_path)
         elif state_path.exists() and not force:
             raise CheckpointError(f"{out} already holds a search; pass --resume to continue it or --force to start over")
         device = resolve_device(sc.device)

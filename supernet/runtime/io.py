@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes: a reader sees the old file or the new one, never half of one; and reading
+the JSON files a user hands in, with every problem said in one line."""
 from __future__ import annotations
 
 import json
@@ -6,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from .units import human_bytes
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> Path:
@@ -74,3 +77,59 @@ def read_json(path: str | os.PathLike) -> Any:
         raise FileNotFoundError(f"{path} does not exist") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON ({e})") from None
+
+
+MB = 10 ** 6
+
+
+def parse_json(text: str, what: str, error: type[Exception] = ValueError, fix: str = "") -> Any:
+    """``json.loads`` with every failure said in one line as ``error``, naming ``what``.
+
+    Args:
+        text: the JSON text.
+        what: what it is, for the message (``"latency table lat.json"``).
+        error: the exception class raised (a ``ValueError`` subclass, so the CLI prints one line).
+        fix: what to do about a bad file, added to the message (``"build it again with ..."``).
+    """
+    tail = f"; {fix}" if fix else ""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise error(f"{what} is not valid JSON ({e}){tail}") from None
+    except RecursionError:  # the parser recurses once per '[' or '{'
+        raise error(f"{what} is nested too deeply to parse{tail}") from None
+
+
+def read_json_file(path: str | os.PathLike, what: str, error: type[Exception] = ValueError,
+                   max_bytes: int = 256 * MB, fix: str = "") -> Any:
+    """A JSON file a user hands in, with every problem said in one line naming ``what``.
+
+    The size is checked on disk before anything is read, so a file far larger than its kind can be
+    (a log, a dataset given by mistake) is refused at once instead of filling the memory.
+
+    Args:
+        path: the file.
+        what: what it is, with its path (``"latency table runs/lat.json"``).
+        error: the exception class raised (a ``ValueError`` subclass, so the CLI prints one line).
+        max_bytes: the largest file accepted.
+        fix: what to do about a bad file, added to the message (``"build it again with ..."``).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise error(f"{what} is a directory; give a JSON file")
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise error(f"{what} does not exist") from None
+    except OSError as e:
+        raise error(f"cannot read {what}: {e.strerror}") from None
+    if size > max_bytes:
+        raise error(f"{what} is {human_bytes(size)}, more than the {human_bytes(max_bytes)} such a file may be; "
+                    f"{fix or 'check that it is the right file'}")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(f"{what} is not UTF-8 text (byte {e.start}); save it as UTF-8 JSON") from None
+    except OSError as e:
+        raise error(f"cannot read {what}: {e.strerror}") from None
+    return parse_json(text, what, error, fix)

@@ -13,10 +13,13 @@ from typing import Any, Optional
 
 from ..arch import ArchError, SearchSpace
 from ..data.memory import check_fits
+from ..runtime.io import MB, read_json_file
 
 # Bytes per candidate held by the search: the arch dict, its key in the visited set and its result
 # record (measured with tracemalloc: ~770 B at 8 labels, ~1.6 KB at 40), as a base plus a part per label.
 CANDIDATE_BYTES, LABEL_BYTES = 500, 30
+# A state holds one record per scored candidate (~200 B of JSON): 1 GB is millions of candidates.
+STATE_MAX_BYTES = 1000 * MB
 
 
 class SearchStateFileError(ValueError):
@@ -27,6 +30,14 @@ _NUMBER = (int, float)
 # Top-level entries and their types; "settings" is checked only where the version records it.
 _ENTRIES = {"version": int, "algorithm": str, "generation": int, "rng": list, "results": list, "topk": list}
 _RESULT = {"generation": int, "arch": (dict, list), "top1_err": _NUMBER, "top5_err": _NUMBER}
+
+
+def load_state(path: str | Path) -> dict:
+    """Read and check ``search/state.json``: a file that is too large, not UTF-8, not JSON, nested
+    too deeply or missing an entry is one line naming it."""
+    obj = read_json_file(path, f"search state {path}", SearchStateFileError, STATE_MAX_BYTES,
+                         "restore it or start the search over with --force")
+    return validate_state(obj, path)
 
 
 def validate_state(obj: Any, path: str | Path, space: Optional[SearchSpace] = None) -> dict:
