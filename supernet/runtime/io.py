@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -133,3 +134,37 @@ def read_json_file(path: str | os.PathLike, what: str, error: type[Exception] = 
     except OSError as e:
         raise error(f"cannot read {what}: {e.strerror}") from None
     return parse_json(text, what, error, fix)
+
+
+_KINDS = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFIFO: "a FIFO (named pipe)",
+          stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a directory"}
+
+
+def check_regular_file(path: str | os.PathLike, limit: int, what: str, error: type[Exception] = ValueError) -> int:
+    """Refuse, before it is opened, a path that is not a regular file or is larger than ``limit`` bytes.
+
+    Reading a device such as /dev/zero never ends and opening a FIFO blocks until a writer comes,
+    so only the file's ``stat`` is looked at here.
+
+    Args:
+        path: the file.
+        limit: the largest size accepted, in bytes.
+        what: what it is, with its path (``"architecture file arch.json"``).
+        error: the exception class raised (a ``ValueError`` subclass, so the CLI prints one line).
+
+    Returns:
+        The file's size in bytes.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise error(f"{what} does not exist") from None
+    except OSError as e:
+        raise error(f"cannot read {what}: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
+        raise error(f"{what} is {kind}, not a regular file; give a file")
+    if st.st_size > limit:
+        raise error(f"{what} is {human_bytes(st.st_size)}, more than the {human_bytes(limit)} such a file may be; "
+                    f"check that it is the right file")
+    return st.st_size
