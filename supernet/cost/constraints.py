@@ -2,6 +2,7 @@
 ``flops=290M..360M``, checked against a ``CostModel`` (and its latency table for latency)."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -27,6 +28,11 @@ class Constraint:
             raise ValueError(f"unknown constraint metric {self.metric!r}; use one of {METRICS}")
         if self.min is None and self.max is None:
             raise ValueError("a constraint needs a min or a max")
+        for bound in (self.min, self.max):
+            if bound is not None and not (math.isfinite(bound) and bound >= 0):
+                # a bound below 0 could only be met by a broken cost model
+                shown = fmt_ms(bound) if self.metric == "latency" else f"{bound:g}"
+                raise ValueError(f"constraint {self.metric}: the bound {shown} must be a finite number >= 0")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"constraint {self.metric}: min {self.min:g} > max {self.max:g}")
 
@@ -103,6 +109,11 @@ class Constraints:
     def check_feasible(self) -> None:
         """Raise at once if no architecture can meet a constraint, naming the feasible range."""
         r = self.cost.range()
+        if self.latency and not r["latency_min"] > 0:
+            table = self.cost.latency_table
+            raise ValueError(f"{getattr(table, 'source', None) or 'the latency table'} predicts {fmt_ms(r['latency_min'])} for the "
+                             f"fastest architecture (its overhead_ms {table.overhead_ms:g} outweighs the entries), but "
+                             f"a latency is > 0: build the table again with 'supernet latency ... --check K'")
         for c in self.items:
             lo, hi = r[f"{c.metric}_min"], r[f"{c.metric}_max"]
             if (c.max is not None and c.max < lo) or (c.min is not None and c.min > hi):

@@ -13,12 +13,14 @@ where ``overhead`` is the constant that additivity misses (per-call costs, cache
 A table is JSON (``FORMAT``, ``VERSION``) with its target: the space, its options and a
 fingerprint of the model, the backend, device and device model, threads, batch and the versions
 of what ran it. ``LatencyTable.require`` refuses a table measured for another target, naming what
-differs.
+differs. Every number a table file holds is checked when it is read: a latency entry must be a
+finite number > 0 and the overhead a finite number, each refusal naming the file and the entry.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +31,17 @@ from torch import nn
 
 from ..arch import Arch
 from ..nn.choices import gate_open
-from ..runtime.io import read_json, write_json
+from ..runtime.io import MB, read_json_file, write_json
 from .flops import fingerprint
 
 FORMAT = "supernet-latency-table"
 VERSION = 1
 BACKENDS = ("torch", "onnxruntime")
+# A table has one entry per option and unit (hundreds, a few KB of JSON); a file of 256 MB is no table.
+TABLE_MAX_BYTES = 256 * MB
+REBUILD = "build it again with 'supernet latency'"
+# How entries are timed when a table does not say (``supernet latency``'s defaults).
+TIMING_DEFAULTS = {"runs": 50, "warmup": 5, "max_spread": 0.2, "retries": 1}
 
 
 @dataclass
@@ -110,6 +117,28 @@ def check_settings(backend: str, device: str, threads: int, batch: int) -> None:
         raise ValueError(f"latency threads and batch must be >= 1, got threads={threads}, batch={batch}")
 
 
+def timing_problem(runs, warmup, max_spread, retries) -> Optional[str]:
+    """What is wrong with these timing settings (each named with its ``supernet latency`` option),
+    or None."""
+    def integer(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if not integer(runs) or runs < 2:
+        return f"runs (--runs) must be an integer >= 2 (a median and its spread), got {runs!r}"
+    if not integer(warmup) or warmup < 0:
+        return f"warmup (--warmup) must be an integer >= 0, got {warmup!r}"
+    if not integer(retries) or retries < 0:
+        return f"retries (--retries) must be an integer >= 0, got {retries!r}"
+    if not _number(max_spread) or not 0 < max_spread < math.inf:
+        return (f"max_spread (--max-spread) must be a finite number > 0 (the interquartile range / median above "
+                f"which an entry is timed again, e.g. 0.2), got {max_spread!r}")
+    return None
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 # --- the table ----------------------------------------------------------------------------------------
 @dataclass
 class LatencyTable:
@@ -130,6 +159,7 @@ class LatencyTable:
     overhead_ms: float = 0.0
     check: Optional[dict] = None
     settings: dict = field(default_factory=dict)  # runs, warmup, max_spread, retries
+    source: Optional[str] = field(default=None, compare=False, repr=False)  # "latency table FILE", for messages
 
     def predict(self, arch: Arch, overhead: bool = True) -> float:
         """Predicted latency (ms) of a valid architecture: a handful of dict lookups."""
@@ -167,37 +197,70 @@ class LatencyTable:
 
     @classmethod
     def from_json(cls, data, where: str = "the latency table") -> "LatencyTable":
+        """A table from its JSON data; anything missing, of the wrong type, or a number that is not a
+        latency (NaN, infinite, <= 0) is a ``LatencyTableError`` naming ``where`` and the entry."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise LatencyTableError(f"{where} is not a latency table (no \"format\": \"{FORMAT}\"); build one with "
                                     f"'supernet latency'")
         if data.get("version") != VERSION:
             raise LatencyTableError(f"{where} has table version {data.get('version')!r}; this supernet reads version "
                                     f"{VERSION}: build it again with 'supernet latency'")
-        try:
-            groups, spread = [], []
-            for g in data["groups"]:
-                table = {tuple(int(i) for i in k): float(ms) for k, ms, _ in g["entries"]}
-                groups.append((list(g["labels"]), table, None if g["gate"] is None else (g["gate"][0], int(g["gate"][1]))))
-                spread.append({tuple(int(i) for i in k): float(s) for k, _, s in g["entries"]})
-            return cls(dict(data["target"]), groups, spread, float(data["overhead_ms"]), data.get("check"),
-                       dict(data.get("settings") or {}))
-        except (KeyError, TypeError, ValueError, IndexError) as e:
-            raise LatencyTableError(f"{where} is damaged ({type(e).__name__}: {e}); build it again with "
-                                    f"'supernet latency'") from None
+        read = _Reader(where)
+        target = _read_target(read, read.entry(data, "target", dict))
+        settings = read.entry(data, "settings", dict, optional=True) or {}
+        problem = timing_problem(*({**TIMING_DEFAULTS, **settings}[k] for k in TIMING_DEFAULTS))
+        if problem:
+            raise read.error(f"settings: {problem}")
+        overhead = read.entry(data, "overhead_ms", float)
+        if not math.isfinite(overhead):
+            raise read.error(f"overhead_ms is {overhead!r}; it must be a finite number (the constant a check fits, "
+                             f"0 before one)")
+        check = read.entry(data, "check", dict, optional=True)
+        groups, spread = [], []
+        for i, g in enumerate(read.entry(data, "groups", list)):
+            table, spreads = {}, {}
+            name = f"groups[{i}]"
+            g = read.value(g, name, dict)
+            labels = read.entry(g, "labels", list, name)
+            if not all(isinstance(label, str) for label in labels):
+                raise read.error(f"{name}.labels must be a list of label names, got {labels!r}")
+            name = f"{name} (labels {labels})"
+            gate = read.entry(g, "gate", list, name, optional=True)
+            if gate is not None and not (len(gate) == 2 and isinstance(gate[0], str) and _index(gate[1])):
+                raise read.error(f"{name}.gate must be null or [label, index], got {gate!r}")
+            for j, e in enumerate(read.entry(g, "entries", list, name)):
+                if not (isinstance(e, list) and len(e) == 3):
+                    raise read.error(f"{name}.entries[{j}] must be [key, ms, spread], got {e!r}")
+                k, ms, sp = e
+                if not (isinstance(k, list) and len(k) == len(labels) and all(_index(x) for x in k)):
+                    raise read.error(f"{name}.entries[{j}] has key {k!r}; a key is a list of {len(labels)} option "
+                                     f"indices, one per label")
+                key = tuple(k)
+                if key in table:
+                    raise read.error(f"{name} has the entry {list(key)} twice")
+                if not (_number(ms) and 0 < ms < math.inf):
+                    raise read.error(f"{name} entry {list(key)} is {ms!r} ms; a latency must be a finite number > 0")
+                if not (_number(sp) and 0 <= sp < math.inf):
+                    raise read.error(f"{name} entry {list(key)} has spread {sp!r}; a spread (interquartile range / "
+                                     f"median) must be a finite number >= 0")
+                table[key], spreads[key] = float(ms), float(sp)
+            groups.append((labels, table, None if gate is None else (gate[0], gate[1])))
+            spread.append(spreads)
+        return cls(target, groups, spread, overhead, check, settings)
 
     def save(self, path) -> Path:
         return write_json(path, self.to_json())
 
     @classmethod
     def load(cls, path) -> "LatencyTable":
+        """Read a table file: its size, encoding, JSON and every entry are checked (``from_json``)."""
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise LatencyTableError(f"latency table {path} does not exist; build it with 'supernet latency ... --out {path}'")
-        try:
-            data = read_json(path)
-        except ValueError as e:
-            raise LatencyTableError(f"latency table {path} is not valid JSON ({e})") from None
-        return cls.from_json(data, where=f"latency table {path}")
+        where = f"latency table {path}"
+        table = cls.from_json(read_json_file(path, where, LatencyTableError, TABLE_MAX_BYTES, REBUILD), where=where)
+        table.source = where
+        return table
 
     def require(self, expected: dict, where: str = "the latency table") -> None:
         """Refuse the table unless it was measured for ``expected`` (``target_of``), naming the first
@@ -211,3 +274,56 @@ class LatencyTable:
                 raise LatencyTableError(f"{where} was measured with {key} {t.get(key)!r}, this run needs {expected[key]!r} "
                                         f"(latency.{key if key != 'versions' else 'device_name'}); build one for this "
                                         f"target with 'supernet latency'")
+
+
+# --- reading a table file ---------------------------------------------------------------------------------
+class _Reader:
+    """Reads entries of a table's JSON, each refusal one line naming the file and the entry."""
+
+    def __init__(self, where: str):
+        self.where = where
+
+    def error(self, what: str) -> LatencyTableError:
+        return LatencyTableError(f"{self.where} is damaged: {what}; {REBUILD}")
+
+    def value(self, v, name: str, kind: type, optional: bool = False):
+        if v is None and optional:
+            return None
+        if kind is float:
+            if not _number(v):
+                raise self.error(f"{name} must be a number, got {v!r}")
+            return float(v)
+        if kind is int:
+            if not (isinstance(v, int) and not isinstance(v, bool)):
+                raise self.error(f"{name} must be an integer, got {v!r}")
+            return v
+        if not isinstance(v, kind):
+            names = {dict: "an object", list: "a list", str: "a string"}
+            raise self.error(f"{name} must be {names[kind]}{' or null' if optional else ''}, got {v!r}")
+        return v
+
+    def entry(self, obj: dict, key: str, kind: type, parent: str = "", optional: bool = False):
+        name = f"{parent}.{key}" if parent else key
+        if key not in obj and not optional:
+            raise self.error(f"the entry '{name}' is missing")
+        return self.value(obj.get(key), name, kind, optional)
+
+
+def _read_target(read: _Reader, t: dict) -> dict:
+    """The target's entries that the code computes with, checked (the others are compared only)."""
+    for key in ("backend", "device", "device_name", "fingerprint"):
+        read.entry(t, key, str, "target")
+    read.entry(t, "space", str, "target", optional=True)
+    read.entry(t, "options", dict, "target", optional=True)
+    read.entry(t, "versions", dict, "target", optional=True)
+    for key in ("threads", "batch"):
+        if read.entry(t, key, int, "target") < 1:
+            raise read.error(f"target.{key} is {t[key]}; it must be >= 1")
+    shape = read.entry(t, "input_shape", list, "target")
+    if not shape or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
+        raise read.error(f"target.input_shape must be a list of sizes > 0, got {shape!r}")
+    return dict(t)
+
+
+def _index(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0

@@ -29,8 +29,9 @@ from ..arch import Arch, SearchSpace, fix
 from ..export import onnx_bytes
 from ..nn.choices import LayerChoice, NoneChosen, gate_of
 from ..runtime.progress import progress_bar
+from ..runtime.typed import ConfigError
 from .flops import CostModel, Unit, tabulate
-from .latency import LatencyTable, device_name, target_of
+from .latency import TIMING_DEFAULTS, LatencyTable, device_name, target_of, timing_problem
 
 
 # --- timing ---------------------------------------------------------------------------------------------
@@ -122,9 +123,7 @@ def measure(runs_of: list[Callable[[], float]], runs: int, warmup: int, max_spre
     their median is then over all their samples (keeping only the tightest attempt would take an
     entry's figure from another stretch of time than its neighbours').
     """
-    if runs < 2 or warmup < 0 or retries < 0 or max_spread <= 0:
-        raise ValueError(f"latency timing needs runs >= 2 (a median and its spread), warmup >= 0, retries >= 0 and "
-                         f"max_spread > 0; got runs={runs}, warmup={warmup}, retries={retries}, max_spread={max_spread}")
+    check_timing(runs, warmup, max_spread, retries)
     rng = random.Random(seed)
     samples: list[list[float]] = [[] for _ in runs_of]
     out: list = [None] * len(runs_of)
@@ -149,6 +148,26 @@ def measure(runs_of: list[Callable[[], float]], runs: int, warmup: int, max_spre
         if not todo:
             break
     return out
+
+
+def check_timing(runs: int, warmup: int, max_spread: float, retries: int, check: int = 0) -> None:
+    """Refuse timing settings that cannot give a figure, before anything is timed.
+
+    Raises:
+        ValueError: naming the setting (and its ``supernet latency`` option) and the value given.
+    """
+    problem = timing_problem(runs, warmup, max_spread, retries)
+    if problem:
+        raise ValueError(f"latency timing: {problem}")
+    if check != 0:
+        check_subnets(check)
+
+
+def check_subnets(k: int) -> None:
+    """Refuse a check of ``k`` subnets unless ``k >= 3`` (fewer cannot fit the overhead and test it)."""
+    if not isinstance(k, int) or isinstance(k, bool) or k < 3:
+        raise ValueError(f"latency check (--check) must be 0 (no check) or at least 3 random subnets (to fit the "
+                         f"overhead and test it), got {k!r}")
 
 
 def _rounds(runs: int, warmup: int, retries: int) -> int:
@@ -194,10 +213,12 @@ def build_table(model: nn.Module, input_shape: Optional[tuple[int, ...]] = None,
     checked against them (``check_table``'s figures, in ``table.check``).
     ``cost``: the model's ``CostModel`` when one is at hand (its units are the table's units).
     """
+    check_timing(runs, warmup, max_spread, retries, check)
     cost = cost or CostModel(model, input_shape)
     if any(isinstance(u.gate, NoneChosen) for u in cost.units):  # the ENAS micro cell's output convs
-        raise NotImplementedError("latency tables do not support NoneChosen-gated modules (the enas-micro cells' "
-                                  "output convs) yet; use FLOPs/params constraints on this space")
+        raise ConfigError(f"latency tables do not support {space or 'this model'}: its NoneChosen-gated modules (the "
+                          f"enas-micro cells' output convs) have no table entry; use FLOPs/params constraints on "
+                          f"this space, or a space without them")
     target = target_of(model, cost.input_shape, backend, device, threads, batch, space, options)
     settings = {"runs": runs, "warmup": warmup, "max_spread": max_spread, "retries": retries}
     gen = torch.Generator().manual_seed(seed)
@@ -207,6 +228,7 @@ def build_table(model: nn.Module, input_shape: Optional[tuple[int, ...]] = None,
 
     rest_labels = cost.groups[-1][0]
     archs = _random_archs(SearchSpace(model), check, seed)
+    _enough_subnets(archs, check)
     with cost.measuring(model), _quiet_timing(threads):
         entries: list[tuple[nn.Module, list]] = []  # what to time: every table entry, then the check's subnets
 
@@ -235,11 +257,29 @@ def build_table(model: nn.Module, input_shape: Optional[tuple[int, ...]] = None,
                               f"latency table ({backend}, {device}, {threads} thread{'s' * (threads != 1)}, batch {batch}"
                               f"{f', {check} subnets' if check else ''})")
     groups = [(labels, {k: sum(timed[i][0] for i in ix) for k, ix in t.items()}, gate) for labels, t, gate in where]
+    _resolved(groups, device)
     spread = [{k: max(timed[i][1] for i in ix) for k, ix in t.items()} for _, t, _ in where]
     table = LatencyTable(target, groups, spread, settings=settings)
     if check:
         _fit_check(table, archs, timed[first_subnet:], seed, runs, interleaved=True)
     return table
+
+
+def _enough_subnets(archs: list, k: int) -> None:
+    """A check of ``k`` subnets on a space too small to give 3 distinct ones is refused before timing."""
+    if k and len(archs) < 3:
+        raise ConfigError(f"latency check (--check {k}): this space has only {len(archs)} architectures; a check "
+                          f"needs at least 3, so build the table without --check")
+
+
+def _resolved(groups: list, device: str) -> None:
+    """Refuse a table entry that timed at 0 ms: the clock did not resolve it, and a table file with it
+    could not be read back."""
+    for labels, table, _ in groups:
+        for key, ms in table.items():
+            if not ms > 0:
+                raise ValueError(f"the latency of labels {labels} option {list(key)} timed at {ms!r} ms on {device}: "
+                                 f"too short for the clock; time a larger batch (--batch)")
 
 
 def _time_entries(entries, backend, device, threads, settings, seed, progress, desc) -> list[tuple[float, float]]:
@@ -281,22 +321,26 @@ def check_table(model: nn.Module, table: LatencyTable, k: int = 20, seed: int = 
     ``build_table(check=K)`` does the same in the table's own rounds, so that drift between the
     two measurements cannot enter; this one also shows how far the table is from today's timings.
     """
+    settings = {**TIMING_DEFAULTS, **table.settings}  # a table made in Python may not record them
+    check_subnets(k)
+    check_timing(settings["runs"], settings["warmup"], settings["max_spread"], settings["retries"])
     t = table.target
     cost = cost or CostModel(model, tuple(t["input_shape"]))
     table.require(target_of(model, cost.input_shape, t["backend"], t["device"], t["threads"], t["batch"],
                             t.get("space"), t.get("options")), where="the latency table")
     archs = _random_archs(SearchSpace(model), k, seed)
+    _enough_subnets(archs, k)
     gen = torch.Generator().manual_seed(seed)
     x = [torch.randn(t["batch"], *cost.input_shape, generator=gen)]
     was_training = model.training
     try:
         with _quiet_timing(t["threads"]):
             entries = [(fix(model, arch).eval(), x) for arch in archs]
-            timed = _time_entries(entries, t["backend"], t["device"], t["threads"], table.settings, seed, progress,
+            timed = _time_entries(entries, t["backend"], t["device"], t["threads"], settings, seed, progress,
                                   f"check: {len(archs)} subnets end to end")
     finally:
         model.train(was_training)
-    return _fit_check(table, archs, timed, seed, table.settings["runs"], interleaved=False)
+    return _fit_check(table, archs, timed, seed, settings["runs"], interleaved=False)
 
 
 def _fit_check(table: LatencyTable, archs: list[Arch], timed: list, seed: int, runs: int, interleaved: bool) -> dict:

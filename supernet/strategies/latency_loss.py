@@ -45,27 +45,38 @@ class ExpectedLatency:
     def __init__(self, table, space: SearchSpace, device: torch.device):
         self.constant = float(table.overhead_ms)
         self.terms: list[tuple[list[str], torch.Tensor]] = []
+        where = getattr(table, "source", None) or "the latency table"
         for labels, entries, gate in table.groups:
             if gate is not None:
-                raise NotImplementedError(f"the latency table has a gated group ({gate!r}: DARTS-style cell edges); "
-                                          f"the expected latency covers spaces without gates")
+                raise ConfigError(f"{where} has a gated group ({gate!r}: DARTS-style cell edges), which the expected "
+                                  f"latency of the Proxyless/FBNet loss does not cover; use a space without gated "
+                                  f"edges, or SPOS with latency constraints on this one")
             labels = list(labels)
             for label in labels:
                 if label not in space.labels:
-                    raise ConfigError(f"the latency table has label '{label}', which this model does not have; "
+                    raise ConfigError(f"{where} has label '{label}', which this model does not have; "
                                       f"build the table for this space (`supernet latency ...`)")
             shape = [space.n_options(l) for l in labels]
-            ms = torch.full(shape, math.nan, dtype=torch.float64)
+            ms = torch.zeros(shape, dtype=torch.float64)
+            given = torch.zeros(shape, dtype=torch.bool)
             for key, value in entries.items():
-                ms[tuple(key)] = float(value)
-            if torch.isnan(ms).any():
-                missing = tuple(int(i) for i in torch.nonzero(torch.isnan(ms))[0])
-                raise ConfigError(f"the latency table lacks the entry {missing} of labels {labels}; rebuild it for "
+                value = float(value)
+                if not 0 <= value < math.inf:  # a table made in Python is not checked as a file is
+                    raise ConfigError(f"{where} has entry {list(key)} of labels {labels} = {value!r} ms; a latency "
+                                      f"must be a finite number >= 0: rebuild the table with `supernet latency`")
+                ms[tuple(key)], given[tuple(key)] = value, True
+            if not given.all():
+                missing = [int(i) for i in torch.nonzero(~given)[0]]
+                raise ConfigError(f"{where} lacks the entry {missing} of labels {labels}; rebuild it for "
                                   f"this space")
             if not labels:
                 self.constant += float(ms)
             else:
                 self.terms.append((labels, ms.to(device=device, dtype=torch.float32)))
+        if not math.isfinite(self.constant) or not self.minimum() > 0:
+            raise ConfigError(f"{where} predicts {self.minimum():.4g} ms for the fastest architecture (its overhead_ms "
+                              f"{float(table.overhead_ms):g} outweighs the entries), but a latency is > 0: rebuild "
+                              f"the table with `supernet latency ... --check K`")
 
     def __call__(self, weights: dict[str, torch.Tensor]) -> torch.Tensor:
         total = torch.zeros((), device=self.terms[0][1].device if self.terms else "cpu") + self.constant
@@ -103,6 +114,9 @@ def log_latency(lat_ms: torch.Tensor, unit: str, who: str) -> torch.Tensor:
     """log LAT in ``unit`` (the log-form losses need LAT > 1 in their unit)."""
     lat = lat_ms * UNITS[unit]
     if not float(lat.detach()) > 1.0:
-        raise ValueError(f"{who}: the expected latency {float(lat.detach()):.3g} {unit} is <= 1 {unit}, where the log-form "
-                         f"latency loss is not positive; set strategy.latency_unit=us")
+        fix = "set strategy.latency_unit=us" if unit != "us" else \
+            "the latency table's figures are too small for it even in us: check the table, or turn the loss off " \
+            "with strategy.latency_loss=null"
+        raise ValueError(f"{who}: the expected latency {float(lat.detach()):.3g} {unit} is <= 1 {unit}, where the "
+                         f"log-form latency loss is not positive; {fix}")
     return lat.log()
