@@ -105,8 +105,9 @@ def read_json_file(path: str | os.PathLike, what: str, error: type[Exception] = 
                    max_bytes: int = 256 * MB, fix: str = "") -> Any:
     """A JSON file a user hands in, with every problem said in one line naming ``what``.
 
-    The size is checked on disk before anything is read, so a file far larger than its kind can be
-    (a log, a dataset given by mistake) is refused at once instead of filling the memory.
+    The file's kind and size are checked on disk before it is opened (``check_regular_file``), so
+    a file far larger than its kind can be (a log, a dataset given by mistake) is refused at once
+    instead of filling the memory, and a FIFO or a device is refused instead of blocking.
 
     Args:
         path: the file.
@@ -118,15 +119,7 @@ def read_json_file(path: str | os.PathLike, what: str, error: type[Exception] = 
     path = Path(path)
     if path.is_dir():
         raise error(f"{what} is a directory; give a JSON file")
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise error(f"{what} does not exist") from None
-    except OSError as e:
-        raise error(f"cannot read {what}: {e.strerror}") from None
-    if size > max_bytes:
-        raise error(f"{what} is {human_bytes(size)}, more than the {human_bytes(max_bytes)} such a file may be; "
-                    f"{fix or 'check that it is the right file'}")
+    check_regular_file(path, max_bytes, what, error)  # a FIFO or a device is never opened
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
