@@ -13,12 +13,11 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import inspect
 
 from ..arch import SearchSpace
 from ..runtime.typed import ConfigError, from_dict, to_dict
-from .base import Plain, StepContext, Strategy
+from .base import Plain, StepContext, Strategy, import_named
 from .darts import DARTS
 from .controller import Controller
 from .enas import ENAS
@@ -26,6 +25,7 @@ from .fairnas import FairNAS, fair_paths
 from .fbnet import FBNet
 from .proxyless import Proxyless
 from .spos import SPOS, PathSampler
+from .state import StrategyStateError
 
 STRATEGIES: dict[str, type[Strategy]] = {}
 
@@ -56,12 +56,7 @@ for _cls in (SPOS, FairNAS, DARTS, ENAS, Proxyless, FBNet):
 def strategy_class(name) -> type[Strategy]:
     """A registered strategy, or a user's one named ``module:Class`` (imported, as an entry point is)."""
     if isinstance(name, str) and ":" in name and name not in STRATEGIES:
-        module, _, attr = name.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as e:
-            raise ConfigError(f"strategy.name {name!r}: cannot import {attr} from {module} ({e}); put the module on "
-                              f"PYTHONPATH or use one of {', '.join(STRATEGIES)}") from None
+        cls = import_named("strategy.name", name, f"one of {', '.join(STRATEGIES)}")
         if not (isinstance(cls, type) and issubclass(cls, Strategy)):
             raise ConfigError(f"strategy.name {name!r} is not a supernet.strategies.Strategy subclass")
         check_hooks(cls)
@@ -98,4 +93,5 @@ def build_strategy(settings: dict | None, space: SearchSpace, seed: int, cost=No
 
 
 __all__ = ["Strategy", "StepContext", "Plain", "SPOS", "FairNAS", "DARTS", "ENAS", "Controller", "Proxyless", "FBNet", "PathSampler", "fair_paths", "STRATEGIES",
+           "StrategyStateError",
            "register", "strategy_class", "check_settings", "build_strategy"]

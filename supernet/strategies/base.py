@@ -19,6 +19,7 @@ A new method is one subclass with a ``Config`` dataclass, registered in ``strate
 from __future__ import annotations
 
 import contextlib
+import importlib
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Optional
 
@@ -30,6 +31,9 @@ from ..nn.choices import InputChoice
 from ..nn.layers import DropPath
 from ..runtime import dist
 from ..runtime.seeding import mix_seed
+from ..runtime.typed import ConfigError
+from .state import ANY, Fields, ListOf, check_state, optimizer_template
+from .state import StrategyStateError  # noqa: F401  (here for the loop, which imports strategies.base only)
 
 
 @dataclass
@@ -120,7 +124,14 @@ class Strategy:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        """Restore ``state_dict()``'s output; a state that does not fit ``state_template()`` raises
+        ``StrategyStateError`` naming the entry (a subclass checks, then loads)."""
+        check_state(self.name, state, self.state_template())
+
+    def state_template(self):
+        """What ``load_state_dict`` accepts, by example (``supernet.strategies.state``); by default
+        the entries ``state_dict()`` has, each of any value, and no others."""
+        return Fields({key: ANY for key in self.state_dict()})
 
     def final_arch(self) -> Optional[Arch]:
         """The architecture this strategy found, or None when a search must pick one (SPOS)."""
@@ -138,6 +149,20 @@ class Strategy:
     def summary(self) -> dict:
         """Figures for the end-of-training line (e.g. SPOS's FLOPs-bin fallbacks)."""
         return {}
+
+
+def import_named(key: str, name: str, instead: str):
+    """``module:attr`` imported, as an entry point is: the module's code runs, so a config that
+    names one is code. Any failure is one ``ConfigError`` line naming ``key`` (``instead``: what
+    else the setting takes)."""
+    module, _, attr = name.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"{key} {name!r}: cannot import {attr} from {module} ({e}); put the module on PYTHONPATH "
+                          f"or use {instead}") from None
+    except Exception as e:  # the module's own code failed on import: its error in one line, not its traceback
+        raise ConfigError(f"{key} {name!r}: importing {module} failed with {type(e).__name__}: {e}") from None
 
 
 # --- what the strategies with weights per label (DARTS, Proxyless, FBNet) share -------------------
@@ -180,9 +205,17 @@ def weights_state(key: str, params: list[torch.Tensor], optimizer: torch.optim.O
     return {key: [p.detach().clone() for p in params], "optimizer": optimizer.state_dict(), "history": history}
 
 
+def weights_template(strategy: Strategy, key: str, params: list[torch.Tensor], labels: list[str]) -> dict:
+    """What ``weights_state`` saved looks like for this strategy: its own weights' shapes, its
+    optimizer's state and snapshots of ``probabilities()`` over ``labels``."""
+    snapshot = {"step": 0, "weights": {l: [0.0] * strategy.space.n_options(l) for l in labels}}
+    return {key: [p.detach() for p in params], "optimizer": optimizer_template(strategy.optimizer),
+            "history": ListOf(snapshot)}
+
+
 def load_weights_state_(state: dict, key: str, params: list[torch.Tensor], optimizer: torch.optim.Optimizer) -> list:
-    """``weights_state`` read back: the weights copied in place (the optimizer keeps its references),
-    the optimizer's state; returns the history."""
+    """``weights_state`` read back (after ``check_state``): the weights copied in place (the
+    optimizer keeps its references), the optimizer's state; returns the history."""
     with torch.no_grad():
         for p, value in zip(params, state[key]):
             p.copy_(value)

@@ -34,7 +34,8 @@ from ..arch import Arch, SearchSpace
 from ..nn.choices import InputChoice, LayerChoice, gate_of
 from ..runtime import dist
 from ..runtime.seeding import mix_seed
-from .base import StepContext, Strategy, frozen, load_weights_state_, weights_history, weights_state
+from .base import (StepContext, Strategy, frozen, load_weights_state_, weights_history, weights_state,
+                   weights_template)
 
 NONE = "none"  # an op that is never exported (DARTS' zero op)
 SKIP = "skip_connect"
@@ -185,9 +186,12 @@ class DARTS(Strategy):
     def state_dict(self) -> dict:
         return weights_state("alpha", self.alpha, self.optimizer, self.history)
 
+    def state_template(self) -> dict:
+        return weights_template(self, "alpha", self.alpha, self.learned)
+
     def load_state_dict(self, state: dict) -> None:
-        if state:
-            self.history = load_weights_state_(state, "alpha", self.alpha, self.optimizer)
+        super().load_state_dict(state)
+        self.history = load_weights_state_(state, "alpha", self.alpha, self.optimizer)
 
 
 def _grads(loss: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:

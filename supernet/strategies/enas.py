@@ -29,7 +29,8 @@ held-out batches (as the ENAS code derives), or the greedy decode.
 from __future__ import annotations
 
 import contextlib
-import importlib
+import functools
+import inspect
 from dataclasses import dataclass
 from typing import Callable, Literal, Optional
 
@@ -39,8 +40,9 @@ from torch import nn
 from ..arch import Arch, SearchSpace
 from ..runtime import dist
 from ..runtime.seeding import mix_seed
-from .base import StepContext, Strategy
+from .base import StepContext, Strategy, import_named
 from .controller import Controller
+from .state import Check, ListOf, Maybe, optimizer_template
 
 EXPORT_BATCHES = 2 ** 31  # held-out batch numbers of the export, apart from the controller's
 
@@ -120,11 +122,15 @@ class ENAS(Strategy):
             for k in ("export_samples", "export_batches"):
                 if getattr(self, k) is not None and getattr(self, k) < 1:
                     raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
+            reward_by_name(self.reward)  # imports and checks a module:function before any training
 
     def __init__(self, space: SearchSpace, config: Optional[Config] = None, seed: int = 0,
                  reward_function: Optional[Callable] = None):
         super().__init__(space, config, seed)
-        self.reward_function = reward_function or _reward_by_name(self.config.reward)
+        if reward_function is not None and reward_problem(reward_function) is not None:
+            raise ValueError(f"reward_function {reward_function!r} {reward_problem(reward_function)}; pass a function "
+                             f"reward(logits, y) -> float")
+        self.reward_function = reward_function or reward_by_name(self.config.reward)
         self.reward_name = self.config.reward if reward_function is None else getattr(reward_function, "__name__", "reward")
         self.controller: Optional[Controller] = None
         self.optimizer: Optional[torch.optim.Adam] = None
@@ -246,9 +252,24 @@ class ENAS(Strategy):
                 "optimizer": self.optimizer.state_dict(), "baseline": self.baseline, "history": self.history,
                 "found": self.found}
 
+    def state_template(self) -> dict:
+        record = {"step": 0, "reward": 0.0, "entropy": 0.0, "baseline": 0.0, "loss": 0.0, "skip_density": Maybe(0.0)}
+        found = {"arch": Check("an architecture of this space", self._arch_problem), "step": 0, "chosen_by": ""}
+        if self.config.export == "best":  # the scores of the sampled architectures
+            found.update(held_out_score=0.0, scores=ListOf(0.0))
+        return {"controller": {k: v.detach() for k, v in self.controller.state_dict().items()},
+                "optimizer": optimizer_template(self.optimizer), "baseline": 0.0, "history": ListOf(record),
+                "found": Maybe(found)}
+
+    def _arch_problem(self, arch) -> Optional[str]:
+        try:
+            self.space.validate(arch)
+        except ValueError as e:
+            return str(e)
+        return None
+
     def load_state_dict(self, state: dict) -> None:
-        if not state:
-            return
+        super().load_state_dict(state)
         self.controller.load_state_dict(state["controller"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.baseline, self.history, self.found = state["baseline"], list(state["history"]), state["found"]
@@ -258,14 +279,46 @@ class ENAS(Strategy):
         return {"baseline": self.baseline} if self.history else {}
 
 
-def _reward_by_name(name: str) -> Callable:
+def reward_problem(fn) -> Optional[str]:
+    """Why ``fn`` cannot serve as ``reward(logits, y) -> float``, or None.
+
+    A class would be constructed and a built-in (``os.system``, ``exec``, ``max``) called with
+    tensors it was never meant for, so both are refused before training rather than failing (or
+    doing something else) at the first controller step.
+    """
+    if isinstance(fn, type):
+        return f"is a class ({fn.__qualname__}), not a function"
+    if not callable(fn):
+        return f"is a {type(fn).__name__}, not a function"
+    python = (inspect.isfunction(fn) or inspect.ismethod(fn) or isinstance(fn, functools.partial)
+              or inspect.isfunction(getattr(type(fn), "__call__", None)))  # an instance of a class with __call__
+    if not python:
+        return f"is the built-in {getattr(fn, '__qualname__', type(fn).__name__)}, not a Python function"
+    try:
+        inspect.signature(fn).bind(None, None)
+    except (TypeError, ValueError):
+        return f"takes {_signature(fn)}, which cannot be called as reward(logits, y)"
+    return None
+
+
+def _signature(fn) -> str:
+    try:
+        return f"({', '.join(map(str, inspect.signature(fn).parameters.values()))})"
+    except (TypeError, ValueError):
+        return "no inspectable arguments"
+
+
+def reward_by_name(name: str) -> Callable:
+    """The reward ``strategy.reward`` names: ``accuracy``, or ``module:function``, imported (so a
+    config that names one runs that module's code, as ``strategy.name=module:Class`` does)."""
     if name == "accuracy":
         return accuracy_reward
     module, _, attr = name.partition(":")
     if not (module and attr):
         raise ValueError(f"strategy.reward {name!r} is neither 'accuracy' nor module:function")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"strategy.reward {name!r}: cannot import {attr} from {module} ({e}); use 'accuracy' or "
-                         f"module:function on PYTHONPATH") from None
+    fn = import_named("strategy.reward", name, "'accuracy'")
+    problem = reward_problem(fn)
+    if problem is not None:
+        raise ValueError(f"strategy.reward {name!r} {problem}; name a Python function reward(logits, y) -> float, "
+                         f"or use 'accuracy'")
+    return fn

@@ -34,7 +34,8 @@ from ..nn.choices import ChannelChoice, InputChoice
 from ..runtime import dist
 from ..runtime.seeding import mix_seed
 from .base import (StepContext, Strategy, argmax_arch, frozen, load_weights_state_, weights_history,
-                   weights_state)
+                   weights_state, weights_template)
+from .state import Check, positive
 from .latency_loss import UNITS, ExpectedLatency, check_loss_settings, latency_table, log_latency
 
 
@@ -169,7 +170,11 @@ class FBNet(Strategy):
     def state_dict(self) -> dict:
         return {**weights_state("theta", self.theta, self.optimizer, self.history), "temperature": self.tau}
 
+    def state_template(self) -> dict:
+        return {**weights_template(self, "theta", self.theta, self.labels),
+                "temperature": Check("a temperature > 0", positive)}
+
     def load_state_dict(self, state: dict) -> None:
-        if state:
-            self.history = load_weights_state_(state, "theta", self.theta, self.optimizer)
-            self.tau = float(state["temperature"])
+        super().load_state_dict(state)
+        self.history = load_weights_state_(state, "theta", self.theta, self.optimizer)
+        self.tau = float(state["temperature"])

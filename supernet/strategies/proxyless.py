@@ -49,7 +49,7 @@ from ..nn.layers import Zero
 from ..runtime import dist
 from ..runtime.seeding import mix_seed
 from .base import (StepContext, Strategy, argmax_arch, frozen, load_weights_state_, weights_history,
-                   weights_state)
+                   weights_state, weights_template)
 from .latency_loss import LOSSES, UNITS, ExpectedLatency, check_loss_settings, latency_table, log_latency
 
 MODES = ("full_v2", "two")
@@ -286,6 +286,9 @@ class Proxyless(Strategy):
     def state_dict(self) -> dict:
         return weights_state("alpha", self.alpha, self.optimizer, self.history)
 
+    def state_template(self) -> dict:
+        return weights_template(self, "alpha", self.alpha, self.labels)
+
     def load_state_dict(self, state: dict) -> None:
-        if state:
-            self.history = load_weights_state_(state, "alpha", self.alpha, self.optimizer)
+        super().load_state_dict(state)
+        self.history = load_weights_state_(state, "alpha", self.alpha, self.optimizer)

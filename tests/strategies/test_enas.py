@@ -1,6 +1,8 @@
 """ENAS: REINFORCE learns a toy reward (and its flip), the skip penalty pulls the skip density to
 its target under a flat reward, export follows its rule, and bad settings are refused."""
 import contextlib
+import functools
+import re
 
 import pytest
 import torch
@@ -110,6 +112,45 @@ def test_export_is_the_best_of_n_samples_by_held_out_reward_or_the_greedy_decode
     found = greedy.choose(ctx, step=9)
     assert found["arch"] == expected and found["chosen_by"].startswith("greedy")
     assert greedy.choose(ctx, step=9) == found  # no randomness
+
+
+def good_reward(logits, y):  # for strategy.reward=tests.strategies.test_enas:good_reward
+    return float((logits.argmax(-1) == y).float().mean())
+
+
+def wrong_arguments(logits):
+    return 0.0
+
+
+@pytest.mark.parametrize("name, message", [
+    ("os:system", "'os:system' is the built-in system, not a Python function"),
+    ("builtins:exec", "'builtins:exec' is the built-in exec, not a Python function"),
+    ("builtins:max", "'builtins:max' is the built-in max, not a Python function"),
+    ("builtins:dict", "'builtins:dict' is a class (dict), not a function"),
+    ("math:pi", "'math:pi' is a float, not a function"),
+    (f"{__name__}:wrong_arguments", "takes (logits), which cannot be called as reward(logits, y)"),
+    ("no_such_module_here:f", "cannot import f from no_such_module_here"),
+])
+def test_a_reward_that_is_not_a_reward_function_is_refused_when_the_settings_are_checked(name, message):
+    """Before any training (the settings check of every stage), with one line; nothing is called."""
+    with pytest.raises(ConfigError, match=re.escape(message)) as e:
+        check_settings({"name": "enas", "reward": name})
+    assert str(e.value).startswith(f"strategy.reward {name!r}") and "\n" not in str(e.value)
+
+
+def test_a_python_reward_function_is_accepted_and_so_is_a_callable_for_the_nni_face():
+    assert check_settings({"name": "enas", "reward": f"{__name__}:good_reward"})["reward"].endswith("good_reward")
+    assert ENAS(SearchSpace(Toy()), reward_function=functools.partial(good_reward)).reward_function is not None
+    with pytest.raises(ValueError, match="reward_function <built-in function max> is the built-in max"):
+        ENAS(SearchSpace(Toy()), reward_function=max)
+
+
+def test_a_strategy_name_that_is_not_a_strategy_class_is_refused():
+    from supernet.strategies import strategy_class
+    for name, message in [("os:system", "is not a supernet.strategies.Strategy subclass"),
+                          ("no_such_module_here:S", "cannot import S from no_such_module_here")]:
+        with pytest.raises(ConfigError, match=message):
+            strategy_class(name)
 
 
 def test_bad_settings_are_refused_with_the_fix():

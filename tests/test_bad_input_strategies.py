@@ -1,0 +1,45 @@
+"""The bad-input table's strategy rows: settings that name code (``strategy.reward``,
+``strategy.name`` as module:attribute) that is not what they take get one clear line on stderr,
+exit 2, no traceback, and leave an existing run directory exactly as it was."""
+import shutil
+
+import pytest
+
+from supernet.cli import main
+
+from .test_bad_input import snapshot, trained  # noqa: F401  (trained: the module's fixture)
+
+ENAS = ["strategy.name=enas"]
+
+# (id, command builder(tmp, run) -> argv, the message it must print, whether it runs on the trained run)
+CASES = [
+    ("reward os:system", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir", t / "new", *ENAS,
+                                       "strategy.reward=os:system"],
+     "strategy.reward 'os:system' is the built-in system, not a Python function", False),
+    ("reward builtins:exec", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir", t / "new",
+                                           *ENAS, "strategy.reward=builtins:exec"],
+     "strategy.reward 'builtins:exec' is the built-in exec, not a Python function", False),
+    ("reward builtins:max", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir", r, "--force",
+                                          *ENAS, "strategy.reward=builtins:max"],
+     "strategy.reward 'builtins:max' is the built-in max, not a Python function", True),
+    ("strategy os:system", lambda t, r: ["train-supernet", "--config", t / "tiny.yaml", "--run-dir", r, "--force",
+                                         "strategy.name=os:system"],
+     "strategy.name 'os:system' is not a supernet.strategies.Strategy subclass", True),
+]
+
+
+@pytest.mark.parametrize("argv, message, on_run", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_gets_one_clear_line_and_changes_nothing(trained, tmp_path, capsys, argv, message, on_run):  # noqa: F811
+    root, trained_run = trained
+    shutil.copy(root / "tiny.yaml", tmp_path / "tiny.yaml")
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    args = [str(a) for a in argv(tmp_path, run)]
+    before = snapshot(run)
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert snapshot(run) == before  # nothing overwritten
+    assert not (tmp_path / "new").exists()
