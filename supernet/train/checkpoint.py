@@ -77,6 +77,26 @@ def check_contents(state: dict, path: Path) -> None:
                               f"by supernet)")
 
 
+def load_weights(model: torch.nn.Module, weights: dict, path: Path, optimizer=None, optimizer_state=None) -> None:
+    """``model.load_state_dict(weights)`` (and the optimizer's), a mismatch named in one line
+    instead of torch's list of every differing tensor."""
+    try:
+        model.load_state_dict(weights)
+        if optimizer is not None:
+            optimizer.load_state_dict(optimizer_state)
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
+        what = "optimizer state" if optimizer is not None and "state_dict for" not in str(e) else "weights"
+        detail = [line.strip() for line in str(e).splitlines() if line.strip()]
+        first = detail[1] if len(detail) > 1 and "state_dict for" in detail[0] else (detail[0] if detail else type(e).__name__)
+        raise CheckpointError(f"checkpoint {path}: its {what} do not fit this model ({_shorten(first)}); it was "
+                              f"written for another model, or edited") from None
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    text = text.rstrip(".")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _refused_object(e: BaseException) -> str:
     """``the Python object argparse.Namespace`` from torch's refusal ("Unsupported global: GLOBAL x.y ...")."""
     m = re.search(r"GLOBAL ([\w.]+)", str(e))

@@ -27,7 +27,7 @@ from ..runtime.device import autocast, memory_format, resolve_device
 from ..runtime.progress import progress_bar
 from ..runtime.seeding import mix_seed
 from ..strategies.base import Plain, StepContext, Strategy
-from .checkpoint import (CheckpointError, load_latest, prune_checkpoints, remove_stale_temp_files, rng_state,
+from .checkpoint import (CheckpointError, load_latest, load_weights, prune_checkpoints, remove_stale_temp_files, rng_state,
                          save_checkpoint, set_rng_state, step_checkpoints)
 from .metrics import MetricsLog, accuracy
 from .optim import build_optimizer, lr_at, set_lr, step_on_path
@@ -249,10 +249,14 @@ def _restore(out_dir: Optional[Path], model, optimizer, strategy: Strategy, meta
         if problems:
             raise CheckpointError(f"{path} was trained with other settings ({'; '.join(problems)}); resume with the "
                                   f"saved ones, or start over with --force")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        load_weights(model, state["model"], path, optimizer, state["optimizer"])
         _load_strategy_state(strategy, state, path)
-        set_rng_state(state["rng"])
+        try:
+            set_rng_state(state["rng"])
+        except (RuntimeError, TypeError, KeyError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {path}: its 'rng' entry is not this torch's random state "
+                                  f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); it was edited or "
+                                  f"written by another torch") from None
         return state["step"]
     if (last.exists() or step_checkpoints(out_dir)) and not force:
         raise CheckpointError(f"{out_dir} already holds a checkpoint; pass --resume to continue it "
