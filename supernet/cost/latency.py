@@ -208,7 +208,7 @@ class LatencyTable:
         read = _Reader(where)
         target = _read_target(read, read.entry(data, "target", dict))
         settings = read.entry(data, "settings", dict, optional=True) or {}
-        problem = timing_problem(*({**TIMING_DEFAULTS, **settings}[k] for k in TIMING_DEFAULTS))
+        problem = timing_problem(**{k: settings.get(k, default) for k, default in TIMING_DEFAULTS.items()})
         if problem:
             raise read.error(f"settings: {problem}")
         overhead = read.entry(data, "overhead_ms", float)
@@ -218,33 +218,8 @@ class LatencyTable:
         check = read.entry(data, "check", dict, optional=True)
         groups, spread = [], []
         for i, g in enumerate(read.entry(data, "groups", list)):
-            table, spreads = {}, {}
-            name = f"groups[{i}]"
-            g = read.value(g, name, dict)
-            labels = read.entry(g, "labels", list, name)
-            if not all(isinstance(label, str) for label in labels):
-                raise read.error(f"{name}.labels must be a list of label names, got {labels!r}")
-            name = f"{name} (labels {labels})"
-            gate = read.entry(g, "gate", list, name, optional=True)
-            if gate is not None and not (len(gate) == 2 and isinstance(gate[0], str) and _index(gate[1])):
-                raise read.error(f"{name}.gate must be null or [label, index], got {gate!r}")
-            for j, e in enumerate(read.entry(g, "entries", list, name)):
-                if not (isinstance(e, list) and len(e) == 3):
-                    raise read.error(f"{name}.entries[{j}] must be [key, ms, spread], got {e!r}")
-                k, ms, sp = e
-                if not (isinstance(k, list) and len(k) == len(labels) and all(_index(x) for x in k)):
-                    raise read.error(f"{name}.entries[{j}] has key {k!r}; a key is a list of {len(labels)} option "
-                                     f"indices, one per label")
-                key = tuple(k)
-                if key in table:
-                    raise read.error(f"{name} has the entry {list(key)} twice")
-                if not (_number(ms) and 0 < ms < math.inf):
-                    raise read.error(f"{name} entry {list(key)} is {ms!r} ms; a latency must be a finite number > 0")
-                if not (_number(sp) and 0 <= sp < math.inf):
-                    raise read.error(f"{name} entry {list(key)} has spread {sp!r}; a spread (interquartile range / "
-                                     f"median) must be a finite number >= 0")
-                table[key], spreads[key] = float(ms), float(sp)
-            groups.append((labels, table, None if gate is None else (gate[0], gate[1])))
+            group, spreads = _read_group(read, g, f"groups[{i}]")
+            groups.append(group)
             spread.append(spreads)
         return cls(target, groups, spread, overhead, check, settings)
 
@@ -323,6 +298,36 @@ def _read_target(read: _Reader, t: dict) -> dict:
     if not shape or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
         raise read.error(f"target.input_shape must be a list of sizes > 0, got {shape!r}")
     return dict(t)
+
+
+def _read_group(read: _Reader, g, name: str) -> tuple[tuple, dict]:
+    """``((labels, {key: ms}, gate), {key: spread})`` of one group; every entry is checked."""
+    g = read.value(g, name, dict)
+    labels = read.entry(g, "labels", list, name)
+    if not all(isinstance(label, str) for label in labels):
+        raise read.error(f"{name}.labels must be a list of label names, got {labels!r}")
+    name = f"{name} (labels {labels})"
+    gate = read.entry(g, "gate", list, name, optional=True)
+    if gate is not None and not (len(gate) == 2 and isinstance(gate[0], str) and _index(gate[1])):
+        raise read.error(f"{name}.gate must be null or [label, index], got {gate!r}")
+    table, spreads = {}, {}
+    for j, e in enumerate(read.entry(g, "entries", list, name)):
+        if not (isinstance(e, list) and len(e) == 3):
+            raise read.error(f"{name}.entries[{j}] must be [key, ms, spread], got {e!r}")
+        k, ms, sp = e
+        if not (isinstance(k, list) and len(k) == len(labels) and all(_index(x) for x in k)):
+            raise read.error(f"{name}.entries[{j}] has key {k!r}; a key is a list of {len(labels)} option "
+                             f"indices, one per label")
+        key = tuple(k)
+        if key in table:
+            raise read.error(f"{name} has the entry {list(key)} twice")
+        if not (_number(ms) and 0 < ms < math.inf):  # a zero or negative entry would steer toward it
+            raise read.error(f"{name} entry {list(key)} is {ms!r} ms; a latency must be a finite number > 0")
+        if not (_number(sp) and 0 <= sp < math.inf):
+            raise read.error(f"{name} entry {list(key)} has spread {sp!r}; a spread (interquartile range / "
+                             f"median) must be a finite number >= 0")
+        table[key], spreads[key] = float(ms), float(sp)
+    return (labels, table, None if gate is None else (gate[0], gate[1])), spreads
 
 
 def _index(v) -> bool:
