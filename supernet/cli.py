@@ -76,8 +76,14 @@ def cmd_info(args) -> int:
 def cmd_latency(args) -> int:
     from .cost.timing import check_line
     from .pipeline.tools import build_latency_table, check_latency_table, target_words
+    space, options = args.space, list(args.options)
+    if space is not None and "=" in space and args.table is None:  # argparse gives SPACE the first key=value
+        if args.config is None and args.run_dir is None:
+            raise ConfigError(f"latency got the override {space!r} but no model: give SPACE before its options, or "
+                              f"--config CFG or --run-dir RUN for config overrides")
+        space, options = None, [space, *options]
     if args.table is not None:  # check (again) a table that exists, on this machine, now
-        if args.space or args.config or args.run_dir or args.options:
+        if space or args.config or args.run_dir or options:
             raise ConfigError("--table checks an existing table for the model it names; give no SPACE, --config, "
                               "--run-dir or options with it")
         r = check_latency_table(args.table, args.out, args.check, seed=args.seed, progress=not args.quiet)
@@ -86,7 +92,7 @@ def cmd_latency(args) -> int:
         return 0
     if args.out is None:
         raise ConfigError("latency needs --out FILE (where the table is written)")
-    r = build_latency_table(args.out, args.force, args.space, args.options, args.config, args.run_dir,
+    r = build_latency_table(args.out, args.force, space, options, args.config, args.run_dir,
                             backend=args.backend, device=args.device, threads=args.threads, batch=args.batch,
                             runs=args.runs, warmup=args.warmup, max_spread=args.max_spread, retries=args.retries,
                             check=args.check, seed=args.seed, progress=not args.quiet)
@@ -202,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "end and report the table's error, its ranking quality and the fitted overhead.")
     lat.add_argument("space", nargs="?", help="a registered space (or use --config / --run-dir)")
     lat.add_argument("options", nargs="*", metavar="key=value",
-                     help="space options after SPACE; config overrides with --config or --run-dir")
+                     help="space options after SPACE; config overrides with --config or --run-dir (e.g. "
+                          "latency.threads=2 space.options.width_mult=0.5)")
     lat.add_argument("--config", help="the space and data of a config (a YAML file or a packaged one: digits, ...)")
     lat.add_argument("--run-dir", type=_path, help="the space and data of a run's config.yaml")
     lat.add_argument("--table", metavar="FILE", help="check this existing table (needs --check K)")

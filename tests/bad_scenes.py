@@ -85,3 +85,82 @@ def run_dir_link_loop(t):
     os.symlink(t / "loop-b", t / "loop-a")
     os.symlink(t / "loop-a", t / "loop-b")
     return ["train-supernet", "--config", t / "tiny.yaml", "--run-dir", t / "loop-a"]
+
+
+# --- latency tables and other JSON handed to the latency code --------------------------------------------
+def table_json(**edit) -> dict:
+    """A small, well-formed latency table for shufflenet-cifar (two groups), with ``edit`` applied:
+    ``ms`` (the first entry's latency), ``overhead_ms``, ``spread`` (the first entry's)."""
+    target = {"space": "shufflenet-cifar", "options": {}, "input_shape": [3, 16, 16], "fingerprint": "0" * 16,
+              "backend": "torch", "device": "cpu", "device_name": "cpu", "threads": 1, "batch": 1,
+              "versions": None}
+    entries = [[[i], 0.5 + i, 0.01] for i in range(4)]
+    entries[0][1], entries[0][2] = edit.get("ms", 0.5), edit.get("spread", 0.01)
+    return {"format": "supernet-latency-table", "version": 1, "target": target,
+            "settings": {"runs": 2, "warmup": 0, "max_spread": 0.2, "retries": 0},
+            "overhead_ms": edit.get("overhead_ms", 0.0), "check": None,
+            "groups": [{"labels": ["layer_0"], "gate": None, "entries": entries},
+                       {"labels": [], "gate": None, "entries": [[[], 1.0, 0.0]]}]}
+
+
+def bad_table(t, name="bad-latency.json", **edit) -> Path:
+    """A latency table file whose numbers ``edit`` sets (json writes NaN and Infinity as such)."""
+    return write(t / name, json.dumps(table_json(**edit)))
+
+
+def deep_table(t) -> Path:
+    return write(t / "deep-latency.json", "[" * 100_000 + "]" * 100_000)
+
+
+def huge_table(t) -> Path:
+    """A 2 GB latency table that takes no disk space (a sparse file): refused by its size alone."""
+    path = t / "huge-latency.json"
+    with open(path, "wb") as f:
+        f.truncate(2 * 10 ** 9)
+    return path
+
+
+def deep_state(t, r):
+    write(r / "search" / "state.json", "[" * 100_000 + "]" * 100_000)
+    return ["search", "--run-dir", r, "--resume", "generations=2"]
+
+
+def huge_state(t, r):
+    with open(r / "search" / "state.json", "r+b") as f:
+        f.truncate(2 * 10 ** 9)
+    return ["search", "--run-dir", r, "--resume", "generations=2"]
+
+
+def darts_table_for_proxyless(t):
+    """A DARTS config, a latency table measured for its supernet (quickly), and the command that
+    trains it with Proxyless: the table's gated groups (cell edges) are what Proxyless refuses."""
+    import yaml
+
+    from supernet.cli import main
+
+    cfg = {"data": {"name": "synthetic", "image_size": 8, "synthetic_train": 32, "synthetic_test": 16,
+                    "synthetic_classes": 4, "val_per_class": 2},
+           "space": {"name": "darts", "options": {"channels": 2, "layers": 2}},
+           "supernet": {"steps": 1, "batch_size": 8, "progress": False}}
+    config = write(t / "darts.yaml", yaml.safe_dump(cfg))
+    table = t / "darts-latency.json"
+    assert main([str(a) for a in ("latency", "--config", config, "--out", table, "--runs", 2, "--warmup", 0,
+                                  "--retries", 0, "--quiet")]) == 0
+    return ["train-supernet", "--config", config, "--run-dir", t / "new", "strategy.name=proxyless",
+            f"latency.table={table}"]
+
+
+def fifo_arch(t):
+    """A named pipe where an architecture file is expected: opening it would wait for a writer."""
+    import os
+    path = t / "arch.fifo"
+    os.mkfifo(path)
+    return path
+
+
+def huge_arch(t):
+    """A sparse 100 MB file: far beyond any architecture, and nothing written to disk."""
+    path = t / "huge.json"
+    with path.open("wb") as f:
+        f.truncate(100 * 10 ** 6)
+    return path

@@ -82,6 +82,10 @@ def test_constraints_parse_check_and_report_the_feasible_range():
         Constraint.parse("latency<=12M")
     with pytest.raises(ValueError, match="min 5 > max 3"):
         Constraint("flops", 5, 3)
+    with pytest.raises(ValueError, match=r"constraint latency: the bound -1ms must be a finite number >= 0"):
+        Constraint.parse("latency<=-1ms")
+    with pytest.raises(ValueError, match=r"constraint flops: the bound inf must be a finite number >= 0"):
+        Constraint.parse("flops<=1e999")
     cost = CostModel(create("shufflenet"))
     cons = Constraints(cost, ["flops<=330M"])
     assert cons.ok(arch_of(A)) and not Constraints(cost, ["flops<=300M"]).ok(arch_of(A))

@@ -2,18 +2,23 @@
 architecture's cost) and ``supernet latency`` (build or check a latency table)."""
 from __future__ import annotations
 
+import contextlib
+import math
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from ..arch import parse_arch
 from ..cost import CostModel, LatencyConfig, LatencyTable
 from ..cost.flops import fingerprint
-from ..cost.timing import build_table, check_table
+from ..cost.latency import TIMING_DEFAULTS
+from ..cost.timing import build_table, check_subnets, check_table, check_timing
+from ..data.memory import check_fits
 from ..runtime.typed import ConfigError, parse_overrides, to_dict
 from ..spaces import create, entry, space_options
 from .build import load_data, model_options
 from .config import load_config, resolve_config_path, stage_config
 from .plots import plot_latency_check
+from .rundir import REPLACED, run_lock
 
 
 def space_info(space: str, options: list[str] = (), arch=None, latency_table: Optional[str] = None) -> dict:
@@ -53,15 +58,21 @@ def check_latency_table(path: str, out: Optional[str], k: int, seed: int = 0, pr
     fitted overhead and the check into the table (or ``out``) and plot it beside."""
     if not k:
         raise ConfigError("--table needs --check K (the number of random subnets to time end to end)")
+    check_subnets(k)
+    out = Path(out) if out else Path(path)
+    with writing(out):  # refused now if a stage holds the run directory, not after the timing
+        pass
     table = LatencyTable.load(path)
     t = table.target
     if not t.get("space"):
         raise ConfigError(f"{path} names no space; check it from Python (supernet.cost.timing.check_table)")
     model = create(t["space"], **(t.get("options") or {}))
-    out = Path(out) if out else Path(path)
-    check = check_table(model, table, k, seed=seed, progress=progress)
-    table.save(out)
-    plot = plot_latency_check(check, out.with_suffix(".png"), f"{t['space']}: {target_words(t)}")
+    cost = _cost_model(model, t["space"])
+    check_memory(cost, t["batch"], f"the batch {t['batch']} of {path}", "check it on a machine with more memory")
+    check = check_table(model, table, k, seed=seed, progress=progress, cost=cost)
+    with writing(out):
+        table.save(out)
+        plot = plot_latency_check(check, out.with_suffix(".png"), f"{t['space']}: {target_words(t)}")
     return {"check": check, "out": out, "plot": plot}
 
 
@@ -71,10 +82,15 @@ def build_latency_table(out: str, force: bool, space: Optional[str] = None, opti
     a ``run_dir``'s config, into ``out``; ``timing``: backend, device, threads, batch (None: the
     config's ``latency`` section), runs, warmup, max_spread, retries, check, seed, progress."""
     out = Path(out)
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} already exists; pass --force to replace it (or choose another --out)")
+    for path in (out, out.with_suffix(".png")) if timing.get("check") else (out,):  # the check's plot goes beside
+        if path.exists() and not force:
+            raise FileExistsError(f"{path} already exists; pass --force to replace it (or choose another --out)")
     if sum(x is not None for x in (space, config, run_dir)) != 1:
         raise ConfigError("latency needs exactly one of SPACE (with space options), --config CFG or --run-dir RUN")
+    given = {**TIMING_DEFAULTS, "check": 0, **timing}  # checked before the model is built, let alone timed
+    check_timing(given["runs"], given["warmup"], given["max_spread"], given["retries"], given["check"])
+    with writing(out):  # refused now if a stage holds the run directory, not after the timing
+        pass
     if space is not None:
         name, typed, lc = space, to_dict(space_options(space, parse_overrides(list(options)))), LatencyConfig()
     else:
@@ -88,12 +104,46 @@ def build_latency_table(out: str, force: bool, space: Optional[str] = None, opti
         if timing.get(key) is None:
             timing[key] = getattr(lc, key)
     model = create(name, **typed)
-    cost = CostModel(model)
+    cost = _cost_model(model, name)
+    check_memory(cost, timing["batch"], f"--batch {timing['batch']}", "lower --batch (latency.batch; 1 times a "
+                                                                      "single-image latency)")
     table = build_table(model, space=name, options=typed, cost=cost, **timing)
-    table.save(out)
-    cost.attach_latency(table)
-    plot = None
-    if table.check is not None:
-        plot = plot_latency_check(table.check, out.with_suffix(".png"), f"{name}: {target_words(table.target)}")
+    with writing(out):
+        table.save(out)
+        cost.attach_latency(table)
+        plot = None
+        if table.check is not None:
+            plot = plot_latency_check(table.check, out.with_suffix(".png"), f"{name}: {target_words(table.target)}")
     return {"table": table, "space": name, "out": out, "range": cost.range(), "plot": plot,
             "entries": sum(len(t) for _, t, _ in table.groups)}
+
+
+def _cost_model(model, space: str) -> CostModel:
+    """The model's cost model; a kind of model it cannot cost is one line naming the space."""
+    try:
+        return CostModel(model)
+    except NotImplementedError as e:
+        raise ConfigError(f"supernet latency cannot time space {space}: {e}") from None
+
+
+def check_memory(cost: CostModel, batch: int, what: str, fix: str) -> None:
+    """Refuse a timing batch whose inputs and activations would not fit in memory, before any is
+    allocated: every unit's input is kept for the whole timing, and a forward holds a few
+    activations of the largest size at once."""
+    inputs = [math.prod(cost.input_shape)] + [math.prod(s[1:]) for u in cost.units for s in u.shapes]
+    largest = max(inputs + [math.prod(u.out_shape[1:]) for u in cost.units])
+    nbytes = 4 * batch * (sum(inputs) + 4 * largest)  # float32
+    check_fits(nbytes, f"{what}: the inputs of {len(cost.units)} choices and the activations of a "
+               f"{'x'.join(map(str, cost.input_shape))} input", fix)
+
+
+@contextlib.contextmanager
+def writing(out: Path) -> Iterator[None]:
+    """Hold the run directory ``out`` is written into, if it is one (its folder has a run's
+    config.yaml), so that a file is never written into a run another stage holds."""
+    run = out.parent
+    if not ((run / "config.yaml").is_file() or (run / REPLACED).is_dir()):
+        yield
+        return
+    with run_lock(run, "latency", every_rank=False):
+        yield
