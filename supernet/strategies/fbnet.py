@@ -36,7 +36,7 @@ from ..runtime.seeding import mix_seed
 from .base import (StepContext, Strategy, argmax_arch, frozen, load_weights_state_, weights_history,
                    weights_state, weights_template)
 from .state import Check, positive
-from .latency_loss import UNITS, ExpectedLatency, check_loss_settings, latency_table, log_latency
+from .latency_loss import UNITS, ExpectedLatency, check_log_unit, check_loss_settings, latency_table, log_latency
 
 
 class FBNet(Strategy):
@@ -85,6 +85,9 @@ class FBNet(Strategy):
                                  f"{type(space.choice(label)).__name__} (use strategy.name=darts or proxyless)")
         self.labels = list(space.labels)
         self.table = latency_table(cost, "strategy.latency_loss") if self.config.latency_loss else None
+        if self.table is not None:  # refused before training, not mid-run
+            check_log_unit(ExpectedLatency(self.table, space, torch.device("cpu")), self.config.latency_unit,
+                           "fbnet's CE·α·(log LAT)^β")
         self.theta: list[nn.Parameter] = []
         self.optimizer: Optional[torch.optim.Adam] = None
         self.latency: Optional[ExpectedLatency] = None

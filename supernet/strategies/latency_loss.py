@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Optional
 
 import torch
 
@@ -110,13 +111,28 @@ def check_loss_settings(c, kind_keys: dict[str, tuple[str, ...]]) -> None:
                              f"remove it (or choose a loss that uses it)")
 
 
+def _unit_fix(unit: str) -> str:
+    if unit != "us":
+        return "set strategy.latency_unit=us"
+    return ("the latency table's figures are too small for it even in us: check the table, or turn the loss off "
+            "with strategy.latency_loss=null")
+
+
+def check_log_unit(latency: ExpectedLatency, unit: str, who: str, ref_latency: Optional[float] = None) -> None:
+    """At setup, before any step: a log-form loss needs every latency it will take the log of above 1
+    in ``unit``. The expected latency is linear in each label's weights, so no distribution goes
+    below the fastest architecture: checking that one (and ``ref_latency``) covers the whole run."""
+    for what, ms in [("ref_latency", ref_latency), ("the fastest architecture", latency.minimum())]:
+        if ms is not None and not ms * UNITS[unit] > 1:
+            raise ValueError(f"{who} takes log latency in {unit}: {what} is {ms:.4g} ms, not above 1 {unit}; "
+                             f"{_unit_fix(unit)}")
+
+
 def log_latency(lat_ms: torch.Tensor, unit: str, who: str) -> torch.Tensor:
-    """log LAT in ``unit`` (the log-form losses need LAT > 1 in their unit)."""
+    """log LAT in ``unit`` (the log-form losses need LAT > 1 in their unit; ``check_log_unit``
+    refuses a table that could go below at setup, so this guards only against what it cannot see)."""
     lat = lat_ms * UNITS[unit]
     if not float(lat.detach()) > 1.0:
-        fix = "set strategy.latency_unit=us" if unit != "us" else \
-            "the latency table's figures are too small for it even in us: check the table, or turn the loss off " \
-            "with strategy.latency_loss=null"
         raise ValueError(f"{who}: the expected latency {float(lat.detach()):.3g} {unit} is <= 1 {unit}, where the "
-                         f"log-form latency loss is not positive; {fix}")
+                         f"log-form latency loss is not positive; {_unit_fix(unit)}")
     return lat.log()

@@ -50,7 +50,8 @@ from ..runtime import dist
 from ..runtime.seeding import mix_seed
 from .base import (StepContext, Strategy, argmax_arch, frozen, load_weights_state_, weights_history,
                    weights_state, weights_template)
-from .latency_loss import LOSSES, UNITS, ExpectedLatency, check_loss_settings, latency_table, log_latency
+from .latency_loss import (LOSSES, UNITS, ExpectedLatency, check_log_unit, check_loss_settings, latency_table,
+                           log_latency)
 
 MODES = ("full_v2", "two")
 
@@ -112,6 +113,9 @@ class Proxyless(Strategy):
                                  f"'mean'; '{label}' has n_chosen={c.n_chosen}, reduction={c.reduction!r}")
         self.labels = list(space.labels)
         self.table = latency_table(cost, "strategy.latency_loss") if self.config.latency_loss else None
+        if self.table is not None and self.config.latency_loss == "mul#log":  # refused before training, not mid-run
+            check_log_unit(ExpectedLatency(self.table, space, torch.device("cpu")), self.config.latency_unit, "mul#log",
+                           self.config.ref_latency)
         self.zero = {l: [i for i, m in enumerate(self._layer(l).candidates.values() if self._layer(l) else [])
                          if isinstance(m, Zero)] for l in self.labels}
         self.alpha: list[nn.Parameter] = []
@@ -136,11 +140,6 @@ class Proxyless(Strategy):
                                           weight_decay=c.arch_weight_decay)
         if self.table is not None:
             self.latency = ExpectedLatency(self.table, self.space, device)
-            if c.latency_loss == "mul#log":
-                for what, ms in (("ref_latency", c.ref_latency), ("the fastest architecture", self.latency.minimum())):
-                    if not ms * UNITS[c.latency_unit] > 1:
-                        raise ValueError(f"mul#log takes log latency in {c.latency_unit}: {what} is {ms:.4g} ms, "
-                                         f"not above 1 {c.latency_unit}; set strategy.latency_unit=us")
 
     def probabilities(self) -> dict[str, list[float]]:
         return {l: a.detach().softmax(-1).tolist() for l, a in zip(self.labels, self.alpha)}

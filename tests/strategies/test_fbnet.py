@@ -93,3 +93,16 @@ def test_a_killed_run_resumes_bitwise_exactly(tmp_path, case):
         assert full["strategy"]["temperature"] == pytest.approx(5.0 * 0.956 ** 2)
     else:
         assert "expected_latency_ms" in rows[-1] or "expected_latency_ms" in rows[-2]
+
+
+@pytest.mark.parametrize("name, settings", [("fbnet", {"latency_unit": "ms"}),
+                                            ("proxyless", {"latency_unit": "ms", "ref_latency": 0.5})])
+def test_a_log_latency_loss_below_one_unit_is_refused_when_the_strategy_is_built(name, settings):
+    """The table's fastest architecture (0.3 ms) is the least any step can see: in ms its log is
+    negative, which would fail mid-run; it is refused before training, with the fix."""
+    model = _toy()
+    cost = standin_cost(model, input_shape=(6,), scale=1e-6, overhead_ms=0.3)
+    with pytest.raises(ValueError, match=r"takes log latency in ms: .* ms, not above 1 ms; set strategy.latency_unit=us"):
+        build_strategy(check_settings({"name": name, **settings}), SearchSpace(model), seed=0, cost=cost)
+    build_strategy(check_settings({"name": name, **settings, "latency_unit": "us"}), SearchSpace(model), seed=0,
+                   cost=cost)  # 300 µs: fine
