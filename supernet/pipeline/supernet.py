@@ -9,11 +9,11 @@ import torch
 from ..arch import SearchSpace
 from ..runtime import dist
 from ..runtime.io import write_json
-from ..runtime.typed import ConfigError
+from ..runtime.typed import ConfigError, parse_overrides
 from ..strategies import build_strategy
 from ..train import CheckpointError, fit
 from .build import build_supernet, cost_model, load_data, model_options, needs_latency_table, supernet_meta
-from .config import load_config, resolve_config_path
+from .config import DECIDES, load_config, resolve_config_path, scope_overrides
 from .plots import plot_arch_history
 from .rundir import fitting, owning
 
@@ -33,6 +33,8 @@ def train_supernet(run_dir: Path, config: Optional[str | Path] = None, overrides
     nothing = CheckpointError(f"nothing to resume: {run_dir} holds no run (no config.yaml); start one with --config FILE")
     if config is None and not run_dir.is_dir():
         raise nothing
+    if resume:
+        refuse_later_sections(overrides)
     cfg = None if config is None else load_config(resolve_config_path(config), overrides, section="supernet")
     with owning(run_dir, "train-supernet"):  # first: finishing a killed --force may bring config.yaml back
         if cfg is None:
@@ -66,3 +68,15 @@ def train_supernet(run_dir: Path, config: Optional[str | Path] = None, overrides
             write_json(out / "best_arch.json", {"arch": arch, "space": cfg.space.name, "strategy": strategy.name,
                                                 "step": summary.get("step"), **strategy.final_arch_info()})
     return {**summary, "strategy": strategy.name, "arch": arch}
+
+
+def refuse_later_sections(overrides: list[str]) -> None:
+    """A resumed supernet run may not change a later stage's settings: the record would then say
+    that stage ran with them. Each stage sets its own section (``supernet search ... population=20``)."""
+    extra = scope_overrides(parse_overrides(list(overrides)), "supernet")
+    later = [f"{sec}.{next(iter(values))}" for sec, values in extra.items()
+             if sec not in DECIDES["supernet"] and isinstance(values, dict) and values]
+    if later:
+        stage = later[0].split(".")[0]
+        raise ConfigError(f"train-supernet --resume may not change {later[0]}: it is set by the {stage} stage "
+                          f"(supernet {stage} --run-dir RUN {later[0].split('.', 1)[1]}=...)")
