@@ -232,7 +232,7 @@ def has_results(stage_dir: Path) -> bool:
         return True
     try:
         return bool(json.loads((stage_dir / "state.json").read_text()).get("results"))
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return False
 
 
