@@ -6,15 +6,20 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import torch
+
 from ..arch import SearchSpace, fix, parse_arch
 from ..cost import CostModel, LatencyTable
 from ..cost.latency import target_of
 from ..data import build_data
+from ..data.memory import check_fits
 from ..runtime.typed import ConfigError, to_dict
 from ..spaces import create, space_options
 from ..train import CheckpointError, load_latest
+from ..train.checkpoint import load_weights
 from ..train.loop import diff_meta
 from .config import RunConfig
+from .sizes import check_supernet_fits, count, count_bytes, in_words, meta_model
 
 
 def load_data(cfg: RunConfig):
@@ -34,7 +39,17 @@ def model_options(cfg: RunConfig, data) -> dict:
 
 
 def build_supernet(cfg: RunConfig, data):
+    """The supernet to train, freshly initialised; refused in one line, before anything is
+    allocated, when training it (with its strategy's own state) would not fit in memory."""
+    check_supernet_fits(cfg, data)
     return create(cfg.space.name, **model_options(cfg, data))
+
+
+def supernet_space(cfg: RunConfig, data) -> SearchSpace:
+    """The decisions of the run's supernet, read from one built on the meta device when the space
+    allows it (nothing allocated: a stage that only validates an architecture needs no weights)."""
+    model = meta_model(cfg.space.name, model_options(cfg, data))
+    return SearchSpace(model if model is not None else create(cfg.space.name, **model_options(cfg, data)))
 
 
 def subnet_options(cfg: RunConfig, data) -> dict:
@@ -97,8 +112,9 @@ def load_supernet(run_dir: Path, cfg: RunConfig, data, device):
         raise CheckpointError(f"{path} does not match this run's space and data: " + "; ".join(problems))
     if ck["step"] < cfg.supernet.steps:
         print(f"note: the supernet checkpoint is at step {ck['step']} of {cfg.supernet.steps}")
-    model = build_supernet(cfg, data)
-    model.load_state_dict(ck["model"])
+    check_loading_fits(ck, path)
+    model = create(cfg.space.name, **model_options(cfg, data))
+    load_weights(model, ck["model"], path)
     with path.open("rb") as f:
         checksum = f.readline().strip().rpartition(b"=")[2].decode()[:16]
     return model.to(device), {"step": ck["step"], "sha256": checksum}
@@ -108,7 +124,16 @@ def load_subnet(run_dir: Path, cfg: RunConfig, data):
     """The retrained network and its architecture."""
     if not (run_dir / "retrain").is_dir():
         raise CheckpointError(f"{run_dir} has no retrained network: run 'supernet retrain --run-dir {run_dir}' first")
-    ck, _ = load_latest(run_dir / "retrain")
+    ck, path = load_latest(run_dir / "retrain")
+    check_loading_fits(ck, path)
     model = build_subnet(cfg, data, ck["meta"]["arch"])
-    model.load_state_dict(ck["model"])
+    load_weights(model, ck["model"], path)
     return model, ck["meta"]["arch"]
+
+
+def check_loading_fits(ck: dict, path: Path) -> None:
+    """Refuse in one line a trained network that needs more memory than is left beside its
+    checkpoint ``ck``, read from ``path`` (e.g. a run copied to a smaller machine)."""
+    tensors = [t for t in ck["model"].values() if isinstance(t, torch.Tensor)]
+    check_fits(count_bytes(tensors), f"the network of {path} ({in_words(count(tensors))} parameters and buffers)",
+               "free memory or load it on a machine with more")

@@ -1,0 +1,201 @@
+"""What a run's settings would allocate, estimated before anything is built.
+
+A setting such as ``space.options.channels=100000`` or ``strategy.lstm_size=200000`` would
+otherwise fail deep inside torch with an allocation traceback, or swap the machine. The network is
+first built on PyTorch's meta device, which records shapes and allocates nothing: its parameters
+(with their gradients and optimizer state) and the activations of one batch on one path give a
+lower bound of what training takes, checked by ``check_fits`` in one line that names the setting.
+"""
+from __future__ import annotations
+
+import random
+from typing import Iterable, Optional
+
+import torch
+from torch import nn
+
+from ..arch import SearchSpace, fix, parse_arch
+from ..data.memory import check_fits
+from ..nn.choices import InputChoice
+from ..runtime import dist
+from ..runtime.device import resolve_device
+from ..runtime.typed import from_dict, to_dict
+from ..runtime.units import human_count
+from ..spaces import create, space_options
+from ..strategies import ENAS, strategy_class
+from ..train import TrainConfig
+from .config import RunConfig
+
+DATA_OPTIONS = ("num_classes", "in_channels", "input_size")  # set by the data, not by the user's options
+
+
+def check_supernet_fits(cfg: RunConfig, data) -> None:
+    """Refuse, in one line, a supernet (with its strategy's own state) too large to train here."""
+    options = {**cfg.space.options, **dict(zip(DATA_OPTIONS, (data.num_classes, data.in_channels, data.image_size)))}
+    model = meta_model(cfg.space.name, options)
+    if model is None:
+        return
+    space = SearchSpace(model)
+    space.activate(space.sample(random.Random(0)))  # one path: the least any strategy runs
+    weights, train, activations = training_bytes(model, cfg.supernet, (data.in_channels, data.image_size,
+                                                                       data.image_size))
+    device = training_device(cfg.supernet.device)
+    named = size_settings(cfg.space.name, options, lambda k: f"space.options.{k}")
+    what = f"the {cfg.space.name} supernet ({in_words(count(model.parameters()))} parameters) trained with " \
+           f"batches of {cfg.supernet.batch_size}"
+    by_batch = activations > train / 2 or not named
+    check_training(weights, train, device, what, ("supernet.batch_size", cfg.supernet.batch_size) if by_batch else named)
+    check_enas_fits(cfg, space, train, device, data)
+
+
+def check_subnet_fits(cfg: RunConfig, data, arch: dict, options: dict) -> None:
+    """Refuse, in one line, a retrained network of ``arch`` (space ``options``) too large to build or
+    train here: it is cut from its space's full supernet, so both are held for a moment."""
+    supernet = meta_model(cfg.space.name, options)
+    if supernet is None:
+        return
+    with torch.device("meta"):
+        model = fix(supernet, parse_arch(arch, SearchSpace(supernet)), weights="copy")  # as build_subnet cuts it
+    weights, train, activations = training_bytes(model, cfg.retrain, (data.in_channels, data.image_size,
+                                                                      data.image_size))
+    built = weights + count_bytes(supernet.parameters()) + count_bytes(supernet.buffers())
+    device = training_device(cfg.retrain.device)
+    named = size_settings(cfg.space.name, options, lambda k: f"retrain.space_options.{k}"
+                          if k in cfg.retrain.space_options else f"space.options.{k}")
+    what = f"the retrained {cfg.space.name} network ({in_words(count(model.parameters()))} parameters, cut " \
+           f"from a supernet of {in_words(count(supernet.parameters()))}) trained with batches of " \
+           f"{cfg.retrain.batch_size}"
+    by_batch = activations > train / 2 and activations > built / 2 or not named
+    check_training(built, train, device, what, ("retrain.batch_size", cfg.retrain.batch_size) if by_batch else named)
+
+
+def check_training(built: int, train: int, device: torch.device, what: str, named) -> None:
+    """``check_fits`` for a network built on the host (``built`` bytes) and trained on ``device``
+    (``train`` bytes), naming what decides the size: the space options ``named`` (``key=value``
+    strings), or a ``(key, value)`` batch size."""
+    if isinstance(named, tuple):
+        setting, fix_ = f"{named[0]}={named[1]}", f"lower {named[0]} or data.image_size"
+    else:
+        setting, fix_ = ", ".join(named), f"lower {', '.join(n.partition('=')[0] for n in named)}"
+    if device.type != "cpu":
+        check_fits(built, f"{setting}: building {what}", fix_)  # on the host first
+    check_fits(max(built, train) if device.type == "cpu" else train, f"{setting}: {what}", fix_, device)
+
+
+def meta_model(name: str, options: dict) -> Optional[nn.Module]:
+    """Space ``name`` built on the meta device (shapes only, nothing allocated); None for a space
+    that cannot be built there (the estimate is then skipped)."""
+    try:
+        with torch.device("meta"):
+            return create(name, **options)
+    except (RuntimeError, NotImplementedError):  # e.g. a space that reads a tensor's value while building
+        return None
+
+
+def training_bytes(model: nn.Module, tc: TrainConfig, input_shape: tuple) -> tuple[int, int, int]:
+    """The bytes of ``model``'s weights; of its training (weights, gradients, SGD's momentum
+    buffers, BN statistics and one batch's activations); and of those activations."""
+    weights = count_bytes(model.parameters())
+    states = 2 + (tc.optim.momentum > 0)
+    activations = activation_bytes(model, input_shape, max(1, tc.batch_size // dist.world()))
+    return weights, weights * states + count_bytes(model.buffers()) + activations, activations
+
+
+def activation_bytes(model: nn.Module, input_shape: tuple, batch: int) -> int:
+    """The bytes of every leaf module's output in one forward of ``batch`` inputs on the meta
+    device: about what training keeps for the backward pass. 0 where a forward cannot run there."""
+    total = 0
+
+    def add(module, inputs, output):
+        nonlocal total
+        if not getattr(module, "inplace", False):  # written over its input: no new memory
+            total += count_bytes(t for t in (output if isinstance(output, (tuple, list)) else (output,))
+                                 if isinstance(t, torch.Tensor))
+
+    hooks = [m.register_forward_hook(add) for m in model.modules() if next(m.children(), None) is None]
+    try:
+        with torch.no_grad():
+            model(torch.empty(batch, *input_shape, device="meta"))
+    except Exception:  # an op meta tensors do not support: the weights alone are checked
+        return 0
+    finally:
+        for h in hooks:
+            h.remove()
+    return total
+
+
+def training_device(name: str) -> torch.device:
+    return dist.local_device(resolve_device(name))
+
+
+def in_words(n: int) -> str:
+    """A parameter count for people, in T beyond human_count's G."""
+    return f"{n / 1e12:.2f}T" if n >= 1e12 else human_count(n)
+
+
+def count(tensors: Iterable[torch.Tensor]) -> int:
+    return sum(t.numel() for t in tensors)
+
+
+def count_bytes(tensors: Iterable[torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def size_settings(name: str, options: dict, key) -> list[str]:
+    """The space options set above the space's defaults, as ``key(option)=value``: what makes a
+    network larger than the space's own; all numeric options set when none is above."""
+    defaults = to_dict(space_options(name))
+    given = {k: v for k, v in options.items() if k not in DATA_OPTIONS and _size(v) is not None}
+    above = [k for k, v in given.items() if _size(defaults.get(k)) is not None and _size(v) > _size(defaults[k])]
+    return [f"{key(k)}={given[k]}" for k in (above or given)]
+
+
+def _size(value) -> Optional[float]:
+    """A number, or a list of numbers' sum (``stage_repeats``); None for anything else."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, (list, tuple)) and value and all(_size(v) is not None and not isinstance(v, (list, tuple))
+                                                         for v in value):
+        return sum(value)
+    return None
+
+
+# --- the ENAS controller ---------------------------------------------------------------------------
+def check_enas_fits(cfg: RunConfig, space: SearchSpace, train: int, device: torch.device, data) -> None:
+    """Refuse ENAS settings whose controller, or whose architectures sampled at once, would not fit
+    beside the supernet's training (``train`` bytes). The sizes follow ``strategies.controller``."""
+    settings = {k: v for k, v in cfg.strategy.items() if k != "name"}
+    cls = strategy_class(cfg.strategy.get("name", "spos"))
+    if not issubclass(cls, ENAS):
+        return
+    c = from_dict(cls.Config, settings, where="strategy.")
+    h, layers = c.lstm_size, c.lstm_layers
+    choices = [space.choice(label) for label in space.labels]
+    inputs = [ch.n_candidates for ch in choices if isinstance(ch, InputChoice)]
+    options = sum(ch.n_options for ch in choices if not isinstance(ch, InputChoice))
+    # LSTM cells (4h x 2h weights, 2 biases of 4h), the attention's two h x h maps and v, g_emb, a
+    # softmax and an embedding per option, a start anchor per input at most.
+    params = layers * (8 * h * h + 8 * h) + 2 * h * h + 2 * h + 2 * options * h + sum(inputs) * h
+    controller = params * 4 * 4  # float32 weights, gradients and Adam's two moments
+    # One sampled architecture: the LSTM output kept per label, the LSTM state, the gates and the
+    # attention over the largest input choice, and its values as Python objects.
+    floats = h * (len(choices) + 2 * layers + 4 + 3 * max(inputs, default=0))
+    sample = 4 * floats + 80 * len(choices)
+    graph = 4 * 10 * layers * h * len(choices)  # what autograd keeps per label for a controller step
+    export = (c.export_samples or 100) if c.export == "best" else 1
+    image = 4 * data.in_channels * data.image_size ** 2 + 8
+    held = (c.export_batches or 1) * cfg.supernet.batch_size * image if c.export == "best" else 0
+    needs = [(controller, f"strategy.lstm_size={h}" + (f", strategy.lstm_layers={layers}" if layers > 1 else ""),
+              f"the ENAS controller ({in_words(params)} parameters) with its gradients and Adam state"),
+             (c.train_steps * sample, f"strategy.train_steps={c.train_steps:,}",
+              f"the {c.train_steps:,} architectures of a phase, sampled at once"),
+             (c.ctrl_aggregate * (sample + graph), f"strategy.ctrl_aggregate={c.ctrl_aggregate:,}",
+              f"{c.ctrl_aggregate:,} architectures sampled at once with their gradients"),
+             (export * sample + held, f"strategy.export_samples={export:,}" if export * sample >= held else
+              f"strategy.export_batches={c.export_batches:,}",
+              f"{export:,} architectures sampled at once to choose the final one, scored on "
+              f"{c.export_batches or 1:,} held-out batches")]
+    largest = max(needs[1:], key=lambda n: n[0])
+    for (_, setting, what), total in ((needs[0], controller + train), (largest, controller + largest[0] + train)):
+        check_fits(total, f"{setting}: {what}, beside the supernet's training,", f"lower {setting.partition('=')[0]}",
+                   device)
