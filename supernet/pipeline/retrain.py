@@ -7,6 +7,7 @@ import torch
 
 from ..arch import SearchSpace, parse_arch
 from ..data.loader import Cutout, fixed_batches
+from ..data.memory import check_batches_fit
 from ..nn.layers import DropPath
 from ..runtime import dist
 from ..runtime.device import resolve_device
@@ -14,23 +15,31 @@ from ..runtime.typed import ConfigError
 from ..search import recalibrate_bn
 from ..strategies import Plain
 from ..train import fit, load_latest, save_checkpoint
-from .build import build_subnet, build_supernet, load_data, subnet_options
+from .build import build_subnet, load_data, subnet_options, supernet_space
 from .config import RunConfig, stage_config
 from .rundir import fitting, owning, require_run
+from .sizes import check_subnet_fits
 
 
 def retrain(run_dir: Path, arch_path=None, overrides: list[str] = (), resume: bool = False, force: bool = False) -> dict:
-    """Train ``arch_path`` (default ``RUN/search/best_arch.json``) from scratch into ``RUN/retrain``."""
+    """Train ``arch_path`` (default ``RUN/search/best_arch.json``) from scratch into ``RUN/retrain``.
+
+    Every check that can refuse runs before ``fitting`` begins: a forced restart moves the earlier
+    retrain aside there, and the recalibration at the end comes after the new one has replaced it.
+    """
     run_dir = Path(run_dir)
     require_run(run_dir)
     with owning(run_dir, "retrain"):
         cfg = stage_config(run_dir, overrides, "retrain")
+        rc = cfg.retrain
         data = load_data(cfg)
-        arch = arch_for_retrain(run_dir, arch_path, SearchSpace(build_supernet(cfg, data)))
-        torch.manual_seed(cfg.retrain.seed)  # the fresh initialisation
+        arch = arch_for_retrain(run_dir, arch_path, supernet_space(cfg, data))
+        check_subnet_fits(cfg, data, arch, subnet_options(cfg, data))
+        check_batches_fit(data.train, rc.batch_size, rc.bn_recal_batches,
+                          f"retrain.bn_recal_batches={rc.bn_recal_batches:,}", "lower retrain.bn_recal_batches")
+        torch.manual_seed(rc.seed)  # the fresh initialisation
         model = build_subnet(cfg, data, arch)
         check_retrain_recipe(cfg, model)
-        rc = cfg.retrain
         meta = {"kind": "subnet", "space": cfg.space.name, "options": subnet_options(cfg, data), "arch": arch}
         out = run_dir / "retrain"
         train_set = Cutout(data.train, rc.cutout) if rc.cutout else data.train
