@@ -29,7 +29,6 @@ def export(run_dir: Path, overrides: list[str] = (), force: bool = False) -> dic
         data = load_data(cfg)
         model, arch = load_subnet(run_dir, cfg, data)
         model = model.cpu().eval()
-        record_config(run_dir, cfg)
         sample = torch.stack([data.test[i][0] for i in range(min(cfg.export.batch_size, len(data.test)))])
         onnx_path = export_onnx(model, sample, run_dir / "model.onnx", cfg.export.opset)
         check = torch.stack([data.test[i][0] for i in range(min(8, len(data.test)))])
@@ -46,5 +45,6 @@ def export(run_dir: Path, overrides: list[str] = (), force: bool = False) -> dic
                 report = read_json(run_dir / "eval.json")
                 report["latency"] = {**report.get("latency", {}), "onnxruntime": latency}
                 write_json(run_dir / "eval.json", report)
+        record_config(run_dir, cfg)  # once the export has passed its check: a refused one changes no setting
         write_json(run_dir / "arch.json", arch)  # last: arch.json means the export is complete
     return {"arch": str(run_dir / "arch.json"), "onnx": str(onnx_path), "max_abs_diff": diff, "latency": latency}
