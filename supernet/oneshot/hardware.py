@@ -8,11 +8,15 @@ NNI predicted latency with nn-Meter (four fixed devices: NNI v2.10's
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from ..arch import Arch
 from ..cost import CostModel
 from ..strategies import FBNet, Proxyless
-from .trainers import OneShotTrainer
+from .trainers import OneShotTrainer, nni_ignores
+
+# grad_reg_loss_type -> its grad_reg_loss_params with NNI's defaults (nni/retiarii/oneshot/pytorch/proxyless.py)
+LOSS_PARAMS = {"mul#log": {"alpha": 1.0, "beta": 0.6}, "add#linear": {"lambda": 0.2}}
 
 # applied_hardware name -> (backend, device) of supernet.cost.timing.build_table
 HARDWARE = {"torch": ("torch", "cpu"), "torch-cpu": ("torch", "cpu"), "torch-cuda": ("torch", "cuda"),
@@ -51,11 +55,13 @@ class ProxylessTrainer(OneShotTrainer):
     share one α.
 
     Args:
-        grad_reg_loss_type: None, ``"mul#log"`` or ``"add#linear"``; needs ``applied_hardware``.
-        grad_reg_loss_params: ``{"alpha", "beta"}`` (mul#log) or ``{"lambda"}`` (add#linear).
+        grad_reg_loss_type: None, ``"mul#log"`` or ``"add#linear"``; the latency term is added only
+            with ``applied_hardware`` too. As in NNI, either one alone is ignored (with a warning).
+        grad_reg_loss_params: ``{"alpha", "beta"}`` (mul#log) or ``{"lambda"}`` (add#linear); other
+            keys are ignored, as in NNI, with a warning.
         applied_hardware: a latency table file or ``LatencyTable``, or a backend to measure one on
             (``torch``, ``torch-cuda``, ``onnxruntime``), with ``dummy_input``'s shape and batch.
-        ref_latency: LAT_ref in ms.
+        ref_latency: LAT_ref in ms (used only with the latency term).
         seed: fixes α's initialisation, the split, the paths and the batches (NNI had none).
     """
 
@@ -68,31 +74,54 @@ class ProxylessTrainer(OneShotTrainer):
         per_epoch = max(1, len(dataset) // 2 // batch_size)  # an epoch is a pass over the weights' half
         self.steps = num_epochs * per_epoch
         self.log_frequency = log_frequency or per_epoch
-        params = dict(grad_reg_loss_params or {})
-        known = {"mul#log": {"alpha": 1.0, "beta": 0.6}, "add#linear": {"lambda": 0.2}}.get(grad_reg_loss_type, {})
-        unknown = [k for k in params if k not in known]
-        if unknown:
-            raise ValueError(f"grad_reg_loss_params {unknown[0]!r} is not used by grad_reg_loss_type="
-                             f"{grad_reg_loss_type!r}; it takes {sorted(known) or 'no parameters'}")
-        if (grad_reg_loss_type is None) != (applied_hardware is None):
-            raise ValueError("grad_reg_loss_type and applied_hardware go together: the latency loss needs a latency "
-                             "table, and a table is used only by the latency loss")
-        cost = hardware_cost(model, applied_hardware, dummy_input) if applied_hardware is not None else None
-        p = {**known, **params}
-        latency = {} if grad_reg_loss_type is None else {"ref_latency": ref_latency}
-        if grad_reg_loss_type == "mul#log":
-            latency.update(latency_alpha=p["alpha"], latency_beta=p["beta"])
-        elif grad_reg_loss_type == "add#linear":
-            latency.update(latency_lambda=p["lambda"])
+        loss_type = self._latency_loss(grad_reg_loss_type, applied_hardware)
+        latency = self._loss_settings(loss_type, grad_reg_loss_params, ref_latency)
+        cost = hardware_cost(model, applied_hardware, dummy_input) if loss_type is not None else None
         config = Proxyless.Config(warmup_steps=warmup_epochs * per_epoch, arch_every=1, arch_lr=arc_learning_rate,
-                                  held_out=0.5, latency_loss=grad_reg_loss_type, **latency)
+                                  held_out=0.5, latency_loss=loss_type, **latency)
         self.strategy = Proxyless(self.space, config, seed=seed, cost=cost)
+
+    @staticmethod
+    def _latency_loss(loss_type, hardware) -> Optional[str]:
+        """The latency loss to train with. NNI added it only with both a loss type and a hardware,
+        and ignored either one alone: so does this face, saying so."""
+        if loss_type is not None and loss_type not in LOSS_PARAMS:
+            raise ValueError(f"grad_reg_loss_type must be one of {', '.join(LOSS_PARAMS)} or None, got {loss_type!r}")
+        if loss_type is not None and hardware is None:
+            nni_ignores("ProxylessTrainer", f"grad_reg_loss_type={loss_type!r} without applied_hardware",
+                        "training has no latency term; pass applied_hardware (a latency table file, or 'torch' "
+                        "to measure one) to add it")
+            return None
+        if hardware is not None and loss_type is None:
+            nni_ignores("ProxylessTrainer", f"applied_hardware={hardware!r} without grad_reg_loss_type",
+                        "training has no latency term; pass grad_reg_loss_type='mul#log' or 'add#linear' to add it")
+            return None
+        return loss_type
+
+    @staticmethod
+    def _loss_settings(loss_type, params, ref_latency) -> dict:
+        """Proxyless.Config's latency keys for NNI's ``grad_reg_loss_params`` (NNI's defaults where
+        absent; keys the loss does not take are ignored, as NNI's ``.get`` did, with a warning)."""
+        if loss_type is None:
+            return {}
+        known = LOSS_PARAMS[loss_type]
+        params = dict(params or {})
+        unused = [k for k in params if k not in known]
+        if unused:
+            nni_ignores("ProxylessTrainer", f"grad_reg_loss_params {', '.join(map(repr, unused))}",
+                        f"grad_reg_loss_type={loss_type!r} takes {', '.join(known)}")
+        if isinstance(ref_latency, bool) or not isinstance(ref_latency, (int, float)) or not ref_latency > 0:
+            raise ValueError(f"ref_latency must be the reference latency in ms (> 0) for grad_reg_loss_type="
+                             f"{loss_type!r}, got {ref_latency!r}")
+        p = {**known, **{k: v for k, v in params.items() if k in known}}
+        keys = {"alpha": "latency_alpha", "beta": "latency_beta", "lambda": "latency_lambda"}
+        return {"ref_latency": float(ref_latency), **{keys[k]: v for k, v in p.items()}}
 
     def fit(self) -> None:
         self._train(self.strategy)
 
     def export(self) -> Arch:
-        return self.strategy.final_arch()
+        return self._found(self.strategy)
 
 
 class FBNetTrainer(OneShotTrainer):
@@ -130,4 +159,4 @@ class FBNetTrainer(OneShotTrainer):
         self._train(self.strategy)
 
     def export(self) -> Arch:
-        return self.strategy.final_arch()
+        return self._found(self.strategy)

@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import abc
 import math
+import os
+import sys
+import warnings
 from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..arch import Arch, SearchSpace
+from ..arch import Arch
 from ..search.config import SearchConfig
 from ..train.config import TrainConfig
 from ..strategies import DARTS, SPOS, StepContext, Strategy
 from ..train.loop import fit
+from .checks import check_dataset, check_inputs, probe_candidates
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class BaseOneShotTrainer(abc.ABC):
@@ -81,27 +87,51 @@ class Metered(Strategy):
 
 
 class OneShotTrainer(BaseOneShotTrainer):
-    """What every NNI-style trainer shares: NNI's arguments mapped onto the loop."""
+    """What every NNI-style trainer shares: NNI's arguments checked and mapped onto the loop."""
+
+    DATASET = "dataset"  # the dataset argument's name in this trainer's signature, for messages
 
     def __init__(self, model: nn.Module, loss: Callable, metrics: Optional[Callable], optimizer: torch.optim.Optimizer,
                  num_epochs: int, dataset_train: Dataset, batch_size: int = 64, workers: int = 4,
                  device: Optional[torch.device | str] = None, log_frequency: Optional[int] = None, seed: int = 0):
-        if num_epochs < 1 or batch_size < 1:
-            raise ValueError(f"num_epochs and batch_size must be positive, got {num_epochs} and {batch_size}")
+        who = type(self).__name__
+        for name, value in (("num_epochs", num_epochs), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{who}: {name} must be a positive int, got {value!r}")
+        self.space = check_inputs(who, model, loss, metrics, optimizer, dataset_train, self.DATASET)
         self.model, self.loss, self.metrics, self.optimizer = model, loss, metrics, optimizer
         self.dataset_train, self.batch_size, self.workers, self.seed = dataset_train, batch_size, workers, seed
         self.device = "auto" if device is None else str(device)
         per_epoch = max(1, len(dataset_train) // batch_size)
         self.steps = num_epochs * per_epoch
         self.log_frequency = log_frequency or per_epoch
-        self.space = SearchSpace(model)
+        self.fitted = False
 
     def _train(self, strategy: Strategy, out_dir=None, grad_clip: float = 0.0) -> dict:
+        """The start of every ``fit()``: probe the candidates' shapes on one batch, then the loop."""
+        probe_candidates(type(self).__name__, self.model, self.space, self.dataset_train)
         cfg = TrainConfig(steps=self.steps, batch_size=self.batch_size, log_every=self.log_frequency,
                           checkpoint_every=self.steps, seed=self.seed, device=self.device, grad_clip=grad_clip)
-        return fit(self.model, IndexOnly(self.dataset_train), cfg, out_dir, meta={}, run_config={},
-                   strategy=Metered(strategy, self.metrics), optimizer=self.optimizer, criterion=self.loss,
-                   num_workers=self.workers, desc=type(self).__name__, on_log=_print_record)
+        summary = fit(self.model, IndexOnly(self.dataset_train), cfg, out_dir, meta={}, run_config={},
+                      strategy=Metered(strategy, self.metrics), optimizer=self.optimizer, criterion=self.loss,
+                      num_workers=self.workers, desc=type(self).__name__, on_log=_print_record)
+        self.fitted = True
+        return summary
+
+    def _found(self, strategy: Strategy) -> Arch:
+        """The architecture ``strategy`` chose in ``fit()`` (before it there is none)."""
+        if not self.fitted:
+            raise RuntimeError(f"{type(self).__name__}.export() has no architecture before training: call fit() first")
+        return strategy.final_arch()
+
+
+def nni_ignores(who: str, what: str, how: str) -> None:
+    """One warning where NNI accepted an argument and ignored it: the script runs as it did, and
+    says what was ignored and how to turn it on."""
+    frame, level = sys._getframe(0), 1  # the warning points at the user's line: the first frame outside this package
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(HERE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(f"{who}: {what} is ignored, as in NNI; {how}", UserWarning, stacklevel=level)
 
 
 def _print_record(record: dict) -> None:
@@ -118,20 +148,23 @@ class SinglePathTrainer(OneShotTrainer):
     recalibrated on training batches (``search`` sets its size; its defaults are below).
 
     Args:
-        mutator: NNI 1.x's mutator object; not used here (choices are set by the strategy), so
-            anything but None is refused.
+        mutator: NNI 1.x's mutator object (keyword only: NNI 2.x's positional order has none); not
+            used here (choices are set by the strategy), so anything but None is refused.
         search: a ``SearchConfig`` for ``export()``; default: population 50, 10 generations,
             10 recalibration batches of ``batch_size``.
         seed: fixes the paths and batches (NNI had none).
     """
 
-    def __init__(self, model, loss, metrics, optimizer, num_epochs, dataset_train, dataset_valid, mutator=None,
-                 batch_size=64, workers=4, device=None, log_frequency=None, *, search: Optional[SearchConfig] = None,
+    DATASET = "dataset_train"
+
+    def __init__(self, model, loss, metrics, optimizer, num_epochs, dataset_train, dataset_valid, batch_size=64,
+                 workers=4, device=None, log_frequency=None, *, mutator=None, search: Optional[SearchConfig] = None,
                  seed: int = 0):
         if mutator is not None:
             raise ValueError("mutator is NNI 1.x's; supernet's SinglePathTrainer samples paths itself: pass mutator=None")
         super().__init__(model, loss, metrics, optimizer, num_epochs, dataset_train, batch_size, workers, device,
                          log_frequency, seed)
+        check_dataset(type(self).__name__, dataset_valid, "dataset_valid (export() scores each candidate on it)")
         self.dataset_valid = dataset_valid
         self.search = search or SearchConfig(generations=10, recal_batches=10, recal_batch_size=batch_size,
                                              val_batch_size=max(batch_size, 256), seed=seed, progress=True)
@@ -173,21 +206,21 @@ class DartsTrainer(OneShotTrainer):
 
     Args:
         learning_rate: NNI's argument, which it never used; the optimizer's LR trains the weights.
-            Passing a different value is an error rather than silently ignored.
+            A value other than that LR is ignored, as in NNI, with a warning.
         seed: fixes α's initialisation, the split and the batches (NNI had none).
     """
 
     def __init__(self, model, loss, metrics, optimizer, num_epochs, dataset, grad_clip=5.0, learning_rate=None,
                  batch_size=64, workers=4, device=None, log_frequency=None, arc_learning_rate=3.0e-4, unrolled=False,
                  *, seed: int = 0):
-        lr = optimizer.param_groups[0]["lr"]
-        if learning_rate is not None and learning_rate != lr:
-            raise ValueError(f"learning_rate={learning_rate} is not used (NNI's DartsTrainer ignored it too): the "
-                             f"optimizer's LR {lr} trains the weights; set the LR on your optimizer instead")
         if grad_clip is not None and grad_clip < 0:
             raise ValueError(f"grad_clip must be >= 0 (0 or None: no clipping), got {grad_clip}")
         super().__init__(model, loss, metrics, optimizer, num_epochs, dataset, batch_size, workers, device,
                          log_frequency, seed)
+        lr = optimizer.param_groups[0]["lr"]
+        if learning_rate is not None and learning_rate != lr:
+            nni_ignores("DartsTrainer", f"learning_rate={learning_rate}",
+                        f"the optimizer's LR {lr} trains the weights: set the LR on your optimizer to change it")
         per_epoch = max(1, len(dataset) // 2 // batch_size)  # an epoch is a pass over the weights' half
         self.steps = num_epochs * per_epoch
         self.log_frequency = log_frequency or per_epoch
@@ -199,7 +232,7 @@ class DartsTrainer(OneShotTrainer):
         self._train(self.strategy, grad_clip=self.grad_clip)
 
     def export(self) -> Arch:
-        return self.strategy.final_arch()
+        return self._found(self.strategy)
 
 
 class EnasTrainer(OneShotTrainer):
@@ -232,6 +265,9 @@ class EnasTrainer(OneShotTrainer):
         from ..strategies import ENAS
         if grad_clip is not None and grad_clip < 0:
             raise ValueError(f"grad_clip must be >= 0 (0 or None: no clipping), got {grad_clip}")
+        if isinstance(ctrl_steps_aggregate, bool) or not isinstance(ctrl_steps_aggregate, int) or ctrl_steps_aggregate < 1:
+            raise ValueError(f"ctrl_steps_aggregate must be a positive int (samples per controller step), got "
+                             f"{ctrl_steps_aggregate!r}")
         super().__init__(model, loss, metrics, optimizer, num_epochs, dataset, batch_size, workers, device,
                          log_frequency, seed)
         ctrl = dict(ctrl_kwargs or {})
@@ -257,4 +293,4 @@ class EnasTrainer(OneShotTrainer):
         self._train(self.strategy, grad_clip=self.grad_clip)
 
     def export(self) -> Arch:
-        return self.strategy.final_arch()
+        return self._found(self.strategy)

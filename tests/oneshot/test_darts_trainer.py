@@ -150,7 +150,7 @@ def test_nni_signature_and_an_nni_darts_model_trains_and_exports():
         assert arch["normal_n3_switch"] == top2
 
 
-def test_grad_clip_is_honoured_and_learning_rate_is_not_silently_ignored():
+def test_grad_clip_is_honoured_and_learning_rate_is_ignored_as_in_nni_with_one_warning():
     torch.manual_seed(0)
     model = CNN(8, 3, 4, 3, n_layers=3)
     w0 = [p.detach().clone() for p in model.parameters()]
@@ -159,5 +159,6 @@ def test_grad_clip_is_honoured_and_learning_rate_is_not_silently_ignored():
                  batch_size=8, workers=0).fit()  # one step: the update is lr * the clipped gradient
     moved = torch.cat([(p.detach() - w).reshape(-1) for p, w in zip(model.parameters(), w0)]).norm()
     assert 0 < moved <= 0.1 * 1e-3 * 1.0001
-    with pytest.raises(ValueError, match="learning_rate=0.5 is not used"):
+    with pytest.warns(UserWarning, match=r"learning_rate=0.5 is ignored, as in NNI; the optimizer's LR 0.1") as w:
         DartsTrainer(model, torch.nn.CrossEntropyLoss(), None, optimizer, 1, _data(16), learning_rate=0.5)
+    assert len(w) == 1 and w[0].filename == __file__  # one warning, at the script's line

@@ -1,6 +1,7 @@
 """NNI's ProxylessTrainer signature on our loop (InputChoice included, a measured latency table), and
 the FBNet trainer in the same style."""
 import inspect
+import re
 
 import pytest
 import torch
@@ -51,11 +52,10 @@ def test_proxyless_trainer_has_nni_signature_trains_with_a_measured_table_and_ex
                   batch_size=8, workers=0, dummy_input=(1, 3, 8, 8))
     with pytest.raises(ValueError, match="cannot be served.*torch, torch-cpu, torch-cuda, onnxruntime"):
         ProxylessTrainer(model, **common, grad_reg_loss_type="mul#log", applied_hardware="cortexA76cpu_tflite21")
-    with pytest.raises(ValueError, match="'beta' is not used by grad_reg_loss_type='add#linear'"):
-        ProxylessTrainer(model, **common, grad_reg_loss_type="add#linear", grad_reg_loss_params={"beta": 1},
-                         applied_hardware="torch")
-    with pytest.raises(ValueError, match="go together"):
-        ProxylessTrainer(model, **common, grad_reg_loss_type="add#linear")
+    with pytest.raises(ValueError, match="grad_reg_loss_type must be one of mul#log, add#linear or None, got 'mul'"):
+        ProxylessTrainer(model, **common, grad_reg_loss_type="mul", applied_hardware="torch")
+    with pytest.raises(ValueError, match="ref_latency must be the reference latency in ms"):
+        ProxylessTrainer(model, **common, grad_reg_loss_type="add#linear", applied_hardware="torch", ref_latency=None)
     trainer = ProxylessTrainer(model, **common, warmup_epochs=1, grad_reg_loss_type="add#linear",
                                applied_hardware="torch", ref_latency=0.05)
     table = trainer.strategy.table
@@ -79,3 +79,22 @@ def test_proxyless_trainer_has_nni_signature_trains_with_a_measured_table_and_ex
     theta = dict(zip(fb.strategy.labels, fb.strategy.theta))
     assert fb.export() == {label: int(t.argmax()) for label, t in theta.items()}
     assert fb.strategy.tau == pytest.approx(5.0 * 0.956)  # 12 steps of 6 per epoch: one decay so far
+
+
+@pytest.mark.parametrize("kwargs, ignored, loss", [
+    (dict(grad_reg_loss_type="add#linear"), "grad_reg_loss_type='add#linear' without applied_hardware is ignored",
+     None),
+    (dict(applied_hardware="torch"), "applied_hardware='torch' without grad_reg_loss_type is ignored", None),
+    (dict(grad_reg_loss_type="add#linear", grad_reg_loss_params={"lambda": 0.1, "beta": 1}, applied_hardware="torch",
+          ref_latency=0.05), "grad_reg_loss_params 'beta' is ignored", "add#linear"),
+])
+def test_what_nni_accepted_and_ignored_is_ignored_with_one_warning_saying_how_to_turn_it_on(kwargs, ignored, loss):
+    model = Net()
+    with pytest.warns(UserWarning, match=re.escape(ignored) + ", as in NNI; ") as w:
+        trainer = ProxylessTrainer(model, torch.nn.CrossEntropyLoss(), accuracy,
+                                   torch.optim.SGD(model.parameters(), 0.05), 1, _data(), batch_size=8, workers=0,
+                                   dummy_input=(1, 3, 8, 8), **kwargs)
+    assert len(w) == 1 and w[0].filename == __file__  # one line, at the script's call
+    assert trainer.strategy.config.latency_loss == loss and (trainer.strategy.table is None) == (loss is None)
+    if loss:
+        assert trainer.strategy.config.latency_lambda == 0.1

@@ -37,9 +37,10 @@ def accuracy(logits, y):
 
 
 def test_nni_signature_and_semantics():
-    params = list(inspect.signature(SinglePathTrainer).parameters)
-    assert params[:12] == ["model", "loss", "metrics", "optimizer", "num_epochs", "dataset_train", "dataset_valid",
-                           "mutator", "batch_size", "workers", "device", "log_frequency"]
+    sig = inspect.signature(SinglePathTrainer).parameters
+    assert list(sig)[:11] == ["model", "loss", "metrics", "optimizer", "num_epochs", "dataset_train", "dataset_valid",
+                              "batch_size", "workers", "device", "log_frequency"]  # NNI 2.x's positional order
+    assert sig["mutator"].kind is inspect.Parameter.KEYWORD_ONLY  # NNI 1.x's, by keyword only
     assert issubclass(SinglePathTrainer, BaseOneShotTrainer)
     with pytest.raises(TypeError):
         BaseOneShotTrainer()  # abstract: fit() and export()
