@@ -50,7 +50,8 @@ class DARTS(Strategy):
     @dataclass
     class Config:
         unrolled: bool = False             # second order (the paper's default in its README is first order)
-        arch_lr: float = 3e-4              # Adam on α (train_search.py)
+        arch_lr: float = 3e-4              # Adam on α (train_search.py), for its 19,500 steps: α travels about
+                                           # arch_lr x steps, so a run of N steps wants about 6 / N
         arch_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
         arch_weight_decay: float = 1e-3
         held_out: float = 0.5              # share of the training split that trains α (train_portion 0.5)

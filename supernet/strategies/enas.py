@@ -91,9 +91,11 @@ class ENAS(Strategy):
         baseline_decay: float = 0.99            # controller_bl_dec as the scripts pass it
         skip_target: float = 0.4
         skip_weight: float = 0.8
+        # The official rhythm, for runs of 310 epochs: a short run wants fewer, shorter phases and a
+        # larger ctrl_lr (the controller travels about ctrl_lr x its steps; docs/strategies/enas.md).
         ctrl_lr: float = 1.0e-3                 # Adam; micro 3.5e-3
         ctrl_aggregate: int = 20                # samples per controller step (macro 20, micro 10)
-        ctrl_steps: int = 50                    # controller steps per phase (macro 50, micro 30)
+        ctrl_steps: int = 50                    # controller steps per phase (macro 50, micro 30): 1,000 forwards
         train_steps: int = 100                  # shared-weight steps per phase (the official: one epoch)
         held_out: float = 0.1                   # share of the training split for rewards (5,000 of 50,000)
         reward: str = "accuracy"                # or module:function, reward(logits, y) -> float
