@@ -13,7 +13,7 @@ A strategy describes its state by a template, an example of what it accepts:
     None                None
     a list or tuple     a list or tuple of that length, item by item
     a dict              a dict with exactly those entries
-    Fields(d, o)        a dict with d's entries and any of o's
+    Fields(d, o)        a dict with d's entries and any of o's (``others=True``: and any other)
     ListOf(t)           a list of any length, each item fitting t
     Maybe(t)            None, or fitting t
     Check(what, test)   a value for which test(value) returns None (else the problem, in words)
@@ -35,6 +35,7 @@ class StrategyStateError(ValueError):
 class Fields:
     required: dict
     optional: dict = field(default_factory=dict)
+    others: bool = False  # entries of neither are accepted unchecked
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,15 @@ def optimizer_template(optimizer: torch.optim.Optimizer) -> Fields:
     probe.step()
     saved = probe.state_dict()
     per_param = {i: Fields(s) for i, s in saved["state"].items()}  # a parameter not stepped yet has none
-    group_templates = [{k: (Maybe(True) if v is None else v) for k, v in g.items()} for g in saved["param_groups"]]
-    return Fields({"state": Fields({}, per_param), "param_groups": group_templates})
+    return Fields({"state": Fields({}, per_param), "param_groups": [_group_template(g) for g in saved["param_groups"]]})
+
+
+def _group_template(group: dict) -> Fields:
+    """A parameter group's settings. Its numbers (lr, betas, eps, weight_decay) are needed; its flags
+    (amsgrad, foreach, fused, ...) may be absent or extra, as between torch versions, whose
+    optimizers fill a missing flag with its default when they load a state."""
+    flags = {k: Maybe(True) if v is None else v for k, v in group.items() if v is None or isinstance(v, bool)}
+    return Fields({k: v for k, v in group.items() if k not in flags}, flags, others=True)
 
 
 def _fit(value, t, name: str, path: str) -> None:
@@ -114,6 +122,8 @@ def _fit_fields(value, t: Fields, name: str, path: str) -> None:
             raise StrategyStateError(f"{name} state lacks entry '{_join(path, key)}' (expected {_describe(t.required[key])})")
     known = {**t.optional, **t.required}
     for key, item in value.items():
+        if key not in known and t.others:
+            continue
         if key not in known:
             raise StrategyStateError(f"{_where(name, _join(path, key))}: {name} saves no such entry (expected "
                                      f"{_describe(t)})")

@@ -103,7 +103,7 @@ def test_a_state_that_does_not_fit_is_refused_by_entry(name):
     tried = 0
     for path, how in mutations(state):
         bad = changed(state, path, how)
-        if how == "delete" and isinstance(path[-1], int) and _optional(state, path):
+        if how == "delete" and _optional(state, path):
             continue
         with pytest.raises(StrategyStateError) as e:
             fresh(name).load_state_dict(bad)
@@ -114,9 +114,14 @@ def test_a_state_that_does_not_fit_is_refused_by_entry(name):
 
 
 def _optional(state, path) -> bool:
-    """An item of a list of any length (a history, scores) or a parameter's optimizer state (a
-    parameter that has not had a gradient yet has none)."""
-    return path[-2] in ("history", "scores") or path[-3:-1] == ("optimizer", "state")
+    """An item of a list of any length (a history, scores), a parameter's optimizer state (a
+    parameter that has not had a gradient yet has none) or an optimizer's flag (torch fills a
+    missing one with its default, so a state from another torch version loads)."""
+    value = state
+    for key in path:
+        value = value[key]
+    return (isinstance(path[-1], int) and (path[-2] in ("history", "scores") or path[-3:-1] == ("optimizer", "state"))
+            or path[-4:-2] == ("optimizer", "param_groups") and (value is None or isinstance(value, bool)))
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
@@ -139,3 +144,20 @@ def test_the_message_names_the_entry_what_was_expected_and_what_was_found():
         fresh("darts").load_state_dict({**state, "history": "oops"})
     with pytest.raises(StrategyStateError, match="darts state lacks entry 'optimizer'"):
         fresh("darts").load_state_dict({k: v for k, v in state.items() if k != "optimizer"})
+
+
+def test_an_optimizer_state_from_another_torch_version_loads():
+    """Its groups may lack a flag torch added since (filled with its default on load) or carry one it
+    has dropped; its numbers are still checked."""
+    state = trained_state("darts")
+    group = state["optimizer"]["param_groups"][0]
+    flag = next(k for k, v in group.items() if isinstance(v, bool))
+    del group[flag]
+    group["a_flag_of_another_version"] = True
+    strategy = short_strategy("darts")[1]
+    strategy.setup(torch.device("cpu"))
+    strategy.load_state_dict(state)
+    assert strategy.optimizer.param_groups[0][flag] is not None  # filled by torch
+    del group["lr"]
+    with pytest.raises(StrategyStateError, match=r"darts state lacks entry 'optimizer.param_groups\[0\].lr'"):
+        fresh("darts").load_state_dict(state)
