@@ -16,7 +16,7 @@ from torch import nn
 
 from ..arch import SearchSpace, fix, parse_arch
 from ..data.memory import check_fits
-from ..nn.choices import InputChoice
+from ..nn.choices import InputChoice, LayerChoice
 from ..runtime import dist
 from ..runtime.device import resolve_device
 from ..runtime.typed import from_dict, to_dict
@@ -37,6 +37,8 @@ def check_supernet_fits(cfg: RunConfig, data) -> None:
         return
     space = SearchSpace(model)
     space.activate(space.sample(random.Random(0)))  # one path: the least any strategy runs
+    if not strategy_class(cfg.strategy.get("name", "spos")).path_only:
+        mix_every_option(space)
     weights, train, activations = training_bytes(model, cfg.supernet, (data.in_channels, data.image_size,
                                                                        data.image_size))
     device = training_device(cfg.supernet.device)
@@ -46,6 +48,17 @@ def check_supernet_fits(cfg: RunConfig, data) -> None:
     by_batch = activations > train / 2 or not named
     check_training(weights, train, device, what, ("supernet.batch_size", cfg.supernet.batch_size) if by_batch else named)
     check_enas_fits(cfg, space, train, device, data)
+
+
+def mix_every_option(space: SearchSpace) -> None:
+    """Weight every option of every ``LayerChoice``, as DARTS and FBNet run them (their activations
+    are several times one path's); left as one path where the space refuses weights."""
+    layers = [label for label in space.labels if isinstance(space.choice(label), LayerChoice)]
+    try:
+        space.set_weights({label: torch.full((space.n_options(label),), 1 / space.n_options(label), device="meta")
+                           for label in layers})
+    except ValueError:
+        pass
 
 
 def check_subnet_fits(cfg: RunConfig, data, arch: dict, options: dict) -> None:
