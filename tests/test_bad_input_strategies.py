@@ -29,7 +29,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("argv, message, on_run", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_gets_one_clear_line_and_changes_nothing(trained, tmp_path, capsys, argv, message, on_run):  # noqa: F811
+def test_bad_input_gets_one_clear_line_and_changes_nothing(trained, tmp_path, capsys, argv, message,  # noqa: F811
+                                                           on_run):
     root, trained_run = trained
     shutil.copy(root / "tiny.yaml", tmp_path / "tiny.yaml")
     run = tmp_path / "run"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import math
+import numbers
 import os
 import sys
 import warnings
@@ -96,7 +97,7 @@ class OneShotTrainer(BaseOneShotTrainer):
                  device: Optional[torch.device | str] = None, log_frequency: Optional[int] = None, seed: int = 0):
         who = type(self).__name__
         for name, value in (("num_epochs", num_epochs), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{who}: {name} must be a positive int, got {value!r}")
         self.space = check_inputs(who, model, loss, metrics, optimizer, dataset_train, self.DATASET)
         self.model, self.loss, self.metrics, self.optimizer = model, loss, metrics, optimizer
@@ -121,7 +122,8 @@ class OneShotTrainer(BaseOneShotTrainer):
     def _found(self, strategy: Strategy) -> Arch:
         """The architecture ``strategy`` chose in ``fit()`` (before it there is none)."""
         if not self.fitted:
-            raise RuntimeError(f"{type(self).__name__}.export() has no architecture before training: call fit() first")
+            raise RuntimeError(f"{type(self).__name__}.export() has no architecture before training: "
+                               f"call fit() first")
         return strategy.final_arch()
 
 
@@ -265,7 +267,8 @@ class EnasTrainer(OneShotTrainer):
         from ..strategies import ENAS
         if grad_clip is not None and grad_clip < 0:
             raise ValueError(f"grad_clip must be >= 0 (0 or None: no clipping), got {grad_clip}")
-        if isinstance(ctrl_steps_aggregate, bool) or not isinstance(ctrl_steps_aggregate, int) or ctrl_steps_aggregate < 1:
+        aggregate = ctrl_steps_aggregate
+        if isinstance(aggregate, bool) or not isinstance(aggregate, numbers.Integral) or aggregate < 1:
             raise ValueError(f"ctrl_steps_aggregate must be a positive int (samples per controller step), got "
                              f"{ctrl_steps_aggregate!r}")
         super().__init__(model, loss, metrics, optimizer, num_epochs, dataset, batch_size, workers, device,

@@ -119,7 +119,8 @@ def _fit_fields(value, t: Fields, name: str, path: str) -> None:
     _expect(isinstance(value, dict), value, t, name, path)
     for key in t.required:
         if key not in value:
-            raise StrategyStateError(f"{name} state lacks entry '{_join(path, key)}' (expected {_describe(t.required[key])})")
+            raise StrategyStateError(f"{name} state lacks entry '{_join(path, key)}' "
+                                     f"(expected {_describe(t.required[key])})")
     known = {**t.optional, **t.required}
     for key, item in value.items():
         if key not in known and t.others:

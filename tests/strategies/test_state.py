@@ -138,7 +138,8 @@ def test_the_message_names_the_entry_what_was_expected_and_what_was_found():
     with pytest.raises(StrategyStateError) as e:
         fresh("darts").load_state_dict({**state, "alpha": [alpha.reshape(1, -1)] + state["alpha"][1:]})
     n = alpha.numel()
-    assert str(e.value) == f"darts state entry 'alpha[0]': expected a tensor of shape ({n},), found a tensor of shape (1, {n})"
+    assert str(e.value) == (f"darts state entry 'alpha[0]': expected a tensor of shape ({n},), found a tensor of "
+                            f"shape (1, {n})")
     with pytest.raises(StrategyStateError, match=r"darts state entry 'history': expected a list, each item a dict of "
                                                  r"step, weights, found str 'oops'"):
         fresh("darts").load_state_dict({**state, "history": "oops"})
