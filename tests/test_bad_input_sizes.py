@@ -84,3 +84,15 @@ def test_too_large_gets_one_clear_line_and_changes_nothing(retrained, tmp_path, 
     assert len(err.strip().splitlines()) == 1, err
     assert snapshot(run) == before  # nothing overwritten
     assert not (tmp_path / "new" / "supernet").exists()  # refused before anything was built
+
+
+def test_a_cuda_device_is_checked_against_its_own_free_memory(monkeypatch):
+    import torch
+
+    from supernet.data.common import DataError
+    from supernet.data.memory import check_fits
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (10 ** 9, 2 * 10 ** 9))
+    check_fits(10 ** 8, "x", "y", torch.device("cuda", 0))
+    with pytest.raises(DataError, match=r"^x would take about 2.0 GB of cuda:0 memory, more than the 1.0 GB "
+                                        r"available; y$"):
+        check_fits(2 * 10 ** 9, "x", "y", torch.device("cuda", 0))

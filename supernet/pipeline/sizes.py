@@ -22,7 +22,7 @@ from ..runtime.device import resolve_device
 from ..runtime.typed import from_dict, to_dict
 from ..runtime.units import human_count
 from ..spaces import create, space_options
-from ..strategies import ENAS, strategy_class
+from ..strategies import ENAS, Controller, strategy_class
 from ..train import TrainConfig
 from .config import RunConfig
 
@@ -176,20 +176,19 @@ def _size(value) -> Optional[float]:
 # --- the ENAS controller ---------------------------------------------------------------------------
 def check_enas_fits(cfg: RunConfig, space: SearchSpace, train: int, device: torch.device, data) -> None:
     """Refuse ENAS settings whose controller, or whose architectures sampled at once, would not fit
-    beside the supernet's training (``train`` bytes). The sizes follow ``strategies.controller``."""
+    beside the supernet's training (``train`` bytes). The sampling sizes follow ``Controller.sample``,
+    measured for the enas-macro and enas-micro spaces within 10%."""
     settings = {k: v for k, v in cfg.strategy.items() if k != "name"}
     cls = strategy_class(cfg.strategy.get("name", "spos"))
     if not issubclass(cls, ENAS):
         return
     c = from_dict(cls.Config, settings, where="strategy.")
     h, layers = c.lstm_size, c.lstm_layers
+    with torch.device("meta"):  # its exact shapes, nothing allocated
+        params = count(Controller(space, h, layers).parameters())
+    controller = params * 4 * 4  # float32 weights, gradients and Adam's two moments
     choices = [space.choice(label) for label in space.labels]
     inputs = [ch.n_candidates for ch in choices if isinstance(ch, InputChoice)]
-    options = sum(ch.n_options for ch in choices if not isinstance(ch, InputChoice))
-    # LSTM cells (4h x 2h weights, 2 biases of 4h), the attention's two h x h maps and v, g_emb, a
-    # softmax and an embedding per option, a start anchor per input at most.
-    params = layers * (8 * h * h + 8 * h) + 2 * h * h + 2 * h + 2 * options * h + sum(inputs) * h
-    controller = params * 4 * 4  # float32 weights, gradients and Adam's two moments
     # One sampled architecture: the LSTM output kept per label, the LSTM state, the gates and the
     # attention over the largest input choice, and its values as Python objects.
     floats = h * (len(choices) + 2 * layers + 4 + 3 * max(inputs, default=0))
@@ -197,15 +196,17 @@ def check_enas_fits(cfg: RunConfig, space: SearchSpace, train: int, device: torc
     graph = 4 * 10 * layers * h * len(choices)  # what autograd keeps per label for a controller step
     export = (c.export_samples or 100) if c.export == "best" else 1
     image = 4 * data.in_channels * data.image_size ** 2 + 8
-    held = (c.export_batches or 1) * cfg.supernet.batch_size * image if c.export == "best" else 0
+    per_rank = max(1, cfg.supernet.batch_size // dist.world())
+    held = (c.export_batches or 1) * per_rank * image if c.export == "best" else 0
+    by_batches = held > export * sample and c.export_batches is not None
     needs = [(controller, f"strategy.lstm_size={h}" + (f", strategy.lstm_layers={layers}" if layers > 1 else ""),
               f"the ENAS controller ({in_words(params)} parameters) with its gradients and Adam state"),
              (c.train_steps * sample, f"strategy.train_steps={c.train_steps:,}",
               f"the {c.train_steps:,} architectures of a phase, sampled at once"),
              (c.ctrl_aggregate * (sample + graph), f"strategy.ctrl_aggregate={c.ctrl_aggregate:,}",
               f"{c.ctrl_aggregate:,} architectures sampled at once with their gradients"),
-             (export * sample + held, f"strategy.export_samples={export:,}" if export * sample >= held else
-              f"strategy.export_batches={c.export_batches:,}",
+             (export * sample + held, f"strategy.export_batches={c.export_batches:,}" if by_batches else
+              f"strategy.export_samples={export:,}",
               f"{export:,} architectures sampled at once to choose the final one, scored on "
               f"{c.export_batches or 1:,} held-out batches")]
     largest = max(needs[1:], key=lambda n: n[0])
