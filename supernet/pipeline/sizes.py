@@ -3,8 +3,8 @@
 A setting such as ``space.options.channels=100000`` or ``strategy.lstm_size=200000`` would
 otherwise fail deep inside torch with an allocation traceback, or swap the machine. The network is
 first built on PyTorch's meta device, which records shapes and allocates nothing: its parameters
-(with their gradients and optimizer state) and the activations of one batch on one path give a
-lower bound of what training takes, checked by ``check_fits`` in one line that names the setting.
+(with their gradients and optimizer state) and the activations of one batch on the path, or the
+options, that the strategy runs give a lower bound of what training takes, checked by ``check_fits`` in one line that names the setting.
 """
 from __future__ import annotations
 
@@ -39,9 +39,9 @@ def check_supernet_fits(cfg: RunConfig, data) -> None:
     space.activate(space.sample(random.Random(0)))  # one path: the least any strategy runs
     if not strategy_class(cfg.strategy.get("name", "spos")).path_only:
         mix_every_option(space)
-    weights, train, activations = training_bytes(model, cfg.supernet, (data.in_channels, data.image_size,
-                                                                       data.image_size))
     device = training_device(cfg.supernet.device)
+    weights, train, activations = training_bytes(model, cfg.supernet, (data.in_channels, data.image_size,
+                                                                       data.image_size), device)
     named = size_settings(cfg.space.name, options, lambda k: f"space.options.{k}")
     what = f"the {cfg.space.name} supernet ({in_words(count(model.parameters()))} parameters) trained with " \
            f"batches of {cfg.supernet.batch_size}"
@@ -69,10 +69,10 @@ def check_subnet_fits(cfg: RunConfig, data, arch: dict, options: dict) -> None:
         return
     with torch.device("meta"):
         model = fix(supernet, parse_arch(arch, SearchSpace(supernet)), weights="copy")  # as build_subnet cuts it
-    weights, train, activations = training_bytes(model, cfg.retrain, (data.in_channels, data.image_size,
-                                                                      data.image_size))
-    built = weights + count_bytes(supernet.parameters()) + count_bytes(supernet.buffers())
     device = training_device(cfg.retrain.device)
+    weights, train, activations = training_bytes(model, cfg.retrain, (data.in_channels, data.image_size,
+                                                                      data.image_size), device)
+    built = weights + count_bytes(supernet.parameters()) + count_bytes(supernet.buffers())
     named = size_settings(cfg.space.name, options, lambda k: f"retrain.space_options.{k}"
                           if k in cfg.retrain.space_options else f"space.options.{k}")
     what = f"the retrained {cfg.space.name} network ({in_words(count(model.parameters()))} parameters, cut " \
@@ -105,12 +105,15 @@ def meta_model(name: str, options: dict) -> Optional[nn.Module]:
         return None
 
 
-def training_bytes(model: nn.Module, tc: TrainConfig, input_shape: tuple) -> tuple[int, int, int]:
-    """The bytes of ``model``'s weights; of its training (weights, gradients, SGD's momentum
-    buffers, BN statistics and one batch's activations); and of those activations."""
+def training_bytes(model: nn.Module, tc: TrainConfig, input_shape: tuple,
+                   device: torch.device) -> tuple[int, int, int]:
+    """The bytes of ``model``'s weights; of its training on ``device`` (weights, gradients, SGD's
+    momentum buffers, BN statistics and one batch's activations); and of those activations."""
     weights = count_bytes(model.parameters())
     states = 2 + (tc.optim.momentum > 0)
     activations = activation_bytes(model, input_shape, max(1, tc.batch_size // dist.world()))
+    if tc.amp and device.type == "cuda":
+        activations //= 2  # bf16 autocast
     return weights, weights * states + count_bytes(model.buffers()) + activations, activations
 
 
