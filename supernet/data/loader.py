@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from ..runtime.seeding import mix_seed
 from .common import DataError
-from .memory import check_fits
+from .memory import check_batches_fit
 from .transforms import cutout
 
 
@@ -139,10 +139,6 @@ class Compact(Dataset):
         return self.dataset.finish(x)
 
 
-# Per image besides its pixels: its label, its index and seed in the batch plan (Python objects).
-_PER_IMAGE_OVERHEAD = 160
-
-
 def fixed_batches(dataset: Dataset, batch_size: int, num_batches: int, seed: int, num_workers: int = 0,
                   wrap: Optional[Callable[[Iterable], Iterable]] = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``num_batches`` augmented training batches, materialised in memory.
@@ -163,11 +159,8 @@ def fixed_batches(dataset: Dataset, batch_size: int, num_batches: int, seed: int
     n, need = len(dataset), batch_size * num_batches
     if n == 0 and need:
         raise DataError("fixed_batches: the dataset is empty")
-    if need:  # all of them stay in memory: estimate from one image before building anything
-        x = dataset[(0, 0)][0]
-        per_image = x.numel() * x.element_size() + _PER_IMAGE_OVERHEAD
-        check_fits(need * per_image, f"{num_batches:,} batches of {batch_size} images of {'x'.join(map(str, x.shape))} "
-                   f"for BN recalibration", "lower search.recal_batches (or retrain.bn_recal_batches)")
+    # All of them stay in memory: estimated from one image before anything is built.
+    check_batches_fit(dataset, batch_size, num_batches, None, "lower search.recal_batches (or retrain.bn_recal_batches)")
     perms, have, cycle = [], 0, 0
     while have < need:  # bounded: ceil(need / n) permutations
         gen = torch.Generator().manual_seed(mix_seed(seed, 7919, cycle))  # 7919: apart from epochs

@@ -75,13 +75,13 @@ def check_fits(nbytes: float, what: str, fix: str, device: Optional[torch.device
                         f"{human_bytes(avail)} available; {fix}")
 
 
-def check_batches_fit(dataset, batch_size: int, num_batches: int, what: str, fix: str) -> None:
+def check_batches_fit(dataset, batch_size: int, num_batches: int, what: Optional[str], fix: str) -> None:
     """Refuse ``num_batches`` batches of ``batch_size`` images of ``dataset``, all held in memory
     (BN recalibration), when they would not fit; the size of one image is read from the first.
 
     Args:
         dataset: a dataset of ``(index, aug_seed)`` items.
-        what: the setting that asks for them (``"retrain.bn_recal_batches=1000"``).
+        what: the setting that asks for them (``"retrain.bn_recal_batches=1000"``), if known.
         fix: how to make them fit.
     """
     need = batch_size * num_batches
@@ -89,5 +89,5 @@ def check_batches_fit(dataset, batch_size: int, num_batches: int, what: str, fix
         return
     x = dataset[(0, 0)][0]
     per_image = x.numel() * x.element_size() + PER_IMAGE_OVERHEAD
-    check_fits(need * per_image, f"{what}: {num_batches:,} batches of {batch_size} images of "
+    check_fits(need * per_image, f"{what + ': ' if what else ''}{num_batches:,} batches of {batch_size} images of "
                f"{'x'.join(map(str, x.shape))} for BN recalibration", fix)

@@ -26,7 +26,7 @@ from ..runtime import dist
 from ..runtime.device import autocast, memory_format, resolve_device
 from ..runtime.progress import progress_bar
 from ..runtime.seeding import mix_seed
-from ..strategies.base import Plain, StepContext, Strategy
+from ..strategies.base import Plain, StepContext, Strategy, StrategyStateError
 from .checkpoint import (CheckpointError, load_latest, load_weights, prune_checkpoints, remove_stale_temp_files, rng_state,
                          save_checkpoint, set_rng_state, step_checkpoints)
 from .metrics import MetricsLog, accuracy
@@ -279,6 +279,8 @@ def _load_strategy_state(strategy: Strategy, state: dict, path: Path) -> None:
         raise CheckpointError(f"checkpoint {path}: 'strategy' must be a dict, got {type(state['strategy']).__name__}")
     try:
         strategy.load_state_dict(state["strategy"])
+    except StrategyStateError as e:  # it names the strategy and the entry
+        raise CheckpointError(f"checkpoint {path}: {e}") from None
     except (ValueError, TypeError, KeyError) as e:
         raise CheckpointError(f"checkpoint {path} holds a {strategy.name} state that does not fit: "
                               f"{e.args[0] if e.args else type(e).__name__}") from None
