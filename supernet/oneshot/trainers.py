@@ -42,20 +42,6 @@ class BaseOneShotTrainer(abc.ABC):
         ...
 
 
-class IndexOnly(Dataset):
-    """A user's dataset (``dataset[i] -> (x, y)``) under the loop's ``(index, aug_seed)`` items: the
-    augmentation is the dataset's own, from its own random state (so not resumable by seed)."""
-
-    def __init__(self, dataset: Dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, item):
-        return self.dataset[item[0] if isinstance(item, tuple) else item]
-
-
 class Metered(Strategy):
     """``strategy`` with NNI's ``metrics(logits, y) -> dict`` logged beside the loss each step."""
 
@@ -113,7 +99,7 @@ class OneShotTrainer(BaseOneShotTrainer):
         probe_candidates(type(self).__name__, self.model, self.space, self.dataset_train)
         cfg = TrainConfig(steps=self.steps, batch_size=self.batch_size, log_every=self.log_frequency,
                           checkpoint_every=self.steps, seed=self.seed, device=self.device, grad_clip=grad_clip)
-        summary = fit(self.model, IndexOnly(self.dataset_train), cfg, out_dir, meta={}, run_config={},
+        summary = fit(self.model, self.dataset_train, cfg, out_dir, meta={}, run_config={},
                       strategy=Metered(strategy, self.metrics), optimizer=self.optimizer, criterion=self.loss,
                       num_workers=self.workers, desc=type(self).__name__, on_log=_print_record)
         self.fitted = True
@@ -181,7 +167,7 @@ class SinglePathTrainer(OneShotTrainer):
         from ..search import CandidateEvaluator, EvolutionSearch
         from ..runtime.device import resolve_device
         s, device = self.search, resolve_device(self.device)
-        recal = fixed_batches(IndexOnly(self.dataset_train), s.recal_batch_size, s.recal_batches, s.seed)
+        recal = fixed_batches(self.dataset_train, s.recal_batch_size, s.recal_batches, s.seed)
         val = list(eval_loader(self.dataset_valid, s.val_batch_size))
         cost = CostModel(self.model.cpu(), input_shape=tuple(recal[0][0].shape[1:]))
         evaluator = CandidateEvaluator(self.model, recal, val, device=device)
