@@ -10,7 +10,7 @@ ROOT = Path(supernet.__file__).parent
 FLOORS = ["runtime", "nn", "arch", "data", "export", "spaces", "cost", "strategies", "train", "search", "pipeline",
           "oneshot", "demo", "cli", "__main__", "__init__"]
 # The shared pieces of strategies/; every other module there is one strategy and imports none of the others.
-STRATEGY_HELPERS = {"__init__", "base", "latency_loss", "controller"}
+STRATEGY_HELPERS = {"state", "__init__", "base", "latency_loss", "controller"}
 
 
 def room(module: str) -> str:
