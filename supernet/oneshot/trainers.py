@@ -87,6 +87,7 @@ class OneShotTrainer(BaseOneShotTrainer):
                 raise ValueError(f"{who}: {name} must be a positive int, got {value!r}")
         self.space = check_inputs(who, model, loss, metrics, optimizer, dataset_train, self.DATASET)
         self.model, self.loss, self.metrics, self.optimizer = model, loss, metrics, optimizer
+        num_epochs, batch_size = int(num_epochs), int(batch_size)  # e.g. numpy ints, which DataLoader refuses
         self.dataset_train, self.batch_size, self.workers, self.seed = dataset_train, batch_size, workers, seed
         self.device = "auto" if device is None else str(device)
         per_epoch = max(1, len(dataset_train) // batch_size)
@@ -154,8 +155,8 @@ class SinglePathTrainer(OneShotTrainer):
                          log_frequency, seed)
         check_dataset(type(self).__name__, dataset_valid, "dataset_valid (export() scores each candidate on it)")
         self.dataset_valid = dataset_valid
-        self.search = search or SearchConfig(generations=10, recal_batches=10, recal_batch_size=batch_size,
-                                             val_batch_size=max(batch_size, 256), seed=seed, progress=True)
+        self.search = search or SearchConfig(generations=10, recal_batches=10, recal_batch_size=self.batch_size,
+                                             val_batch_size=max(self.batch_size, 256), seed=seed, progress=True)
         self.result: Optional[dict] = None
 
     def fit(self) -> None:
@@ -209,7 +210,7 @@ class DartsTrainer(OneShotTrainer):
         if learning_rate is not None and learning_rate != lr:
             nni_ignores("DartsTrainer", f"learning_rate={learning_rate}",
                         f"the optimizer's LR {lr} trains the weights: set the LR on your optimizer to change it")
-        per_epoch = max(1, len(dataset) // 2 // batch_size)  # an epoch is a pass over the weights' half
+        per_epoch = max(1, len(dataset) // 2 // self.batch_size)  # an epoch is a pass over the weights' half
         self.steps = num_epochs * per_epoch
         self.log_frequency = log_frequency or per_epoch
         self.grad_clip = grad_clip or 0.0
@@ -257,6 +258,7 @@ class EnasTrainer(OneShotTrainer):
         if isinstance(aggregate, bool) or not isinstance(aggregate, numbers.Integral) or aggregate < 1:
             raise ValueError(f"ctrl_steps_aggregate must be a positive int (samples per controller step), got "
                              f"{ctrl_steps_aggregate!r}")
+        aggregate = int(aggregate)
         super().__init__(model, loss, metrics, optimizer, num_epochs, dataset, batch_size, workers, device,
                          log_frequency, seed)
         ctrl = dict(ctrl_kwargs or {})
@@ -272,7 +274,7 @@ class EnasTrainer(OneShotTrainer):
         self.log_frequency = log_frequency or per_epoch
         self.grad_clip = grad_clip or 0.0
         config = ENAS.Config(entropy_weight=entropy_weight, skip_weight=skip_weight, baseline_decay=baseline_decay,
-                             ctrl_lr=ctrl_lr, ctrl_aggregate=ctrl_steps_aggregate, op_tanh_reduce=1.0,
+                             ctrl_lr=ctrl_lr, ctrl_aggregate=aggregate, op_tanh_reduce=1.0,
                              ctrl_steps=max(1, half // batch_size // ctrl_steps_aggregate), train_steps=per_epoch,
                              held_out=0.5, export_samples=export_samples,
                              **{self.CTRL_KEYS[k]: v for k, v in ctrl.items()})

@@ -17,7 +17,7 @@ from ..runtime.typed import ConfigError, to_dict
 from ..spaces import create, space_options
 from ..train import CheckpointError, load_latest
 from ..train.checkpoint import load_weights
-from ..train.loop import diff_meta
+from ..train.resume import diff_meta
 from .config import RunConfig
 from .sizes import check_supernet_fits, count, count_bytes, in_words, meta_model
 

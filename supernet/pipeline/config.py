@@ -29,7 +29,9 @@ SHARED_KEYS = {"data": {"root", "num_workers"},
 # A resumed training stage continues the run its checkpoint records. These sections decide what
 # it computes; of them, a resume may change only how it logs, checkpoints, shows progress, where
 # it runs and where the data lives (RESUMABLE), and the number of steps where nothing depends on it.
-DECIDES = {"supernet": ("data", "space", "strategy", "supernet", "latency"), "retrain": ("data", "space", "retrain")}
+# A latency table is compared by its contents, where training used one (``fitting``'s ``inputs``):
+# its path and target may be set by any stage.
+DECIDES = {"supernet": ("data", "space", "strategy", "supernet"), "retrain": ("data", "space", "retrain")}
 RESUMABLE = ("log_every", "checkpoint_every", "keep_checkpoints", "progress", "device", "diverged_at")
 
 
@@ -193,7 +195,7 @@ def _leaves(tree, prefix: str = "") -> set[str]:
 def resumable_keys(cfg: RunConfig, section: str) -> list[str]:
     """The keys of the resolved config that a resumed ``section`` stage may change (``DECIDES``),
     as ``fit``'s ``may_change``: sections that do not decide it end in ``.``."""
-    keys = [f"{section}.{k}" for k in RESUMABLE] + ["data.root", "data.num_workers"]
+    keys = [f"{section}.{k}" for k in RESUMABLE] + [f"data.{k}" for k in SHARED_KEYS["data"]]
     keys += [f"{s}." for s in SECTIONS if s not in DECIDES[section]]
     train = getattr(cfg, section)
     # The linear and cosine schedules (and retrain's drop-path ramp) run over the whole length, so

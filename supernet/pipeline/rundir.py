@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from ..runtime import dist
-from ..runtime.io import write_text
+from ..runtime.io import read_json_file, write_text
 from ..runtime.typed import ConfigError, to_dict
 from ..train.checkpoint import CheckpointError
 from ..train.loop import TrainingError
@@ -102,10 +102,13 @@ def record_config(run_dir: Path, cfg: RunConfig) -> None:
 
 
 @contextlib.contextmanager
-def fitting(run_dir: Path, folder: str, cfg: RunConfig, resume: bool, force: bool) -> Iterator[dict]:
+def fitting(run_dir: Path, folder: str, cfg: RunConfig, resume: bool, force: bool,
+            inputs: Optional[dict] = None) -> Iterator[dict]:
     """What ``supernet.train.fit`` takes from the run to train into ``RUN/folder`` (the config
     section of the same name): the resolved config saved in each checkpoint with the keys a resume
     may change, ``resume``/``force``, the loader workers, and the hooks ``on_start`` and ``on_log``.
+    ``inputs`` are facts about the files the run reads (a latency table's checksum), saved and
+    compared with the settings.
 
     A first start records ``config.yaml`` once every check has passed. A forced restart
     (``Replacement``) keeps the old folder and ``config.yaml`` until the new run's first checkpoint,
@@ -113,7 +116,9 @@ def fitting(run_dir: Path, folder: str, cfg: RunConfig, resume: bool, force: boo
     """
     with replacing(run_dir, folder, dump_config(cfg), force and not resume) as rep:
         try:
-            yield {"run_config": to_dict(cfg), "may_change": resumable_keys(cfg, folder), "resume": resume, "force": force, "num_workers": cfg.data.num_workers,
+            yield {"run_config": {**to_dict(cfg), **({"inputs": inputs} if inputs else {})},
+                   "may_change": resumable_keys(cfg, folder), "resume": resume, "force": force,
+                   "num_workers": cfg.data.num_workers,
                    "on_start": (lambda: record_config(run_dir, cfg)) if rep is None else None,
                    "on_log": None if rep is None else lambda record: rep.commit_if_ready()}
         except TrainingError as e:
@@ -230,9 +235,9 @@ def has_results(stage_dir: Path) -> bool:
     least one scored candidate (a forced search that found nothing legal replaces nothing)."""
     if (stage_dir / "last.pt").exists() or any(stage_dir.glob("step-*.pt")):
         return True
-    try:
-        return bool(json.loads((stage_dir / "state.json").read_text()).get("results"))
-    except (OSError, ValueError, AttributeError, RecursionError):
+    try:  # the one reader: a FIFO there must not block the lock's holder
+        return bool(read_json_file(stage_dir / "state.json", "search state").get("results"))
+    except (ValueError, AttributeError):
         return False
 
 

@@ -13,7 +13,7 @@ from ..runtime.typed import ConfigError, parse_overrides
 from ..strategies import build_strategy
 from ..train import CheckpointError, fit
 from .build import build_supernet, cost_model, load_data, model_options, needs_latency_table, supernet_meta
-from .config import DECIDES, load_config, resolve_config_path, scope_overrides
+from .config import DECIDES, SHARED_KEYS, load_config, resolve_config_path, scope_overrides
 from .plots import plot_arch_history
 from .rundir import fitting, owning
 
@@ -50,7 +50,9 @@ def train_supernet(run_dir: Path, config: Optional[str | Path] = None, overrides
         needs_latency_table(cfg.strategy.get("constraints") or [], cfg, "strategy.constraints")
         cost = cost_model(cfg, model, model_options(cfg, data)) if cfg.latency.table else None
         strategy = build_strategy(cfg.strategy, SearchSpace(model), cfg.supernet.seed, cost=cost)
-        with fitting(run_dir, "supernet", cfg, resume, force) as run:
+        table = cost.latency_table if cost is not None else None
+        inputs = {"latency_table_sha256": table.digest()} if table is not None else None
+        with fitting(run_dir, "supernet", cfg, resume, force, inputs) as run:
             summary = fit(model, data.train, cfg.supernet, run_dir / "supernet", meta=supernet_meta(cfg, data),
                           strategy=strategy, desc=f"supernet ({strategy.name})", **run)
         arch = strategy.final_arch()
@@ -75,7 +77,7 @@ def refuse_later_sections(overrides: list[str]) -> None:
     that stage ran with them. Each stage sets its own section (``supernet search ... population=20``)."""
     extra = scope_overrides(parse_overrides(list(overrides)), "supernet")
     later = [f"{sec}.{next(iter(values))}" for sec, values in extra.items()
-             if sec not in DECIDES["supernet"] and isinstance(values, dict) and values]
+             if sec not in DECIDES["supernet"] and sec not in SHARED_KEYS and isinstance(values, dict) and values]
     if later:
         stage = later[0].split(".")[0]
         raise ConfigError(f"train-supernet --resume may not change {later[0]}: it is set by the {stage} stage "

@@ -80,14 +80,22 @@ def check_contents(state: dict, path: Path) -> None:
 def load_weights(model: torch.nn.Module, weights: dict, path: Path, optimizer=None, optimizer_state=None) -> None:
     """``model.load_state_dict(weights)`` (and the optimizer's), a mismatch named in one line
     instead of torch's list of every differing tensor."""
+    _load_into(model, weights, path, "weights")
+    if optimizer is not None:
+        _load_into(optimizer, optimizer_state, path, "optimizer state")
+
+
+_LOAD_ERRORS = (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError)
+
+
+def _load_into(target, state, path: Path, what: str) -> None:
     try:
-        model.load_state_dict(weights)
-        if optimizer is not None:
-            optimizer.load_state_dict(optimizer_state)
-    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
-        what = "optimizer state" if optimizer is not None and "state_dict for" not in str(e) else "weights"
-        detail = [line.strip() for line in str(e).splitlines() if line.strip()]
-        first = detail[1] if len(detail) > 1 and "state_dict for" in detail[0] else (detail[0] if detail else type(e).__name__)
+        target.load_state_dict(state)
+    except _LOAD_ERRORS as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        if len(lines) > 1 and "state_dict for" in lines[0]:  # torch's header, then one line per tensor
+            lines = lines[1:]
+        first = lines[0] if lines else type(e).__name__
         raise CheckpointError(f"checkpoint {path}: its {what} do not fit this model ({_shorten(first)}); it was "
                               f"written for another model, or edited") from None
 

@@ -131,3 +131,19 @@ def test_nni_2_positional_arguments_reach_their_parameters():
     trainer = SinglePathTrainer(model, torch.nn.CrossEntropyLoss(), None, torch.optim.SGD(model.parameters(), 0.1), 1,
                                 data(), data(8), 8, 0)  # batch_size, workers as NNI 2.x orders them
     assert trainer.batch_size == 8 and trainer.workers == 0
+
+
+def test_numpy_integers_are_taken_as_ints():
+    import numpy as np
+    from supernet.oneshot import SinglePathTrainer
+    model = _numpy_model()
+    data = torch.utils.data.TensorDataset(torch.randn(8, 4), torch.randint(0, 2, (8,)))
+    trainer = SinglePathTrainer(model, torch.nn.CrossEntropyLoss(), None, torch.optim.SGD(model.parameters(), lr=0.1),
+                                np.int64(1), data, data, batch_size=np.int64(300), workers=0)
+    assert type(trainer.batch_size) is int and type(trainer.search.val_batch_size) is int
+
+
+def _numpy_model():
+    from supernet import LayerChoice
+    return torch.nn.Sequential(LayerChoice([torch.nn.Linear(4, 4), torch.nn.Identity()], label="a"),
+                               torch.nn.Linear(4, 2))

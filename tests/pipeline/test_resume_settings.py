@@ -116,3 +116,41 @@ def test_a_key_given_with_and_without_its_section_is_refused(tmp_path, capsys):
                         "supernet.seed=2")
     assert code == 2 and "seed is given twice, as 'seed' and as 'supernet.seed'; give it once" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_latency_table_set_by_a_later_stage_does_not_block_a_resume(tmp_path, capsys):
+    from ..strategies.standin import standin_table_file
+    run = interrupted(tmp_path, capsys, SHORT)
+    table = standin_table_file(run / "config.yaml", tmp_path / "table.json")
+    record = yaml.safe_load((run / "config.yaml").read_text())
+    record["latency"]["table"] = str(table)  # as `supernet search ... latency.table=FILE` records it
+    (run / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+    code, err = run_cli(capsys, "train-supernet", "--run-dir", run, "--resume")
+    assert code == 0, err
+
+
+def test_a_latency_table_that_decides_the_steps_is_compared_by_its_contents(tmp_path, capsys):
+    from ..strategies.standin import standin_table_file
+    path = tmp_path / "short.yaml"
+    path.write_text(yaml.safe_dump(SHORT))
+    table = standin_table_file(path, tmp_path / "table.json")
+    other = standin_table_file(path, tmp_path / "other.json", overhead_ms=11.0)
+    constrained = {**SHORT, "latency": {"table": str(table)}, "strategy": {"constraints": ["latency<=1000ms"]}}
+    run = interrupted(tmp_path, capsys, constrained)
+    moved = tmp_path / "moved.json"
+    table.rename(moved)
+    code, err = run_cli(capsys, "train-supernet", "--run-dir", run, "--resume", f"latency.table={other}")
+    assert code == 2 and "inputs.latency_table_sha256: the run used" in err, err
+    code, err = run_cli(capsys, "train-supernet", "--run-dir", run, "--resume", f"latency.table={moved}")
+    assert code == 0, err
+
+
+def test_a_setting_added_since_the_checkpoint_was_written_does_not_block_a_resume(tmp_path, capsys):
+    from supernet.train import save_checkpoint
+    run = interrupted(tmp_path, capsys, SHORT)
+    ck = run / "supernet" / "step-2.pt"
+    state = {k: v for k, v in load_checkpoint(ck).items() if k != "format_version"}
+    del state["config"]["supernet"]["grad_clip"]  # as an older release wrote it
+    save_checkpoint(ck, state)
+    code, err = run_cli(capsys, "train-supernet", "--run-dir", run, "--resume")
+    assert code == 0, err
