@@ -4,7 +4,8 @@ A setting such as ``space.options.channels=100000`` or ``strategy.lstm_size=2000
 otherwise fail deep inside torch with an allocation traceback, or swap the machine. The network is
 first built on PyTorch's meta device, which records shapes and allocates nothing: its parameters
 (with their gradients and optimizer state) and the activations of one batch on the path, or the
-options, that the strategy runs give a lower bound of what training takes, checked by ``check_fits`` in one line that names the setting.
+options, that the strategy runs give an estimate of what training takes, checked by ``check_fits``
+in one line that names the setting. A strategy's own allocations are its ``memory_needs``.
 """
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ from torch import nn
 
 from ..arch import SearchSpace, fix, parse_arch
 from ..data.memory import check_fits
-from ..nn.choices import InputChoice, LayerChoice
+from ..nn.choices import LayerChoice
 from ..runtime import dist
 from ..runtime.device import resolve_device
 from ..runtime.typed import from_dict, to_dict
 from ..runtime.units import human_count
 from ..spaces import create, space_options
-from ..strategies import ENAS, Controller, strategy_class
+from ..strategies import strategy_class
 from ..train import TrainConfig
 from .config import RunConfig
 
@@ -47,7 +48,7 @@ def check_supernet_fits(cfg: RunConfig, data) -> None:
            f"batches of {cfg.supernet.batch_size}"
     by_batch = activations > train / 2 or not named
     check_training(weights, train, device, what, ("supernet.batch_size", cfg.supernet.batch_size) if by_batch else named)
-    check_enas_fits(cfg, space, train, device, data)
+    check_strategy_fits(cfg, space, train, device, data)
 
 
 def mix_every_option(space: SearchSpace) -> None:
@@ -176,43 +177,13 @@ def _size(value) -> Optional[float]:
     return None
 
 
-# --- the ENAS controller ---------------------------------------------------------------------------
-def check_enas_fits(cfg: RunConfig, space: SearchSpace, train: int, device: torch.device, data) -> None:
-    """Refuse ENAS settings whose controller, or whose architectures sampled at once, would not fit
-    beside the supernet's training (``train`` bytes). The sampling sizes follow ``Controller.sample``,
-    measured for the enas-macro and enas-micro spaces within 10%."""
-    settings = {k: v for k, v in cfg.strategy.items() if k != "name"}
+def check_strategy_fits(cfg: RunConfig, space: SearchSpace, train: int, device: torch.device, data) -> None:
+    """Refuse strategy settings whose own allocations (an ENAS controller and its samples) would
+    not fit beside the supernet's training (``train`` bytes)."""
     cls = strategy_class(cfg.strategy.get("name", "spos"))
-    if not issubclass(cls, ENAS):
-        return
-    c = from_dict(cls.Config, settings, where="strategy.")
-    h, layers = c.lstm_size, c.lstm_layers
-    with torch.device("meta"):  # its exact shapes, nothing allocated
-        params = count(Controller(space, h, layers).parameters())
-    controller = params * 4 * 4  # float32 weights, gradients and Adam's two moments
-    choices = [space.choice(label) for label in space.labels]
-    inputs = [ch.n_candidates for ch in choices if isinstance(ch, InputChoice)]
-    # One sampled architecture: the LSTM output kept per label, the LSTM state, the gates and the
-    # attention over the largest input choice, and its values as Python objects.
-    floats = h * (len(choices) + 2 * layers + 4 + 3 * max(inputs, default=0))
-    sample = 4 * floats + 80 * len(choices)
-    graph = 4 * 10 * layers * h * len(choices)  # what autograd keeps per label for a controller step
-    export = (c.export_samples or 100) if c.export == "best" else 1
+    config = from_dict(cls.Config, {k: v for k, v in cfg.strategy.items() if k != "name"}, where="strategy.")
     image = 4 * data.in_channels * data.image_size ** 2 + 8
-    per_rank = max(1, cfg.supernet.batch_size // dist.world())
-    held = (c.export_batches or 1) * per_rank * image if c.export == "best" else 0
-    by_batches = held > export * sample and c.export_batches is not None
-    needs = [(controller, f"strategy.lstm_size={h}" + (f", strategy.lstm_layers={layers}" if layers > 1 else ""),
-              f"the ENAS controller ({in_words(params)} parameters) with its gradients and Adam state"),
-             (c.train_steps * sample, f"strategy.train_steps={c.train_steps:,}",
-              f"the {c.train_steps:,} architectures of a phase, sampled at once"),
-             (c.ctrl_aggregate * (sample + graph), f"strategy.ctrl_aggregate={c.ctrl_aggregate:,}",
-              f"{c.ctrl_aggregate:,} architectures sampled at once with their gradients"),
-             (export * sample + held, f"strategy.export_batches={c.export_batches:,}" if by_batches else
-              f"strategy.export_samples={export:,}",
-              f"{export:,} architectures sampled at once to choose the final one, scored on "
-              f"{c.export_batches or 1:,} held-out batches")]
-    largest = max(needs[1:], key=lambda n: n[0])
-    for (_, setting, what), total in ((needs[0], controller + train), (largest, controller + largest[0] + train)):
-        check_fits(total, f"{setting}: {what}, beside the supernet's training,", f"lower {setting.partition('=')[0]}",
-                   device)
+    batch = max(1, cfg.supernet.batch_size // dist.world()) * image
+    for need, setting, what in cls.memory_needs(config, space, batch):
+        check_fits(need + train, f"{setting}: {what}, beside the supernet's training,",
+                   f"lower {setting.partition('=')[0]}", device)

@@ -150,6 +150,17 @@ class Strategy:
         """Figures for the end-of-training line (e.g. SPOS's FLOPs-bin fallbacks)."""
         return {}
 
+    @classmethod
+    def memory_needs(cls, config, space: SearchSpace, batch_bytes: int) -> list[tuple[int, str, str]]:
+        """What this strategy would allocate itself, estimated from ``config`` before it is built
+        (a size in its settings must be refused before it is allocated): ``(bytes held at once
+        beside the supernet's training, the setting that decides it, what it is)`` for each peak.
+
+        Args:
+            batch_bytes: the bytes of one training batch of this process.
+        """
+        return []
+
 
 def import_named(key: str, name: str, instead: str):
     """``module:attr`` imported, as an entry point is: the module's code runs, so a config that

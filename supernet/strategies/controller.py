@@ -19,6 +19,7 @@ from torch import nn
 
 from ..arch import Arch, SearchSpace
 from ..nn.choices import InputChoice, LayerChoice
+from ..runtime.units import human_count
 
 
 class Sample(NamedTuple):
@@ -150,3 +151,38 @@ class Controller(nn.Module):
         archs = [{f[0]: v[b] for f, v in zip(self.fields, values)} for b in range(batch)]
         penalty = torch.stack(penalties).mean(0) if penalties else torch.zeros(batch, device=dev)
         return Sample(archs, nll, entropy, penalty, skip_chosen / skip_total if skip_total else None)
+
+
+def controller_memory(space: SearchSpace, c, batch_bytes: int) -> list[tuple[int, str, str]]:
+    """ENAS's own allocations, from its settings ``c`` (an ``ENAS.Config``) before anything is built:
+    the controller with its gradients and Adam state, held all run, and beside it the largest of
+    the architectures sampled at once (a phase, a controller step, the final choice). The sampling
+    sizes follow ``Controller.sample``, measured on the enas-macro and enas-micro spaces within 10%.
+    See ``Strategy.memory_needs``."""
+    h, layers = c.lstm_size, c.lstm_layers
+    with torch.device("meta"):  # its exact shapes, nothing allocated
+        params = sum(p.numel() for p in Controller(space, h, layers).parameters())
+    controller = params * 4 * 4  # float32 weights, gradients and Adam's two moments
+    choices = [space.choice(label) for label in space.labels]
+    inputs = [ch.n_candidates for ch in choices if isinstance(ch, InputChoice)]
+    # One sampled architecture: the LSTM output kept per label, the LSTM state, the gates and the
+    # attention over the largest input choice, and its values as Python objects.
+    floats = h * (len(choices) + 2 * layers + 4 + 3 * max(inputs, default=0))
+    sample = 4 * floats + 80 * len(choices)
+    graph = 4 * 10 * layers * h * len(choices)  # what autograd keeps per label for a controller step
+    export = (c.export_samples or 100) if c.export == "best" else 1
+    held = (c.export_batches or 1) * batch_bytes if c.export == "best" else 0
+    by_batches = held > export * sample and c.export_batches is not None
+    peaks = [(c.train_steps * sample, f"strategy.train_steps={c.train_steps:,}",
+              f"the {c.train_steps:,} architectures of a phase, sampled at once"),
+             (c.ctrl_aggregate * (sample + graph), f"strategy.ctrl_aggregate={c.ctrl_aggregate:,}",
+              f"{c.ctrl_aggregate:,} architectures sampled at once with their gradients"),
+             (export * sample + held, f"strategy.export_batches={c.export_batches:,}" if by_batches else
+              f"strategy.export_samples={export:,}",
+              f"{export:,} architectures sampled at once to choose the final one, scored on "
+              f"{c.export_batches or 1:,} held-out batches")]
+    largest = max(peaks, key=lambda n: n[0])
+    setting = f"strategy.lstm_size={h}" + (f", strategy.lstm_layers={layers}" if layers > 1 else "")
+    return [(controller, setting, f"the ENAS controller ({human_count(params)} parameters) with its gradients and "
+                                  f"Adam state"),
+            (controller + largest[0], largest[1], largest[2])]

@@ -41,7 +41,7 @@ from ..arch import Arch, SearchSpace
 from ..runtime import dist
 from ..runtime.seeding import mix_seed
 from .base import StepContext, Strategy, import_named
-from .controller import Controller
+from .controller import Controller, controller_memory
 from .state import Check, ListOf, Maybe, optimizer_template
 
 EXPORT_BATCHES = 2 ** 31  # held-out batch numbers of the export, apart from the controller's
@@ -144,6 +144,10 @@ class ENAS(Strategy):
     @property
     def held_out_fraction(self) -> float:
         return self.config.held_out
+
+    @classmethod
+    def memory_needs(cls, config, space: SearchSpace, batch_bytes: int) -> list[tuple[int, str, str]]:
+        return controller_memory(space, config, batch_bytes)
 
     def setup(self, device: torch.device) -> None:
         c = self.config
