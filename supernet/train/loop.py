@@ -38,7 +38,8 @@ class TrainingError(RuntimeError):
 
 
 def fit(model: nn.Module, train_set, cfg, out_dir: Optional[Path], *, meta: Optional[dict] = None,
-        run_config: Optional[dict] = None, may_change=(), strategy: Optional[Strategy] = None, optimizer: Optional[torch.optim.Optimizer] = None,
+        run_config: Optional[dict] = None, may_change=(), strategy: Optional[Strategy] = None,
+        optimizer: Optional[torch.optim.Optimizer] = None,
         criterion: Optional[Callable] = None, resume: bool = False, force: bool = False, num_workers: int = 0,
         desc: str = "train", on_start: Optional[Callable[[], None]] = None,
         on_log: Optional[Callable[[dict], None]] = None) -> dict:
