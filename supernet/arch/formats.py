@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..nn.choices import ChannelChoice, InputChoice, LayerChoice
-from ..runtime.io import MB, check_regular_file, parse_json, read_json_file
+from ..runtime.io import MB, parse_json, read_json_file
 from .space import Arch, ArchError, SearchSpace
 
 _LEGACY_KEY = re.compile(r"^(LayerChoice|InputChoice)(\d+)$")
@@ -64,8 +64,7 @@ def _load_obj(obj: Any) -> Any:
             found = next((p for p in (path / "best_arch.json", path / "search" / "best_arch.json") if p.is_file()), None)
             hint = f"such as {found}" if found else "(a search writes RUN_DIR/search/best_arch.json)"
             raise ArchError(f"architecture {path} is a directory; give a JSON file {hint}")
-        # A device or a FIFO would be read forever, or block: refused by its stat, unopened.
-        check_regular_file(path, ARCH_MAX_BYTES, f"architecture file {path}", ArchError)
+        # A device or a FIFO would be read forever, or block: the reader refuses it by its stat, unopened.
         obj = read_json_file(path, f"architecture file {path}", ArchError, ARCH_MAX_BYTES, _FIX)
         # Our own result files wrap the architecture with metadata.
         if isinstance(obj, dict) and "arch" in obj and isinstance(obj["arch"], (dict, list)):

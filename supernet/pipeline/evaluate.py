@@ -8,7 +8,7 @@ from pathlib import Path
 from ..cost import CostModel, LatencyTableError
 from ..runtime import dist
 from ..runtime.device import resolve_device
-from ..runtime.io import read_json, write_json
+from ..runtime.io import read_json_file, write_json
 from ..spaces import create
 from ..train import evaluate as evaluate_model
 from .build import cost_model, load_data, load_subnet, model_options, subnet_options
@@ -63,5 +63,5 @@ def latency_report(run_dir: Path, cfg: RunConfig, data, arch: dict, space, cost:
                                 "threads": t["threads"], "batch": t["batch"], "file": str(cfg.latency.table)}
     measured = run_dir / "model_latency.json"
     if measured.is_file():
-        out["onnxruntime"] = read_json(measured)
+        out["onnxruntime"] = read_json_file(measured, str(measured))
     return out

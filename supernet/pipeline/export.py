@@ -9,7 +9,7 @@ import torch
 from ..cost.timing import onnx_latency
 from ..export import check_export, check_onnx, export_onnx
 from ..runtime import dist
-from ..runtime.io import read_json, write_json
+from ..runtime.io import read_json_file, write_json
 from .build import load_data, load_subnet
 from .config import stage_config
 from .rundir import owning, record_config, refuse_overwrite, require_run
@@ -42,7 +42,7 @@ def export(run_dir: Path, overrides: list[str] = (), force: bool = False) -> dic
             latency = onnx_latency(onnx_path, tuple(sample.shape[1:]), lc.threads, lc.batch)
             write_json(run_dir / "model_latency.json", latency)
             if (run_dir / "eval.json").is_file():  # evaluate ran first: its report gets the measurement too
-                report = read_json(run_dir / "eval.json")
+                report = read_json_file(run_dir / "eval.json", f"{run_dir / 'eval.json'}")
                 report["latency"] = {**report.get("latency", {}), "onnxruntime": latency}
                 write_json(run_dir / "eval.json", report)
         record_config(run_dir, cfg)  # once the export has passed its check: a refused one changes no setting
