@@ -41,7 +41,7 @@ def model_options(cfg: RunConfig, data) -> dict:
 def build_supernet(cfg: RunConfig, data):
     """The supernet to train, freshly initialised; refused in one line, before anything is
     allocated, when training it (with its strategy's own state) would not fit in memory."""
-    check_supernet_fits(cfg, data)
+    check_supernet_fits(cfg, data, model_options(cfg, data))
     return create(cfg.space.name, **model_options(cfg, data))
 
 

@@ -30,9 +30,9 @@ from .config import RunConfig
 DATA_OPTIONS = ("num_classes", "in_channels", "input_size")  # set by the data, not by the user's options
 
 
-def check_supernet_fits(cfg: RunConfig, data) -> None:
-    """Refuse, in one line, a supernet (with its strategy's own state) too large to train here."""
-    options = {**cfg.space.options, **dict(zip(DATA_OPTIONS, (data.num_classes, data.in_channels, data.image_size)))}
+def check_supernet_fits(cfg: RunConfig, data, options: dict) -> None:
+    """Refuse, in one line, a supernet (with its strategy's own state) too large to train here;
+    ``options`` are the space's, with what the data dictates."""
     model = meta_model(cfg.space.name, options)
     if model is None:
         return
