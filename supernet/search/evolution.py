@@ -6,7 +6,8 @@ Per generation: 25 mutations of the global top-10 (each gene resampled with p=0.
 crossovers of two top-10 parents (each gene from either, p=0.5), then a random refill to the
 population of 50. Each operator stops after 10x its count in tries. A candidate is legal if it
 was never seen and meets the constraints; the constraints are checked before any evaluation and a
-seen architecture is never evaluated again. Ranking is by (top-1 error, top-5 error).
+seen architecture is never evaluated again. Ranking is by (top-1 error, top-5 error). Once every
+legal architecture has been evaluated the search stops, whatever generations are left.
 
 The whole state (generation, RNG, every result, the settings) is plain JSON, saved after each
 generation, so a search killed mid-generation resumes by redoing that generation identically. A
@@ -39,6 +40,10 @@ FIXED = ("algorithm", "population", "topk", "mutations", "crossovers", "mutation
 # ``CandidateEvaluator``); the search itself never reads them.
 SCORER = ("recal_batches", "recal_batch_size", "val_batch_size", "val_images")
 
+# Under constraints, a space of at most this many architectures is enumerated once to count the
+# legal ones (about 10 µs each), so that its exhaustion is noticed; a larger one is not checked.
+COUNT_LEGAL_UP_TO = 100_000
+
 
 class SearchStateError(ValueError):
     """A saved search state that this search cannot continue."""
@@ -68,6 +73,7 @@ class EvolutionSearch:
         self.topk: list[dict] = []
         self.tried = {"mutation": 0, "crossover": 0, "random": 0}  # this generation's proposals, for its warning
         self.rejected = {"seen": 0, "constraints": 0}
+        self._legal_count: Optional[int] = None
         if state is not None:
             self.load_state_dict(state)
         check_scorer(evaluate, cfg)
@@ -82,7 +88,33 @@ class EvolutionSearch:
 
     @property
     def done(self) -> bool:
-        return self.generation >= self.generations
+        """True once every generation has run, or every legal architecture has been evaluated."""
+        return self.generation >= self.generations or self.exhausted
+
+    @property
+    def legal_count(self) -> Optional[int]:
+        """How many architectures meet the constraints: the space's size without constraints, counted
+        for a space of at most ``COUNT_LEGAL_UP_TO``, else None (unknown)."""
+        if self.constraints is None:
+            return self.space.size
+        if self._legal_count is None and self.space.size <= COUNT_LEGAL_UP_TO:
+            self._legal_count = sum(1 for arch in self.space if self.constraints.ok(arch))
+        return self._legal_count
+
+    @property
+    def exhausted(self) -> bool:
+        """True when no legal architecture is left unevaluated. It is derived from the results, so a
+        resumed search of an exhausted space stops at once too."""
+        legal = self.legal_count
+        return legal is not None and len(self.visited) >= legal
+
+    def exhausted_line(self) -> str:
+        """One line: the space is used up, with its size, and what is skipped."""
+        n, size = len(self.visited), self.space.size
+        which = f"all {n:,} architectures of the space" if n == size else \
+            f"all {n:,} architectures that meet the constraints ({self.constraints}) of the space's {size:,}"
+        return (f"note: the search space is exhausted: {which} have been evaluated; the search stops after "
+                f"{self.generation} of {self.generations} generations")
 
     def settings(self) -> dict:
         """The settings a resumed search must share with the saved one (constraints as exact bounds)."""
@@ -240,6 +272,8 @@ class EvolutionSearch:
                     break  # no legal unseen architecture left
         finally:
             bar.close()
+        if self.generation < self.generations and self.exhausted and dist.is_main():  # also a resume that had
+            print(self.exhausted_line(), file=sys.stderr)                               # nothing left to do
         return self.topk
 
 

@@ -114,3 +114,51 @@ def test_scorer_settings_that_a_user_evaluator_would_ignore_are_refused():
     cfg = dataclasses.replace(cfg, recal_batches=7, val_images=10)
     with pytest.raises(ValueError, match="recal_batches=7, val_images=10: these settings build the built-in scorer"):
         EvolutionSearch(SearchSpace(model), lambda arch: {"top1_err": 0.5, "top5_err": 0.1}, cfg, cost)
+
+
+def four_architectures():
+    """A space of 4 architectures: one choice among convolutions of growing FLOPs."""
+    from supernet.nn import LayerChoice
+    model = torch.nn.Sequential(
+        LayerChoice([torch.nn.Conv2d(3, 4, k, padding=k // 2) for k in (1, 3, 5, 7)], label="conv"),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 5))
+    cost = CostModel(model, (3, 8, 8))
+    cfg = SearchConfig(population=12, generations=10, topk=4, mutations=6, crossovers=6, seed=0, progress=False)
+    return cost, cfg
+
+
+@pytest.mark.parametrize("limit", [None, "largest"])
+def test_an_exhausted_space_ends_the_search_with_one_line_and_so_does_its_resume(capsys, limit):
+    cost, cfg = four_architectures()
+    space = cost.space
+    constraints, legal = None, 4
+    if limit:  # the largest kernel breaks the constraint: 3 legal architectures
+        constraints, legal = Constraints(cost, [f"flops<={cost.range()['flops_max'] - 1}"]), 3
+    rec = Recorder(space)
+    engine = EvolutionSearch(space, rec, cfg, cost, constraints)
+    saved = []
+    engine.run(on_generation=lambda e, new: saved.append(json.loads(json.dumps(e.state_dict()))))
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the search space is exhausted" in err and f"all {legal} architectures" in err
+    assert "stops after 1 of 10 generations" in err and "no legal new candidate" not in err
+    assert engine.done and engine.generation == 1 and len(saved) == 1
+    assert sorted(rec.calls) == sorted(set(rec.calls)) and len(rec.calls) == len(engine.results) == legal
+
+    rec = Recorder(space)
+    resumed = EvolutionSearch(space, rec, cfg, cost, constraints, state=saved[-1])
+    resumed.run(on_generation=lambda e, new: saved.append(e))
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the search space is exhausted" in err
+    assert rec.calls == [] and len(saved) == 1 and resumed.results == engine.results
+
+
+def test_a_generation_that_finds_nothing_in_a_space_not_exhausted_still_warns(capsys):
+    cost, cfg = four_architectures()
+    space = cost.space
+    engine = EvolutionSearch(space, Recorder(space), cfg, cost)
+    engine.step()
+    engine.results, engine.visited = engine.results[:3], {space.encode(r["arch"]) for r in engine.results[:3]}
+    engine.rng = random.Random(0)
+    engine.propose = lambda: []  # nothing legal found although one architecture is left
+    engine.step()
+    assert not engine.exhausted and "generation 1 found no legal new candidate" in capsys.readouterr().err
