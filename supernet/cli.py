@@ -139,7 +139,7 @@ def cmd_retrain(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from . import pipeline
-    r = pipeline.evaluate(args.run_dir, force=args.force)
+    r = pipeline.evaluate(args.run_dir, force=args.force, threads=args.threads)
     if r is None:
         return 0
     print(f"evaluate: test top-1 {r['top1']:.4f}, top-5 {r['top5']:.4f} on {r['n']} images -> {args.run_dir}/eval.json")
@@ -176,6 +176,11 @@ class _Deprecated(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+THREADS_HELP = ("torch's CPU threads (default: the run's runtime.threads, else one per core); recorded in "
+                "config.yaml. On a machine other processes are using, fewer threads than free cores is much "
+                "faster; the count changes results by rounding")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with its errors in the CLI's one-line form (the usage is one --help away)."""
 
@@ -198,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="space options, e.g. num_classes=1000 input_size=224 channel_search=true width_mult=0.5")
     info.add_argument("--arch", help="an architecture: a JSON string, a JSON file, or an NNI-format file")
     info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
     info.add_argument("--latency-table", metavar="FILE", help="a table from 'supernet latency' for this space: "
                                                               "print the predicted latency (range)")
     info.set_defaults(func=cmd_info)
@@ -244,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
             if resume:
                 again.add_argument("--resume", action="store_true", help="continue this stage where it stopped")
             again.add_argument("--force", action="store_true", help="start this stage over, replacing its results")
+        sp.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
         if options:
             sp.add_argument("options", nargs="*", metavar="key=value",
                             help="dotted config overrides, e.g. supernet.steps=100 (a stage's own keys need no prefix)")
@@ -281,6 +288,18 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, or a usage error already printed: a status, as every other return
         return e.code if isinstance(e.code, int) else 2
+    if getattr(args, "threads", None) is not None:
+        if args.threads < 1:
+            print(f"supernet {args.command}: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+            return 2
+        if args.command != "info" and getattr(args, "options", None) is not None:
+            args.options.append(f"runtime.threads={args.threads}")  # the stage sets it and records it
+        else:
+            from .runtime.threads import use_threads
+            use_threads(args.threads)
+    elif args.command == "info":  # the stages set theirs from the run's config
+        from .runtime.threads import use_threads
+        use_threads(None)
     dist.init_from_env()  # torchrun: join the process group; only rank 0 prints and writes
     quiet = contextlib.nullcontext() if dist.is_main() else contextlib.redirect_stdout(open(os.devnull, "w"))
     try:

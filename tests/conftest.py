@@ -6,7 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from supernet.spaces import SPACES, create
+# The tests choose their thread count (torch's default), so no command warns that the
+# machine is busy, and child processes run with the same count.
+os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
+
+from supernet.spaces import SPACES, create  # noqa: E402
 from supernet.train import fit, load_checkpoint
 from supernet.train.metrics import read_metrics
 

@@ -16,15 +16,17 @@ import yaml
 from ..cost.latency import LatencyConfig
 from ..data import DataConfig
 from ..export import ExportConfig
+from ..runtime.threads import RuntimeConfig, use_threads
 from ..runtime.typed import ConfigError, from_dict, merge, parse_overrides, to_dict
 from ..search.config import SearchConfig
 from ..strategies import check_settings, strategy_class
 from ..train.config import TrainConfig
 
 PACKAGED_CONFIGS = Path(__file__).parents[1] / "configs"
-# Keys a later stage may change besides its own section: where the data lives and how it is read.
+# Keys a later stage may change besides its own section: where the data lives and how it is read,
+# and how many CPU threads run it.
 # The latency target may be set at any stage: the table is checked against the model whenever it is used.
-SHARED_KEYS = {"data": {"root", "num_workers"},
+SHARED_KEYS = {"data": {"root", "num_workers"}, "runtime": {"threads"},
                "latency": {"table", "backend", "device", "threads", "batch", "device_name"}}
 # A resumed training stage continues the run its checkpoint records. These sections decide what
 # it computes; of them, a resume may change only how it logs, checkpoints, shows progress, where
@@ -73,6 +75,7 @@ class RunConfig:
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)  # how this machine runs it (CPU threads)
 
     def __post_init__(self):
         self.strategy = check_settings(self.strategy)  # validated, with the strategy's defaults
@@ -238,3 +241,9 @@ def stage_config(run_dir: Path, overrides: list[str], section: str) -> RunConfig
             raise ConfigError(f"{section} may not change {sec}.{bad[0]} (it was fixed when the supernet was trained); "
                               f"use a new --run-dir to change it")
     return load_config(saved, extra)
+
+
+def use_runtime(cfg: RunConfig) -> None:
+    """Run this process with the config's CPU thread count; torch's default is resolved to its
+    count, so that ``config.yaml`` records the count every later stage then uses."""
+    cfg.runtime.threads = use_threads(cfg.runtime.threads)

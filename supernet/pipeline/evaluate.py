@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 from ..cost import CostModel, LatencyTableError
 from ..runtime import dist
@@ -12,18 +13,23 @@ from ..runtime.io import read_json_file, write_json
 from ..spaces import create
 from ..train import evaluate as evaluate_model
 from .build import cost_model, load_data, load_subnet, model_options, subnet_options
-from .config import RunConfig, stage_config
+from .config import RunConfig, stage_config, use_runtime
 from .rundir import owning, refuse_overwrite, require_run
 
 
-def evaluate(run_dir: Path, force: bool = False) -> dict | None:
-    """Evaluate ``RUN/retrain`` on the test split; None on ranks other than 0 under torchrun."""
+def evaluate(run_dir: Path, force: bool = False, threads: Optional[int] = None) -> dict | None:
+    """Evaluate ``RUN/retrain`` on the test split; None on ranks other than 0 under torchrun.
+
+    Args:
+        threads: CPU threads (default: the run's recorded ``runtime.threads``).
+    """
     if not dist.is_main():  # one process is plenty; under torchrun the others have nothing to do
         return None
     run_dir = Path(run_dir)
     require_run(run_dir)
     with owning(run_dir, "evaluate", every_rank=False):
-        cfg = stage_config(run_dir, [], "retrain")
+        cfg = stage_config(run_dir, [] if threads is None else [f"runtime.threads={threads}"], "retrain")
+        use_runtime(cfg)
         refuse_overwrite([run_dir / "eval.json"], force)
         data = load_data(cfg)
         model, arch = load_subnet(run_dir, cfg, data)

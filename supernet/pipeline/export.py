@@ -11,7 +11,7 @@ from ..export import check_export, check_onnx, export_onnx
 from ..runtime import dist
 from ..runtime.io import read_json_file, write_json
 from .build import load_data, load_subnet
-from .config import stage_config
+from .config import stage_config, use_runtime
 from .rundir import owning, record_config, refuse_overwrite, require_run
 
 
@@ -24,6 +24,7 @@ def export(run_dir: Path, overrides: list[str] = (), force: bool = False) -> dic
     check_export(stage_config(run_dir, overrides, "export").export.opset)  # the extra and the opset, before the lock
     with owning(run_dir, "export", every_rank=False):
         cfg = stage_config(run_dir, overrides, "export")
+        use_runtime(cfg)
         check_export(cfg.export.opset)  # the export extra and the opset, before any work
         refuse_overwrite([run_dir / "arch.json", run_dir / "model.onnx"], force)
         data = load_data(cfg)

@@ -16,7 +16,7 @@ from ..search import recalibrate_bn
 from ..strategies import Plain
 from ..train import fit, load_latest, save_checkpoint
 from .build import build_subnet, load_data, subnet_options, supernet_space
-from .config import RunConfig, stage_config
+from .config import RunConfig, stage_config, use_runtime
 from .rundir import fitting, owning, require_run
 from .sizes import check_subnet_fits
 
@@ -31,6 +31,7 @@ def retrain(run_dir: Path, arch_path=None, overrides: list[str] = (), resume: bo
     require_run(run_dir)
     with owning(run_dir, "retrain"):
         cfg = stage_config(run_dir, overrides, "retrain")
+        use_runtime(cfg)
         rc = cfg.retrain
         data = load_data(cfg)
         arch = arch_for_retrain(run_dir, arch_path, supernet_space(cfg, data))

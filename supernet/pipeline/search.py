@@ -24,7 +24,7 @@ from ..search.state import check_population, load_state, validate_state
 from ..train import CheckpointError
 from ..train.checkpoint import remove_stale_temp_files
 from .build import cost_model, load_data, load_supernet, model_options, needs_latency_table
-from .config import dump_config, stage_config
+from .config import dump_config, stage_config, use_runtime
 from .plots import plot_search
 from .rundir import owning, record_config, replacing, require_run
 
@@ -36,6 +36,7 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
     require_run(run_dir)
     with owning(run_dir, "search"):
         cfg = stage_config(run_dir, overrides, "search")
+        use_runtime(cfg)
         sc = cfg.search
         out = run_dir / "search"
         state_path = out / "state.json"

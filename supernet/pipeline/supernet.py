@@ -13,7 +13,7 @@ from ..runtime.typed import ConfigError, parse_overrides
 from ..strategies import build_strategy
 from ..train import CheckpointError, fit
 from .build import build_supernet, cost_model, load_data, model_options, needs_latency_table, supernet_meta
-from .config import DECIDES, SHARED_KEYS, load_config, resolve_config_path, scope_overrides
+from .config import DECIDES, SHARED_KEYS, load_config, resolve_config_path, scope_overrides, use_runtime
 from .plots import plot_arch_history
 from .rundir import fitting, owning
 
@@ -44,6 +44,7 @@ def train_supernet(run_dir: Path, config: Optional[str | Path] = None, overrides
         if not resume and list((run_dir / "supernet").glob("*.pt")) and not force:
             raise CheckpointError(f"{run_dir} already holds a supernet; pass --resume to continue it or --force to "
                                   f"start over (or use a new --run-dir)")
+        use_runtime(cfg)
         data = load_data(cfg)
         torch.manual_seed(cfg.supernet.seed)  # the initial weights, so that a run is a function of its config
         model = build_supernet(cfg, data)

@@ -6,5 +6,6 @@
     typed      settings dataclasses filled from YAML and ``key=value`` overrides, checked
     seeding    seeds as functions of a few ints
     progress   progress bars
+    threads    torch's CPU thread count, and a warning when the machine is busy
     units      counts, latencies and sizes in words
 """
