@@ -12,9 +12,15 @@ from ..runtime.io import atomic_write
 
 
 def plot_search(results: list[dict], path: Path, upper: float | None = None, lower: float | None = None,
-                title: str = "", metric: str = "flops") -> Path:
+                title: str = "", metric: str = "flops", recalibrated: bool = True) -> Path:
     """Top-1 by generation, and top-1 against FLOPs (or predicted latency, when the search was
-    constrained on latency), with the constraint's bounds as lines."""
+    constrained on latency), with the constraint's bounds as lines.
+
+    The title is ``title`` over the best candidate's score, said as what it is: the supernet's
+    top-1 on the validation split with inherited weights (after BN recalibration, when
+    ``recalibrated``), which ranks candidates but is not the retrained network's accuracy
+    (``evaluate`` reports that).
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -45,12 +51,21 @@ def plot_search(results: list[dict], path: Path, upper: float | None = None, low
     if upper is not None or lower is not None:
         ax2.legend(loc="lower right")
     ax2.set_xlabel(xlabel)
-    ax2.set_ylabel("top-1 (%)")
+    ax2.set_ylabel("supernet validation top-1 (%)")
     ax2.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
+    fig.suptitle("\n".join(filter(None, [title, search_headline(results, recalibrated)])))
     fig.tight_layout()
     return _save(fig, path)
+
+
+def search_headline(results: list[dict], recalibrated: bool = True) -> str:
+    """``best supernet validation top-1 82.00% (BN-recalibrated, inherited weights)``; empty
+    before any candidate was scored."""
+    if not results:
+        return ""
+    best = max(r["top1"] for r in results)
+    how = "BN-recalibrated, inherited weights" if recalibrated else "inherited weights, no BN recalibration"
+    return f"best supernet validation top-1 {100 * best:.2f}% ({how})"
 
 
 def plot_arch_history(data: dict, path: Path, title: str = "") -> Path:
@@ -161,7 +176,7 @@ def plot_controller(data: dict, path: Path, title: str = "") -> Path:
         ax = axes[2]
         ax.hist(scores, bins=20, color="C0", alpha=0.7)
         ax.axvline(max(scores), color="C3", ls="--", label=f"exported {max(scores):.3f}")
-        ax.set_xlabel("held-out score")
+        ax.set_xlabel("held-out score (the supernet's shared weights)")
         ax.set_ylabel(f"of {len(scores)} sampled architectures")
         ax.legend(loc="upper left")
     if title:

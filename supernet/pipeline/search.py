@@ -114,7 +114,7 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
         upper = min((c.max for c in bounds if c.metric == metric and c.max is not None), default=None)
         lower = max((c.min for c in bounds if c.metric == metric and c.min is not None), default=None)
         plot_search(engine.results, out / "search.png", upper, lower, metric=metric,
-                    title=f"{sc.algorithm} search on {cfg.space.name}: best top-1 {100 * best['top1']:.2f}%")
+                    title=f"{sc.algorithm} search on {cfg.space.name}", recalibrated=sc.recal_batches > 0)
     return summary
 
 

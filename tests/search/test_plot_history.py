@@ -1,8 +1,9 @@
-"""``plot_arch_history``: the DARTS search plot renders for a cell space and for a space without cells."""
+"""``plot_arch_history``: the DARTS search plot renders for a cell space and for a space without cells;
+``plot_search``: its title says what the score is."""
 import numpy as np
 from PIL import Image
 
-from supernet.pipeline.plots import plot_arch_history
+from supernet.pipeline.plots import plot_arch_history, plot_search
 
 OPS = ["none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
        "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"]
@@ -55,3 +56,25 @@ def test_plot_without_edges(tmp_path):
         w, h = im.size
     assert 300 < w < 1500 and 150 < h < 1000, (w, h)
     assert out.stat().st_size > 5_000
+
+
+def _titles(monkeypatch):
+    """The suptitles of the figures the plots save."""
+    from supernet.pipeline import plots
+    titles, save = [], plots._save
+
+    def saving(fig, path, **kw):
+        titles.append(fig._suptitle.get_text())
+        return save(fig, path, **kw)
+    monkeypatch.setattr(plots, "_save", saving)
+    return titles
+
+
+def test_search_plot_title_says_the_score_is_the_supernets_on_validation(tmp_path, monkeypatch):
+    titles = _titles(monkeypatch)
+    results = [{"generation": g, "top1": t, "flops": 1e6 + g} for g, t in ((0, 0.5), (0, 0.8234), (1, 0.7))]
+    plot_search(results, tmp_path / "search.png", upper=2e6, title="evolution search on shufflenet-cifar")
+    plot_search(results, tmp_path / "plain.png", recalibrated=False)
+    assert titles == ["evolution search on shufflenet-cifar\n"
+                      "best supernet validation top-1 82.34% (BN-recalibrated, inherited weights)",
+                      "best supernet validation top-1 82.34% (inherited weights, no BN recalibration)"]
