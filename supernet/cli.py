@@ -48,6 +48,9 @@ def disk_full_message(e: OSError, run_dir) -> str:
 
 def cmd_info(args) -> int:
     from .pipeline.tools import space_info, target_words
+    from .spaces import SPACES
+    if args.space is None:  # optional for argparse, so that the message can list the spaces
+        raise ConfigError(f"info needs a SPACE, one of the registered spaces: {', '.join(SPACES)}")
     r = space_info(args.space, args.options, args.arch, args.latency_table)
     if args.json:
         print(json.dumps({k: v for k, v in r.items() if k not in ("doc", "describe", "target")}))
@@ -76,7 +79,11 @@ def cmd_info(args) -> int:
 def cmd_latency(args) -> int:
     from .cost.timing import check_line
     from .pipeline.tools import build_latency_table, check_latency_table, target_words
+    from .spaces import SPACES
     space, options = args.space, list(args.options)
+    if space is None and args.config is None and args.run_dir is None and args.table is None:
+        raise ConfigError(f"latency needs a model: SPACE (one of {', '.join(SPACES)}), --config CFG or --run-dir "
+                          f"RUN, and --out FILE for the table (or --table FILE --check K to check one)")
     if space is not None and "=" in space and args.table is None:  # argparse gives SPACE the first key=value
         if args.config is None and args.run_dir is None:
             raise ConfigError(f"latency got the override {space!r} but no model: give SPACE before its options, or "
@@ -189,8 +196,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .demo import DEMOS
+    from .spaces import SPACES
     from .strategies import STRATEGIES
-    strategies = ", ".join(STRATEGIES)
+    strategies, spaces = ", ".join(STRATEGIES), ", ".join(SPACES)  # from the registries, so never out of date
     p = _Parser(prog="supernet", description=f"One-shot neural architecture search ({strategies}): train a "
                                              f"supernet, search it, retrain, evaluate and export the result.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -198,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="summarise a search space, or cost one architecture",
                           description="Summarise a search space (labels, size, FLOPs/params range), or "
                                       "give one architecture's FLOPs and params.")
-    info.add_argument("space", help="a registered space, e.g. shufflenet or shufflenet-cifar")
+    info.add_argument("space", nargs="?", help=f"a registered space: {spaces}")
     info.add_argument("options", nargs="*", metavar="key=value",
                       help="space options, e.g. num_classes=1000 input_size=224 channel_search=true width_mult=0.5")
     info.add_argument("--arch", help="an architecture: a JSON string, a JSON file, or an NNI-format file")
@@ -211,15 +220,19 @@ def build_parser() -> argparse.ArgumentParser:
     lat = sub.add_parser("latency", help="measure a latency lookup table on this machine (torch or ONNX Runtime)",
                          description="Time every option of every choice at its input shape (and the rest of the "
                                      "network) on this machine; with --check K, also time K random subnets end to "
-                                     "end and report the table's error, its ranking quality and the fitted overhead.")
-    lat.add_argument("space", nargs="?", help="a registered space (or use --config / --run-dir)")
+                                     "end and report the table's error, its ranking quality and the fitted overhead. "
+                                     "The table goes to --out, which is required (with --run-dir too); only "
+                                     "--table, which checks an existing table, may leave it out.")
+    lat.add_argument("space", nargs="?", help=f"a registered space ({spaces}), or use --config / --run-dir")
     lat.add_argument("options", nargs="*", metavar="key=value",
                      help="space options after SPACE; config overrides with --config or --run-dir (e.g. "
                           "latency.threads=2 space.options.width_mult=0.5)")
     lat.add_argument("--config", help="the space and data of a config (a YAML file or a packaged one: digits, ...)")
     lat.add_argument("--run-dir", type=_path, help="the space and data of a run's config.yaml")
     lat.add_argument("--table", metavar="FILE", help="check this existing table (needs --check K)")
-    lat.add_argument("--out", metavar="FILE", help="where the table is written (JSON)")
+    lat.add_argument("--out", metavar="FILE", help="where the table is written (JSON; --check K puts its plot "
+                                                   "beside it as .png); required, also with --run-dir. With --table "
+                                                   "it defaults to that table, updated in place")
     lat.add_argument("--backend", choices=["torch", "onnxruntime"], help="default: latency.backend (torch)")
     lat.add_argument("--device", help="cpu or cuda (torch backend); default: latency.device (cpu)")
     lat.add_argument("--threads", type=int, help="intra-op threads while timing; default: latency.threads (1)")
@@ -264,15 +277,16 @@ def build_parser() -> argparse.ArgumentParser:
     stage("retrain", cmd_retrain, "train the searched architecture from scratch as a plain network", arch=True)
     stage("evaluate", cmd_evaluate, "top-1 / top-5 of the retrained network on the test split -> eval.json",
           resume=False, options=False)
-    stage("export", cmd_export, "write RUN_DIR/arch.json and RUN_DIR/model.onnx (checked against PyTorch)",
+    stage("export", cmd_export, "write RUN_DIR/arch.json and RUN_DIR/model.onnx (checked against PyTorch) and, "
+                                "with onnxruntime, its latency -> RUN_DIR/model_latency.json",
           resume=False)
     demo = stage("demo", cmd_demo, "the whole pipeline on the embedded digits data, then a summary table",
                  resume=False)
-    demo.add_argument("--strategy", choices=["spos", "darts", "enas"], default="spos",
+    demo.add_argument("--strategy", choices=list(DEMOS), default="spos",
                       help="spos: supernet, evolution search, retrain (configs/digits.yaml); darts: "
                            "differentiable search, the architecture derived from α (configs/darts-digits.yaml); "
                            "enas: an RL controller picks the architecture (configs/enas-digits.yaml)")
-    demo.add_argument("--method", dest="strategy", choices=["spos", "darts", "enas"], action=_Deprecated,
+    demo.add_argument("--method", dest="strategy", choices=list(DEMOS), action=_Deprecated,
                       help="deprecated: the old name of --strategy")
 
     return p

@@ -81,6 +81,13 @@ def run_demo(run_dir: Optional[Path] = None, overrides: list[str] = (), strategy
     for name, seconds in rows:
         print(f"{name:<15} {results[name]:<{width}} {seconds:>6.1f}s")
     print(f"{'total':<15} {'':<{width}} {total:>6.1f}s")
-    onnx = "arch.json" if ex.get("skipped") else "arch.json, model.onnx"
-    print(f"\nartifacts in {run_dir}/ (config.yaml, supernet/, search/search.png, retrain/, eval.json, {onnx})")
+    # What this run wrote: DARTS and ENAS write search/best_arch.json but no search.png, and
+    # model_latency.json exists only where ONNX Runtime timed model.onnx.
+    written = ["config.yaml", "supernet/", "search/search.png" if found is not None else "search/best_arch.json",
+               "retrain/", "eval.json", "arch.json"]
+    if not ex.get("skipped"):
+        written.append("model.onnx")
+    if ex.get("latency") is not None:
+        written.append("model_latency.json")
+    print(f"\nartifacts in {run_dir}/ ({', '.join(written)})")
     return {"run_dir": str(run_dir), "eval": ev, "search": found, "seconds": total}

@@ -77,6 +77,75 @@ def test_every_subcommand_has_working_help(capsys):
         assert "usage: supernet" in capsys.readouterr().out
 
 
+def flat(text: str) -> str:
+    return "".join(text.split())
+
+
+def help_text(capsys, *argv) -> str:
+    """The help without whitespace: argparse wraps lines anywhere, even after a word's hyphen."""
+    assert main([*argv, "--help"]) == 0
+    return flat(capsys.readouterr().out)
+
+
+def test_the_help_names_every_registered_strategy_space_and_demo(capsys):
+    from supernet.demo import DEMOS
+    from supernet.spaces import SPACES
+    from supernet.strategies import STRATEGIES
+    assert len(STRATEGIES) >= 6 and ",".join(STRATEGIES) in help_text(capsys)
+    assert ",".join(STRATEGIES) in help_text(capsys, "train-supernet")
+    for command in ("info", "latency"):
+        assert ",".join(SPACES) in help_text(capsys, command), command
+    assert "{" + ",".join(DEMOS) + "}" in help_text(capsys, "demo")
+    assert "model_latency.json" in help_text(capsys, "export")
+
+
+def test_latency_help_says_where_the_table_goes(capsys):
+    text = help_text(capsys, "latency")
+    assert flat("required, also with --run-dir") in text and flat("With --table it defaults to that table") in text
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["info"], "info needs a SPACE, one of the registered spaces: "),
+    (["latency"], "latency needs a model: SPACE (one of "),
+])
+def test_a_command_without_its_space_lists_the_registered_ones(capsys, argv, words):
+    from supernet.spaces import SPACES
+    code, _, err = run(capsys, *argv)
+    line = err.strip().splitlines()[-1]  # after any warning about the machine's load
+    assert code == 2 and words in line and ", ".join(SPACES) in line and "key=value" not in err
+
+
+def test_the_unknown_strategy_message_in_the_docs_is_the_real_one(capsys, tmp_path):
+    """Every example of the message in README.md and docs/ lists what the command lists."""
+    import re
+    from pathlib import Path
+    code, _, err = run(capsys, "train-supernet", "--config", "digits", "--run-dir", str(tmp_path / "run"),
+                       "strategy.name=nope")
+    real = re.search(r"strategy\.name must be one of .*", err)[0]
+    root = Path(__file__).resolve().parents[1]
+    examples = [(path.name, m[0]) for path in [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+                for m in re.finditer(r"strategy\.name must be one of [^`|\n]*", path.read_text())]
+    assert code == 2 and examples
+    assert all(text.strip() == real.strip() for _, text in examples), (real, examples)
+
+
+def test_the_demo_lists_the_files_it_wrote(tmp_path, capsys, monkeypatch):
+    from supernet import demo
+    pytest.importorskip("onnxruntime")
+    best = {"top1": 0.5, "top5": 1.0, "flops": 1e6, "params": 1e4}
+    ev = {"top1": 0.9, "top5": 1.0, "n": 3, "flops": 1e6, "params": 1e4, "arch": {"layer_0": 1}}
+    latency = {"median_ms": 0.08, "batch": 1}
+    monkeypatch.setattr(demo.pipeline, "train_supernet", lambda *a, **k: {"steps": 1, "acc": 0.5, "arch": None})
+    monkeypatch.setattr(demo.pipeline, "search", lambda *a, **k: {"best": best, "evaluated": 2, "random_mean_top1": .2})
+    monkeypatch.setattr(demo.pipeline, "retrain", lambda *a, **k: {})
+    monkeypatch.setattr(demo.pipeline, "evaluate", lambda *a, **k: ev)
+    monkeypatch.setattr(demo.pipeline, "export", lambda *a, **k: {"max_abs_diff": 1e-6, "latency": latency})
+    demo.run_demo(tmp_path / "demo")
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == (f"artifacts in {tmp_path / 'demo'}/ (config.yaml, supernet/, search/search.png, retrain/, "
+                    f"eval.json, arch.json, model.onnx, model_latency.json)")
+
+
 def test_the_commands_in_the_packaged_configs_parse():
     """Each config file starts with the commands that run it: they must be commands the CLI has."""
     import re
