@@ -166,3 +166,13 @@ def test_the_commands_in_the_packaged_configs_parse():
                 assert all("=" in o for o in getattr(args, "options", [])), (config.name, command)
                 seen += 1
     assert seen > 20
+
+
+def test_the_quick_start_shows_the_readmes_demo_table():
+    """Both pages show the same run: a row the demo prints in one must not be missing in the other."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    tables = [re.search(r"```\nstage .*?```", (root / page).read_text(), re.S)[0]
+              for page in ("README.md", "docs/quickstart.md")]
+    assert tables[0] == tables[1] and "ONNX Runtime" in tables[0]
