@@ -9,6 +9,7 @@ protocol); ``test`` is only for the final evaluation.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -19,6 +20,10 @@ from .common import DataError
 from .loader import StepBatchSampler, eval_loader, fixed_batches, train_loader
 
 NAMES = ("digits", "cifar10", "imagefolder", "synthetic")
+# The settings that only some datasets read. Another dataset refuses a value other than the
+# default rather than ignore it, so a run's config.yaml may leave them out (they load as defaults).
+ONLY_FOR = {"root": ("cifar10", "imagefolder"), "test_fraction": ("digits",), "skip_corrupt": ("imagefolder",),
+            "synthetic_train": ("synthetic",), "synthetic_test": ("synthetic",), "synthetic_classes": ("synthetic",)}
 
 
 @dataclass
@@ -63,6 +68,22 @@ class DataConfig:
             bad("num_workers", self.num_workers, "use 0 (load in the main process) or more")
         if self.name in ("cifar10", "imagefolder") and not self.root:
             bad("root", self.root, f"data.name={self.name} reads from disk; set data.root to its folder")
+        for field, names in ONLY_FOR.items():
+            default = DATA_DEFAULTS[field]
+            if self.name not in names and getattr(self, field) != default:
+                bad(field, getattr(self, field), f"it applies only to data.name={' or '.join(names)}, and this "
+                    f"run reads {self.name}; remove it (or set data.{field}={_yaml(default)})")
+
+    def applies(self, field: str) -> bool:
+        """Whether this dataset reads ``field`` (the settings of other datasets hold their defaults)."""
+        return self.name in ONLY_FOR.get(field, NAMES)
+
+
+def _yaml(value) -> str:
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+DATA_DEFAULTS = {f.name: f.default for f in dataclasses.fields(DataConfig)}
 
 
 @dataclass

@@ -14,8 +14,9 @@ from typing import get_type_hints
 import yaml
 
 from ..cost.latency import LatencyConfig
-from ..data import DataConfig
+from ..data import DATA_DEFAULTS, DataConfig
 from ..export import ExportConfig
+from ..runtime.device import resolve_device
 from ..runtime.threads import RuntimeConfig, use_threads
 from ..runtime.typed import ConfigError, from_dict, merge, parse_overrides, to_dict
 from ..search.config import SearchConfig
@@ -209,7 +210,15 @@ def resumable_keys(cfg: RunConfig, section: str) -> list[str]:
 
 
 def dump_config(cfg: RunConfig) -> str:
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    """``cfg`` as ``config.yaml`` records it, which loads back to ``cfg``: every section, less the
+    settings of other datasets (``data.synthetic_train`` in a digits run), which hold their defaults
+    and so load as they were; under a comment on the settings that act on CUDA only."""
+    data = to_dict(cfg)
+    data["data"] = {k: v for k, v in data["data"].items() if cfg.data.applies(k) or v != DATA_DEFAULTS[k]}
+    where = ("here with device auto or cuda, not with device cpu" if resolve_device("auto").type == "cuda"
+             else "this machine has no CUDA, so here they do nothing")
+    return (f"# The resolved config: later stages and --resume read it back.\n"
+            f"# amp and channels_last act on CUDA only: {where}.\n") + yaml.safe_dump(data, sort_keys=False)
 
 
 def resolve_config_path(name: str | Path) -> Path:
