@@ -51,6 +51,9 @@ def cmd_info(args) -> int:
     from .spaces import SPACES
     if args.space is None:  # optional for argparse, so that the message can list the spaces
         raise ConfigError(f"info needs a SPACE, one of the registered spaces: {', '.join(SPACES)}")
+    if args.threads is None:  # the stages set theirs from the run's config
+        from .runtime.threads import use_threads
+        use_threads(None)  # warns if the machine is busy
     r = space_info(args.space, args.options, args.arch, args.latency_table)
     if args.json:
         print(json.dumps({k: v for k, v in r.items() if k not in ("doc", "describe", "target")}))
@@ -311,9 +314,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from .runtime.threads import use_threads
             use_threads(args.threads)
-    elif args.command == "info":  # the stages set theirs from the run's config
-        from .runtime.threads import use_threads
-        use_threads(None)
     dist.init_from_env()  # torchrun: join the process group; only rank 0 prints and writes
     quiet = contextlib.nullcontext() if dist.is_main() else contextlib.redirect_stdout(open(os.devnull, "w"))
     try:
