@@ -14,7 +14,7 @@ from typing import get_type_hints
 import yaml
 
 from ..cost.latency import LatencyConfig
-from ..data import DATA_DEFAULTS, DataConfig
+from ..data import DATA_DEFAULTS, ONLY_FOR, DataConfig
 from ..export import ExportConfig
 from ..runtime.device import resolve_device
 from ..runtime.threads import RuntimeConfig, use_threads
@@ -100,7 +100,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict = ()
     extra = parse_overrides(list(overrides)) if not isinstance(overrides, dict) else overrides
     if section is not None:
         extra = scope_overrides(extra, section)
-    merged = merge(_drop_other_strategy_defaults(data, extra), extra)
+    merged = merge(_drop_other_dataset_settings(_drop_other_strategy_defaults(data, extra), extra), extra)
     check_placement(merged)
     return from_dict(RunConfig, merged)
 
@@ -144,6 +144,18 @@ def _drop_other_strategy_defaults(data: dict, extra: dict) -> dict:
         return data
     kept = {k: v for k, v in old.items() if k != "name" and (k not in defaults or defaults[k] != v)}
     return {**data, "strategy": kept}
+
+
+def _drop_other_dataset_settings(data: dict, extra: dict) -> dict:
+    """When an override switches ``data.name``, the file's data keys that only its old dataset
+    reads (``synthetic_train`` when switching to cifar10) are dropped: they described that dataset.
+    Set by an override, such a key is still refused."""
+    old, new = (data.get("data") or {}), (extra.get("data") or {})
+    if not isinstance(old, dict) or not isinstance(new, dict) or "name" not in new \
+            or new["name"] == old.get("name", DATA_DEFAULTS["name"]):
+        return data
+    kept = {k: v for k, v in old.items() if k not in ONLY_FOR or new["name"] in ONLY_FOR[k]}
+    return {**data, "data": kept}
 
 
 def check_placement(data: dict) -> None:

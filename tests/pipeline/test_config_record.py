@@ -53,6 +53,15 @@ def test_a_setting_of_another_dataset_is_refused(name, setting, applies):
         load_config(None, [f"data.name={name}", f"data.{setting}"])
 
 
+def test_switching_the_dataset_by_override_drops_the_files_settings_of_the_old_one(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({"data": {**TINY["data"], "name": "synthetic"}}))
+    cfg = load_config(path, ["data.name=cifar10", "data.root=c10"])
+    assert cfg.data.synthetic_train == 256 and cfg.data.image_size == TINY["data"]["image_size"]
+    with pytest.raises(ConfigError, match="data.synthetic_test=8 is invalid: it applies only to data.name=synthetic"):
+        load_config(path, ["data.name=cifar10", "data.root=c10", "data.synthetic_test=8"])
+
+
 def test_a_digits_run_records_digits_settings_and_resumes_from_old_and_new_records(tmp_path, capsys):
     config = tmp_path / "digits.yaml"
     config.write_text(yaml.safe_dump(DIGITS))
