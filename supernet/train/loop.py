@@ -149,7 +149,6 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Optional[Path], *, meta: Opti
             window["correct"] += accuracy(logits, targets, (1,))[0]
             window["seen"] += len(targets)
             window["images"] += len(y)
-            bar.update(1)
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
                 elapsed = time.perf_counter() - window["t0"]
@@ -168,6 +167,7 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Optional[Path], *, meta: Opti
                                 img_s=f"{record['img_s']:.0f}")
                 summary.update(record)
                 window = {"loss": 0.0, "correct": 0, "seen": 0, "images": 0, "t0": time.perf_counter()}
+            bar.update(1)  # after the log window's figures are set, so a progress line shows this step's
             if write and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
                 state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "strategy": strategy.state_dict(), "step": done, "rng": rng_state(), "meta": meta,
