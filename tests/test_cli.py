@@ -119,8 +119,12 @@ def test_the_unknown_strategy_message_in_the_docs_is_the_real_one(capsys, tmp_pa
     """Every example of the message in README.md and docs/ lists what the command lists."""
     import re
     from pathlib import Path
-    code, _, err = run(capsys, "train-supernet", "--config", "digits", "--run-dir", str(tmp_path / "run"),
-                       "strategy.name=nope")
+    import subprocess
+    import sys
+    # A fresh process: other tests register example strategies in this one.
+    p = subprocess.run([sys.executable, "-m", "supernet", "train-supernet", "--config", "digits", "--run-dir",
+                        str(tmp_path / "run"), "strategy.name=nope"], capture_output=True, text=True)
+    code, err = p.returncode, p.stderr
     real = re.search(r"strategy\.name must be one of .*", err)[0]
     root = Path(__file__).resolve().parents[1]
     examples = [(path.name, m[0]) for path in [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
