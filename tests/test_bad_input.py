@@ -205,10 +205,16 @@ CASES = [
 
 @pytest.mark.parametrize("argv, message, on_run", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_gets_one_clear_line_and_changes_nothing(trained, tmp_path, capsys, argv, message, on_run):
-    root, trained_run = trained
+    refused_in_one_line(trained, tmp_path, capsys, argv, message)
+
+
+def refused_in_one_line(prepared, tmp_path, capsys, argv, message):
+    """Run ``argv(tmp, run)`` on a copy of the ``prepared`` run: exit 2, one stderr line holding
+    ``message``, no traceback, and the run byte-identical afterwards."""
+    root, prepared_run = prepared
     shutil.copy(root / "tiny.yaml", tmp_path / "tiny.yaml")
     run = tmp_path / "run"
-    shutil.copytree(trained_run, run)
+    shutil.copytree(prepared_run, run)
     args = [str(a) for a in argv(tmp_path, run)]  # may set the scene first
     before = snapshot(run)
     code = main(args)

@@ -1,13 +1,11 @@
 """The bad-input table for latency tables and 'supernet latency' (as tests/test_bad_input.py): each
 case gets one clear line on stderr, exit 2, no traceback, and leaves the run directory as it was."""
-import shutil
 
 import pytest
 
-from supernet.cli import main
 
 from . import bad_scenes as scene
-from .test_bad_input import snapshot, trained  # noqa: F401 (the module fixture)
+from .test_bad_input import refused_in_one_line, trained  # noqa: F401 (the module fixture)
 from .test_lock import hold_lock
 
 FAST = ["--runs", "2", "--warmup", "0", "--retries", "0", "--quiet"]
@@ -99,15 +97,4 @@ CASES = [
 
 @pytest.mark.parametrize("argv, message, on_run", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_latency_input_gets_one_clear_line_and_changes_nothing(trained, tmp_path, capsys, argv, message, on_run):
-    root, trained_run = trained
-    shutil.copy(root / "tiny.yaml", tmp_path / "tiny.yaml")
-    run = tmp_path / "run"
-    shutil.copytree(trained_run, run)
-    args = [str(a) for a in argv(tmp_path, run)]  # may set the scene first
-    before = snapshot(run)
-    code = main(args)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert message in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1, err
-    assert snapshot(run) == before  # nothing overwritten
+    refused_in_one_line(trained, tmp_path, capsys, argv, message)

@@ -8,7 +8,7 @@ import pytest
 from supernet.cli import main
 
 from . import bad_scenes
-from .test_bad_input import snapshot, trained  # noqa: F401  (trained: the fixture)
+from .test_bad_input import refused_in_one_line, trained  # noqa: F401  (trained: the fixture)
 
 HUGE = 10 ** 9
 
@@ -71,18 +71,7 @@ CASES = [
 
 @pytest.mark.parametrize("argv, message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_too_large_gets_one_clear_line_and_changes_nothing(retrained, tmp_path, capsys, argv, message):
-    root, retrained_run = retrained
-    shutil.copy(root / "tiny.yaml", tmp_path / "tiny.yaml")
-    run = tmp_path / "run"
-    shutil.copytree(retrained_run, run)
-    args = [str(a) for a in argv(tmp_path, run)]  # may set the scene first
-    before = snapshot(run)
-    code = main(args)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert message in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1, err
-    assert snapshot(run) == before  # nothing overwritten
+    refused_in_one_line(retrained, tmp_path, capsys, argv, message)
     assert not (tmp_path / "new" / "supernet").exists()  # refused before anything was built
 
 

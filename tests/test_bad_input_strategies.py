@@ -1,13 +1,10 @@
 """The bad-input table's strategy rows: settings that name code (``strategy.reward``,
 ``strategy.name`` as module:attribute) that is not what they take get one clear line on stderr,
 exit 2, no traceback, and leave an existing run directory exactly as it was."""
-import shutil
 
 import pytest
 
-from supernet.cli import main
-
-from .test_bad_input import snapshot, trained  # noqa: F401  (trained: the module's fixture)
+from .test_bad_input import refused_in_one_line, trained  # noqa: F401  (trained: the module's fixture)
 
 ENAS = ["strategy.name=enas"]
 
@@ -31,16 +28,5 @@ CASES = [
 @pytest.mark.parametrize("argv, message, on_run", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_gets_one_clear_line_and_changes_nothing(trained, tmp_path, capsys, argv, message,  # noqa: F811
                                                            on_run):
-    root, trained_run = trained
-    shutil.copy(root / "tiny.yaml", tmp_path / "tiny.yaml")
-    run = tmp_path / "run"
-    shutil.copytree(trained_run, run)
-    args = [str(a) for a in argv(tmp_path, run)]
-    before = snapshot(run)
-    code = main(args)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert message in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1, err
-    assert snapshot(run) == before  # nothing overwritten
+    refused_in_one_line(trained, tmp_path, capsys, argv, message)
     assert not (tmp_path / "new").exists()
