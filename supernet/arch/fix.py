@@ -6,7 +6,8 @@ from collections import OrderedDict
 
 from torch import nn
 
-from ..nn.choices import ChannelChoice, InputChoice, LayerChoice, reduce_inputs
+from ..nn.choices import BitChoice, ChannelChoice, InputChoice, LayerChoice, reduce_inputs
+from ..nn.quantized import Quantized
 from ..nn.sliced import SlicedBatchNorm2d, SlicedConv2d, fixed_batchnorm
 from .space import Arch, SearchSpace
 
@@ -29,7 +30,8 @@ def fix(model: nn.Module, arch: Arch, weights: str = "copy") -> nn.Module:
     Args:
         weights: ``"copy"`` keeps the supernet's weights (equivalent output in eval mode);
             ``"init"`` re-initialises everything for retraining from scratch (the model's own
-            ``init_weights()`` if it has one, else each layer's ``reset_parameters()``).
+            ``init_weights()`` if it has one, else each layer's ``reset_parameters()``; quantized
+            layers' step sizes start again from the new weights).
 
     BatchNorm in the result is always affine (identity-initialised where the supernet had none).
     The supernet's own decisions are left as they were.
@@ -52,6 +54,9 @@ def fix(model: nn.Module, arch: Arch, weights: str = "copy") -> nn.Module:
                     m.reset_parameters()
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.reset_running_stats()
+        for m in fixed.modules():
+            if isinstance(m, Quantized):  # its steps start again from the new weights
+                m.reset_steps()
     return fixed
 
 
@@ -61,8 +66,10 @@ def fix_module(m: nn.Module) -> nn.Module | None:
         return fix_module(m[m.active])
     if isinstance(m, InputChoice):
         return FixedInput(m.active, m.reduction)
-    if isinstance(m, ChannelChoice):
+    if isinstance(m, (ChannelChoice, BitChoice)):
         return None  # decided; the sliced layers below become plain layers of that width
+    if isinstance(m, Quantized):
+        return m.fixed(fix_module(m.layer))  # the chosen bit widths around the fixed layer
     if isinstance(m, (SlicedConv2d, SlicedBatchNorm2d)) or callable(getattr(m, "fixed", None)):
         return m.fixed()  # a module that knows its fixed form (sliced layers, a DARTS node's chosen edges)
     if isinstance(m, nn.BatchNorm2d) and not m.affine:

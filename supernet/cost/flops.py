@@ -4,7 +4,9 @@ FLOPs follow the SPOS convention (the FLOPs of the paper and of the official REA
 multiply-accumulates of convolutions (1-3d, transposed) and Linear at batch 1, stem and head
 included; BN, ReLU, pooling and shuffles are not counted, and a layer with parameters of another
 kind is refused rather than counted as zero. Parameters are those of the fixed subnet (affine BN
-included), so ``params(arch) == sum(p.numel() for p in fix(model, arch).parameters())``.
+included), so ``params(arch) == sum(p.numel() for p in fix(model, arch).parameters())``, less the
+step sizes of quantized layers, which ``size`` counts. BitOps and size of mixed-precision spaces
+come from the same tables (``supernet.cost.bits``).
 
 The table is built by measuring: each top-level ``LayerChoice`` is recorded at its real input
 shape during one forward, and every option of it (times every option of the width choices inside
@@ -24,7 +26,9 @@ import torch
 from torch import nn
 
 from ..arch import Arch, SearchSpace, fix_module, fix
-from ..nn.choices import Choice, InputChoice, LayerChoice, NoneChosen, gate_of, gate_open, gate_pairs
+from ..nn.quantized import Quantized
+from . import bits
+from ..nn.choices import BitChoice, Choice, InputChoice, LayerChoice, NoneChosen, gate_of, gate_open, gate_pairs
 
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -42,17 +46,22 @@ def count_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
     weight) is refused, naming it: its MACs cannot be known here, and counting it as zero would
     make every FLOPs figure and constraint silently wrong.
     """
+    return sum(macs_by_layer(module, *inputs).values())
+
+
+def macs_by_layer(module: nn.Module, *inputs: torch.Tensor) -> dict[nn.Module, int]:
+    """``count_macs`` per conv/linear layer (a layer run twice counts twice)."""
     check_countable(module)
-    total = 0
+    macs: dict[nn.Module, int] = {}
 
     def hook(m, args, out):
-        nonlocal total
         if isinstance(m, _CONV):  # each output element: (C_in / groups) * prod(kernel) MACs
-            total += out.numel() * math.prod(m.weight.shape[1:])
+            n = out.numel() * math.prod(m.weight.shape[1:])
         elif isinstance(m, _TRANSPOSED):  # each input element scatters to (C_out / groups) * prod(kernel)
-            total += args[0].numel() * math.prod(m.weight.shape[1:])
+            n = args[0].numel() * math.prod(m.weight.shape[1:])
         else:
-            total += out.numel() * m.in_features
+            n = out.numel() * m.in_features
+        macs[m] = macs.get(m, 0) + n
 
     handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, _CONV + _TRANSPOSED + (nn.Linear,))]
     try:
@@ -61,13 +70,14 @@ def count_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
     finally:
         for h in handles:
             h.remove()
-    return total
+    return macs
 
 
 def check_countable(model: nn.Module) -> None:
     """Refuse, naming it, a layer with parameters whose multiply-accumulates ``count_macs`` cannot know."""
+    steps = {id(d) for m in model.modules() if isinstance(m, Quantized) for d in (m.weight_steps, m.act_steps)}
     for name, m in model.named_modules():
-        if list(m.children()) or not any(True for _ in m.parameters(recurse=False)):
+        if list(m.children()) or not any(True for _ in m.parameters(recurse=False)) or id(m) in steps:
             continue
         if not isinstance(m, _CONV + _TRANSPOSED + (nn.Linear,) + _NO_MACS):
             raise NotImplementedError(f"cannot count the multiply-accumulates of {name or 'the model'} "
@@ -82,7 +92,9 @@ def fingerprint(model: nn.Module, input_shape: tuple[int, ...]) -> str:
 
 
 def count_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+    """The module's parameters, less quantizers' step sizes (a quantized model's ``size`` counts those)."""
+    steps = {id(p) for m in module.modules() if isinstance(m, Quantized) for p in m.step_parameters()}
+    return sum(p.numel() for p in module.parameters() if id(p) not in steps)
 
 
 @dataclass(eq=False)
@@ -163,16 +175,17 @@ class CostModel:
                 raise NotImplementedError(f"the input shape of {_name(unit)} depends on other choices "
                                           f"({' vs '.join(str(s[0]) for s in seen)}); the lookup-table cost model "
                                           f"needs fixed input shapes per choice")
-            labels = [l for l in _labels_in(unit) if not isinstance(space.choice(l), InputChoice)]
+            labels = [l for l in _labels_in(unit) if not isinstance(space.choice(l), (InputChoice, BitChoice))]
             self.units.append(Unit(unit, labels, seen[0][0], seen[0][1], gate))
         self.latency_table = None
         with self.measuring(model):
-            self.groups = tabulate(self.units, lambda u: self._measure(u), lambda a, b: (a[0] + b[0], a[1] + b[1]))
+            self.groups = tabulate(self.units, lambda u: self._measure(u), lambda a, b: (a[0] + b[0], a[1] + b[1], a[2] + b[2]))
             self._check_disjoint()
             inner = {l for labels, _, _ in self.groups for l in labels}
-            rest = [l for l in space.labels if l not in inner and not isinstance(space.choice(l), InputChoice)]
+            rest = [l for l in space.labels if l not in inner and not isinstance(space.choice(l), (InputChoice, BitChoice))]
             self.groups.append((rest, self._measure_rest(model, rest, x), None))
         self._lookup = [(tuple(labels), table, gate) for labels, table, gate in self.groups]
+        self.quantized = any(t[2] for _, table, _ in self.groups for t in table.values())  # has bitops and size
         if latency is not None:
             self.attach_latency(latency)
 
@@ -248,10 +261,15 @@ class CostModel:
 
     @contextlib.contextmanager
     def measuring(self, model: nn.Module):
-        """Eval mode, and the model's decisions put back afterwards (while tables are measured)."""
+        """Eval mode, and the model's decisions put back afterwards (while tables are measured).
+        Bit widths do not change MACs or parameters: each is held at its first option meanwhile."""
         saved = self.space.state()
         was_training = model.training
         model.eval()
+        for label in self.space.labels:
+            if isinstance(self.space.choice(label), BitChoice):
+                for m in self.space.choices(label):
+                    m.active, m.weights = 0, None
         try:
             yield
         finally:
@@ -279,7 +297,8 @@ class CostModel:
         table = {}
         for key in self.combos(unit.labels):
             sub = self.fixed_unit(unit, key)
-            table[key] = (count_macs(sub, *inputs), count_params(sub))
+            macs = macs_by_layer(sub, *inputs)
+            table[key] = (sum(macs.values()), count_params(sub), bits.quant_layers(sub, macs))
         return table
 
     def _measure_rest(self, model, labels, x):
@@ -289,12 +308,13 @@ class CostModel:
         for key in self.combos(labels):
             arch = {**base, **dict(zip(labels, key))}
             sub = fix(model, arch).eval()
-            flops, params = count_macs(sub, x), count_params(sub)
+            macs = macs_by_layer(sub, x)
+            flops, params, quant = sum(macs.values()), count_params(sub), bits.quant_layers(sub, macs)
             for unit_labels, unit_table, gate in self.groups:
                 if gate is None or gate_open(gate, arch):  # a closed gate's unit is not in the fixed model
-                    f, p = unit_table[tuple(arch[l] for l in unit_labels)]
-                    flops, params = flops - f, params - p
-            table[key] = (flops, params)
+                    f, p, q = unit_table[tuple(arch[l] for l in unit_labels)]
+                    flops, params, quant = flops - f, params - p, bits.without(quant, q)
+            table[key] = (flops, params, quant)
         return table
 
     def _check_disjoint(self):
@@ -313,7 +333,7 @@ class CostModel:
             for labels, table, gate in self._lookup:
                 if gate is not None and not gate_open(gate, arch):
                     continue  # an edge whose input is not chosen (an ENAS output conv of a used state) is not built
-                f, p = table[tuple(arch[l] for l in labels)]
+                f, p, _ = table[tuple(arch[l] for l in labels)]
                 flops += f
                 params += p
         except (KeyError, TypeError):
@@ -335,13 +355,44 @@ class CostModel:
             self.space.validate(arch)
             raise
 
+    def bitops(self, arch: Arch) -> int:
+        """MACs x weight bits x activation bits, summed over the conv/linear layers (32 x 32 for a
+        layer in float); see ``supernet.cost.bits``."""
+        return self._bit_cost(arch, bits.bitops, 0)
+
+    def size(self, arch: Arch) -> float:
+        """Bytes of the weights at their bit widths, other parameters and the step sizes at 32 bits."""
+        return self._bit_cost(arch, bits.size_bits, 1) / 8
+
+    def _bit_cost(self, arch: Arch, part, i: int) -> int:
+        self.space.validate(arch)
+        width = bits.resolver(self.space, arch)
+        total = 0
+        for labels, table, gate in self._lookup:
+            if gate is None or gate_open(gate, arch):
+                entry = table[tuple(arch[l] for l in labels)]
+                total += part(entry[i], entry[2], width)
+        return total
+
+    def costs(self, arch: Arch) -> dict:
+        """Every cost this model knows of ``arch``: flops and params, bitops and size when it has
+        quantized layers, latency with a table."""
+        return {metric: self.value(metric, arch) for metric in self.metrics()}
+
     def metrics(self) -> tuple[str, ...]:
-        """What this model can report: flops and params, and latency with a table."""
-        return ("flops", "params") + (("latency",) if self.latency_table is not None else ())
+        """What this model can report: flops and params, bitops and size with quantized layers, and
+        latency with a table."""
+        return ("flops", "params") + (("bitops", "size") if self.quantized else ()) + \
+            (("latency",) if self.latency_table is not None else ())
 
     def value(self, metric: str, arch: Arch) -> float:
         if metric == "latency":
             return self.latency(arch)
+        if metric in ("bitops", "size"):
+            if not self.quantized:
+                raise ValueError(f"{metric} needs quantized layers: this model has none (make it a mixed-precision "
+                                 f"space with supernet.quant.mixed_precision, or space.quant in a config)")
+            return self.bitops(arch) if metric == "bitops" else self.size(arch)
         return self.cost(arch)[("flops", "params").index(metric)]
 
     def params(self, arch: Arch) -> int:
@@ -356,17 +407,30 @@ class CostModel:
         return out
 
     def extreme_arch(self, metric: str = "flops", largest: bool = False) -> Arch:
-        """The architecture with the smallest (or largest) FLOPs, params or latency."""
+        """The architecture with the smallest (or largest) FLOPs, params, BitOps, size or latency."""
+        pick = max if largest else min
         arch = dict(self.probe_archs()[0])
-        for _, choices in self._extremes(metric, max if largest else min):
+        for _, choices in self._extremes(metric, pick):
             arch.update(choices)
+        if metric in ("bitops", "size"):  # every layer at its fewest (most) bits
+            for label in self.space.labels:
+                c = self.space.choice(label)
+                if isinstance(c, BitChoice):
+                    arch[label] = c.values.index(pick(c.values))
         return arch
 
-    def _tables(self, metric: str) -> list:
+    def _tables(self, metric: str, pick=min) -> list:
         if metric == "latency":
             if self.latency_table is None:
                 self.latency(None)  # raises: no table
             return self.latency_table.groups
+        if metric in ("bitops", "size"):  # fewer bits never cost more, so each part's extreme has every
+            if not self.quantized:                                   # layer at its extreme width
+                self.value(metric, None)  # raises: no quantized layers
+            width = bits.extreme_resolver(self.space, pick)
+            part, i = (bits.bitops, 0) if metric == "bitops" else (lambda p, q, w: bits.size_bits(p, q, w) / 8, 1)
+            return [(labels, {k: part(v[i], v[2], width) for k, v in table.items()}, gate)
+                    for labels, table, gate in self.groups]
         i = ("flops", "params").index(metric)
         return [(labels, {k: v[i] for k, v in table.items()}, gate) for labels, table, gate in self.groups]
 
@@ -378,7 +442,7 @@ class CostModel:
         reach it. Ungated groups are independent; gated groups are coupled through their
         InputChoice, whose every valid selection is tried."""
         parts, gated, unused = [], {}, []
-        for labels, table, gate in self._tables(metric):
+        for labels, table, gate in self._tables(metric, pick):
             key = pick(table, key=table.__getitem__)
             best = (table[key], dict(zip(labels, key)))
             if gate is None:

@@ -239,6 +239,47 @@ class ChannelChoice(Choice):
         raise RuntimeError(f"ChannelChoice '{self.label}' is read by sliced layers; it is not called")
 
 
+FULL_PRECISION = 32  # the bit width that means "not quantized" (float32)
+
+
+class BitChoice(Choice):
+    """A bit-width decision of quantized layers (mixed-precision search).
+
+    Like ``ChannelChoice`` it holds no weights: the ``Quantized`` layers that share it read
+    ``current()`` at every forward. With ``weights`` set they mix their quantized tensors over the
+    options (EdMIPS' composite weights and activations), restricted to ``active`` when it is set.
+
+    Args:
+        bits: the bit widths, one per option, each in 2..8 or 32 (full precision, not quantized).
+        label: the decision's name (``<module path>.weight_bits`` / ``.act_bits``).
+    """
+
+    def __init__(self, bits: Sequence[int], label: str):
+        super().__init__(label, check_bits(bits, label))
+
+    def current(self) -> int:
+        if self.active is None:
+            raise self.no_decision()
+        return self.values[self.active]
+
+    def forward(self, x):  # the choice itself is never on the data path
+        raise RuntimeError(f"BitChoice '{self.label}' is read by quantized layers; it is not called")
+
+
+def check_bits(bits, what: str) -> list[int]:
+    """``bits`` as a list of distinct bit widths in 2..8 or 32; anything else is one clear error."""
+    if isinstance(bits, (str, bytes)) or not isinstance(bits, Sequence) or not bits:
+        raise ValueError(f"{what}: bit widths are a non-empty list such as [2, 3, 4, 8] (32 for full precision), "
+                         f"got {bits!r}")
+    for b in bits:
+        if isinstance(b, bool) or not isinstance(b, int) or not (2 <= b <= 8 or b == FULL_PRECISION):
+            raise ValueError(f"{what}: bit width {b!r} is not supported; use integers in 2..8, or 32 for full "
+                             f"precision (1-bit layers need a binary quantizer, which is not implemented)")
+    if len(set(bits)) != len(bits):
+        raise ValueError(f"{what}: bit widths {list(bits)} repeat a value; give each once")
+    return [int(b) for b in bits]
+
+
 # --- gates: a module that is computed only under some input selections -----------------------------
 # A module (a DARTS edge, an ENAS cell's output conv) may carry ``gate``; ``fix`` keeps it and the
 # cost model counts it only while the gate is open:
