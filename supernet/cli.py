@@ -64,16 +64,24 @@ def cmd_info(args) -> int:
         print(f"arch    {json.dumps(r['arch'])}")
         print(f"FLOPs   {r['flops']:,} ({human_count(r['flops'])} multiply-accumulates, conv+linear, batch 1)")
         print(f"params  {r['params']:,} ({human_count(r['params'])}, fixed subnet with affine BN)")
+        if "bitops" in r:
+            print(f"BitOps  {r['bitops']:,} ({human_count(r['bitops'])}, MACs x weight bits x activation bits)")
+            print(f"size    {r['size']:,} bytes ({human_bytes(r['size'])}, weights at their bit widths)")
         if latency:
             print(f"latency {r['latency_ms']:.4g} ms{latency}")
         return 0
     print(f"space    {r['space']}: {r['doc']}")
     print("options  " + " ".join(f"{k}={json.dumps(v)}" for k, v in r["options"].items()))
+    if "quant" in r:
+        print("quant    " + " ".join(f"{k}={json.dumps(v)}" for k, v in r["quant"].items()))
     print(f"labels   {r['labels']}: {r['describe']}")
     print(f"size     {r['size']:.4g} architectures ({r['size']:,})")
-    for what, key in (("FLOPs ", "flops"), ("params", "params")):
+    for what, key in (("FLOPs ", "flops"), ("params", "params"), ("BitOps", "bitops"), ("bytes ", "size")):
+        if f"{key}_min" not in r:
+            continue
         lo, hi = r[f"{key}_min"], r[f"{key}_max"]
-        print(f"{what}   {human_count(lo)} .. {human_count(hi)}  ({lo:,} .. {hi:,})")
+        words = human_bytes if key == "size" else human_count
+        print(f"{what}   {words(lo)} .. {words(hi)}  ({lo:,} .. {hi:,}{' bytes' if key == 'size' else ''})")
     if latency:
         print(f"latency  {r['latency_min']:.4g} .. {r['latency_max']:.4g} ms{latency}")
     return 0
@@ -174,7 +182,7 @@ def cmd_export(args) -> int:
 
 def cmd_demo(args) -> int:
     from .demo import run_demo
-    run_demo(args.run_dir, args.options, strategy=args.strategy)
+    run_demo(args.run_dir, args.options, strategy=args.strategy, config=args.config)
     return 0
 
 
@@ -285,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
           resume=False)
     demo = stage("demo", cmd_demo, "the whole pipeline on the embedded digits data, then a summary table",
                  resume=False)
-    demo.add_argument("--strategy", choices=list(DEMOS), default="spos",
+    demo.add_argument("--config", help="a packaged digits config instead of the strategy's: e.g. "
+                                       "mixed-precision-digits (SPOS with per-block bit widths)")
+    demo.add_argument("--strategy", choices=list(DEMOS), default=None,
                       help="spos: supernet, evolution search, retrain (configs/digits.yaml); darts: "
                            "differentiable search, the architecture derived from α (configs/darts-digits.yaml); "
                            "enas: an RL controller picks the architecture (configs/enas-digits.yaml)")

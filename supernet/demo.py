@@ -18,12 +18,24 @@ from .runtime.typed import ConfigError
 DEMOS = {"spos": ("digits", "SPOS"), "darts": ("darts-digits", "DARTS"), "enas": ("enas-digits", "ENAS")}  # strategy -> (packaged config, name)
 
 
-def run_demo(run_dir: Optional[Path] = None, overrides: list[str] = (), strategy: str = "spos") -> dict:
+def run_demo(run_dir: Optional[Path] = None, overrides: list[str] = (), strategy: Optional[str] = None,
+             config: Optional[str] = None) -> dict:
     """Run every stage with ``configs/digits.yaml`` (``darts-digits.yaml`` for DARTS, which derives
-    its architecture from α instead of searching) into a new run directory; return the results."""
-    if strategy not in DEMOS:
-        raise ConfigError(f"unknown demo {strategy!r}; choose one of {', '.join(DEMOS)}")
-    config, title = DEMOS[strategy]
+    its architecture from α instead of searching; or the packaged digits ``config`` named, such as
+    ``mixed-precision-digits``) into a new run directory; return the results."""
+    if strategy is not None and config is not None:
+        raise ConfigError("give the demo --strategy or --config, not both (a config names its strategy)")
+    if config is not None:
+        data = load_config(pipeline.resolve_config_path(config))
+        if data.data.name != "digits":
+            raise ConfigError(f"the demo runs on the embedded digits; config {config!r} reads {data.data.name}: "
+                              f"run its stages one by one (supernet train-supernet --config {config} ...)")
+        strategy, title = data.strategy["name"], f"{config} ({data.strategy['name'].upper()})"
+    else:
+        strategy = strategy or "spos"
+        if strategy not in DEMOS:
+            raise ConfigError(f"unknown demo {strategy!r}; choose one of {', '.join(DEMOS)}")
+        config, title = DEMOS[strategy]
     if run_dir is None:  # a new folder each time: a demo never overwrites an earlier run
         run_dir = Path("runs") / datetime.now().strftime("demo-%Y%m%d-%H%M%S")
     run_dir = Path(run_dir)
@@ -68,7 +80,9 @@ def run_demo(run_dir: Optional[Path] = None, overrides: list[str] = (), strategy
         **({} if found is None else {"search": f"{found['evaluated']} candidates; best validation top-1 "
                                                 f"{found['best']['top1']:.4f} (random architectures: "
                                                 f"{found['random_mean_top1']:.4f} mean)"}),
-        "retrain": f"{ev['flops'] / 1e6:.2f}M FLOPs, {ev['params'] / 1e3:.1f}K params, from scratch",
+        "retrain": f"{ev['flops'] / 1e6:.2f}M FLOPs, {ev['params'] / 1e3:.1f}K params"
+                   + (f", {ev['bitops'] / 1e6:.1f}M BitOps, {ev['size'] / 1e3:.1f} KB" if "bitops" in ev else "")
+                   + ", from scratch",
         "evaluate": f"test top-1 {ev['top1']:.4f}, top-5 {ev['top5']:.4f} ({ev['n']} images)",
         "export": f"arch.json only: ONNX skipped ({INSTALL})" if ex.get("skipped") else
                   "arch.json, model.onnx" + ("" if ex["max_abs_diff"] is None else

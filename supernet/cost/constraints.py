@@ -1,5 +1,6 @@
 """Constraints on an architecture's cost: ``flops<=330M``, ``params<3.5e6``, ``latency<=12ms``,
-``flops=290M..360M``, checked against a ``CostModel`` (and its latency table for latency)."""
+``flops=290M..360M``, and for mixed-precision spaces ``bitops<=13G`` and ``size<=1.5MB``, checked
+against a ``CostModel`` (and its latency table for latency)."""
 from __future__ import annotations
 
 import math
@@ -7,12 +8,14 @@ import re
 from dataclasses import dataclass
 
 from ..arch import Arch
-from ..runtime.units import fmt_count, fmt_ms
+from ..runtime.units import fmt_bytes, fmt_count, fmt_ms
 from .flops import CostModel
 
-METRICS = ("flops", "params", "latency")
+METRICS = ("flops", "params", "latency", "bitops", "size")
 _UNITS = {"": 1, "k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6, "g": 1e9, "G": 1e9}
 _TIME_UNITS = {"": 1, "ms": 1, "us": 1e-3, "µs": 1e-3, "s": 1e3}  # latency is kept in milliseconds
+_BYTE_UNITS = {"": 1, "B": 1, "KB": 1e3, "kB": 1e3, "MB": 1e6, "GB": 1e9, "KiB": 2 ** 10, "MiB": 2 ** 20,
+               "GiB": 2 ** 30}  # size is kept in bytes
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class Constraint:
         for bound in (self.min, self.max):
             if bound is not None and not (math.isfinite(bound) and bound >= 0):
                 # a bound below 0 could only be met by a broken cost model
-                shown = fmt_ms(bound) if self.metric == "latency" else f"{bound:g}"
+                shown = _fmt(self.metric)(bound)
                 raise ValueError(f"constraint {self.metric}: the bound {shown} must be a finite number >= 0")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"constraint {self.metric}: min {self.min:g} > max {self.max:g}")
@@ -40,7 +43,7 @@ class Constraint:
         return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
 
     def __str__(self) -> str:
-        fmt = fmt_ms if self.metric == "latency" else fmt_count
+        fmt = _fmt(self.metric)
         lo = "" if self.min is None else f"{fmt(self.min)} <= "
         hi = "" if self.max is None else f" <= {fmt(self.max)}"
         return f"{lo}{self.metric}{hi}"
@@ -48,12 +51,13 @@ class Constraint:
     @classmethod
     def parse(cls, text: str) -> "Constraint":
         """``"flops<=330M"``, ``"params<3.5e6"``, ``"flops>=290e6"``, ``"flops=290M..360M"``,
-        ``"latency<=12ms"`` (ms, us or s; a bare number is ms)."""
+        ``"latency<=12ms"`` (ms, us or s; a bare number is ms), ``"bitops<=13G"``, ``"size<=1.5MB"``
+        (B, KB, MB, GB or KiB, MiB, GiB; a bare number is bytes)."""
         t = text.replace(" ", "")
-        m = re.fullmatch(r"(flops|params|latency)(<=|>=|<|>|=|in)(.+)", t)
+        m = re.fullmatch(r"(flops|params|latency|bitops|size)(<=|>=|<|>|=|in)(.+)", t)
         if not m:
             raise ValueError(f"cannot read constraint {text!r}; write e.g. flops<=330M, params<=3.5M, "
-                             f"latency<=12ms or flops=290M..360M")
+                             f"latency<=12ms, bitops<=13G, size<=1.5MB or flops=290M..360M")
         metric, op, rhs = m.groups()
         if op in ("=", "in"):
             lo, sep, hi = rhs.strip("[]").replace(",", "..").partition("..")
@@ -64,17 +68,24 @@ class Constraint:
         return cls(metric, max=value) if op.startswith("<") else cls(metric, min=value)
 
 
+def _fmt(metric: str):
+    return {"latency": fmt_ms, "size": fmt_bytes}.get(metric, fmt_count)
+
+
 def _num(s: str, text: str, metric: str = "flops") -> float:
     if metric == "latency":
         m = re.fullmatch(r"([0-9.eE+-]+)(ms|us|µs|s|)", s)
         units, example = _TIME_UNITS, "12ms, 800us or 0.5s"
+    elif metric == "size":
+        m = re.fullmatch(r"([0-9.eE+-]+)(B|KB|kB|MB|GB|KiB|MiB|GiB|)", s)
+        units, example = _BYTE_UNITS, "1.5MB, 800KB or 2e6"
     else:
         m = re.fullmatch(r"([0-9.eE+-]+)([kKmMgG]?)", s)
         units, example = _UNITS, "330M or 3.3e8"
     try:
         return float(m[1]) * units[m[2]]
     except (TypeError, ValueError):
-        raise ValueError(f"constraint {text!r}: {s!r} is not a {'latency' if metric == 'latency' else 'number'} "
+        raise ValueError(f"constraint {text!r}: {s!r} is not a {metric if metric in ('latency', 'size') else 'number'} "
                          f"(e.g. {example})") from None
 
 
@@ -90,6 +101,11 @@ class Constraints:
                              f"'supernet latency SPACE [options] --out latency.json' (or --config CFG) and set "
                              f"latency.table=latency.json")
         self.latency = bool(timed)
+        bits = [c for c in self.items if c.metric in ("bitops", "size")]
+        if bits and not cost.quantized:
+            raise ValueError(f"the constraint {bits[0]} needs quantized layers, and this model has none: make it a "
+                             f"mixed-precision space (space.quant in a config, or supernet.quant.mixed_precision)")
+        self.bits = bool(bits)
 
     def __bool__(self) -> bool:
         return bool(self.items)
@@ -104,6 +120,8 @@ class Constraints:
         values = {"flops": flops, "params": params}
         if self.latency:
             values["latency"] = self.cost.latency(arch)
+        if self.bits:
+            values["bitops"], values["size"] = self.cost.bitops(arch), self.cost.size(arch)
         return all(c.ok(values[c.metric]) for c in self.items)
 
     def check_feasible(self) -> None:
@@ -117,6 +135,7 @@ class Constraints:
         for c in self.items:
             lo, hi = r[f"{c.metric}_min"], r[f"{c.metric}_max"]
             if (c.max is not None and c.max < lo) or (c.min is not None and c.min > hi):
+                fmt = _fmt(c.metric)
                 exact = f"{fmt_ms(lo)} .. {fmt_ms(hi)} predicted" if c.metric == "latency" else \
-                    f"{fmt_count(lo)} .. {fmt_count(hi)} ({lo:,} .. {hi:,})"
+                    f"{fmt(lo)} .. {fmt(hi)} ({lo:,} .. {hi:,}{' bytes' if c.metric == 'size' else ''})"
                 raise ValueError(f"constraint {c} cannot be met: this space's {c.metric} range is {exact}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.func import functional_call
 
 from .choices import FULL_PRECISION, BitChoice, _selection
 from .fake_quant import bit_range, fake_quantize, lsq_init
@@ -83,7 +82,16 @@ class Quantized(nn.Module):
             if isinstance(self.layer, nn.Linear):
                 return nn.functional.linear(x, weight, self.layer.bias)
             return self.layer._conv_forward(x, weight, self.layer.bias)
-        return functional_call(self.layer, {"weight": weight}, (x,), strict=False)
+        # Any other layer (depthwise, sliced, with hooks) runs its own forward on the quantized weight,
+        # put in place of its parameter for this call (torch.func.functional_call does the same, but
+        # refuses to run under the TorchScript tracer that exports ONNX).
+        params = self.layer._parameters
+        saved = params["weight"]
+        params["weight"] = weight
+        try:
+            return self.layer(x)
+        finally:
+            params["weight"] = saved
 
     def _mix(self, t: torch.Tensor, kind: str, bits) -> torch.Tensor:
         if not isinstance(bits, BitChoice):

@@ -38,18 +38,23 @@ def model_options(cfg: RunConfig, data) -> dict:
             "input_size": data.image_size}
 
 
+def space_model(cfg: RunConfig, options: dict):
+    """The run's space with ``options``: the registered space, made mixed-precision by ``space.quant``."""
+    return cfg.space.quant.apply(create(cfg.space.name, **options))
+
+
 def build_supernet(cfg: RunConfig, data):
     """The supernet to train, freshly initialised; refused in one line, before anything is
     allocated, when training it (with its strategy's own state) would not fit in memory."""
     check_supernet_fits(cfg, data, model_options(cfg, data))
-    return create(cfg.space.name, **model_options(cfg, data))
+    return space_model(cfg, model_options(cfg, data))
 
 
 def supernet_space(cfg: RunConfig, data) -> SearchSpace:
     """The decisions of the run's supernet, read from one built on the meta device when the space
     allows it (nothing allocated: a stage that only validates an architecture needs no weights)."""
-    model = meta_model(cfg.space.name, model_options(cfg, data))
-    return SearchSpace(model if model is not None else create(cfg.space.name, **model_options(cfg, data)))
+    model = meta_model(cfg.space, model_options(cfg, data))
+    return SearchSpace(model if model is not None else space_model(cfg, model_options(cfg, data)))
 
 
 def subnet_options(cfg: RunConfig, data) -> dict:
@@ -64,7 +69,7 @@ def subnet_options(cfg: RunConfig, data) -> dict:
 
 def build_subnet(cfg: RunConfig, data, arch: dict):
     """The stand-alone network of ``arch``: freshly initialised, affine BN (as the SPOS code retrains it)."""
-    supernet = create(cfg.space.name, **subnet_options(cfg, data))
+    supernet = space_model(cfg, subnet_options(cfg, data))
     return fix(supernet, parse_arch(arch, SearchSpace(supernet)), weights="init")
 
 
@@ -76,6 +81,9 @@ def cost_model(cfg: RunConfig, model, options: dict, cost: Optional[CostModel] =
     lc = cfg.latency
     if lc.table is None:
         return cost
+    if cfg.space.quant.enabled:
+        raise ConfigError("latency tables of mixed-precision spaces are not supported: constrain bitops or size "
+                          "instead, and remove latency.table")
     table = LatencyTable.load(lc.table)
     options = to_dict(space_options(cfg.space.name, options))  # every option, as 'supernet latency' records them
     table.require(target_of(model, cost.input_shape, lc.backend, lc.device, lc.threads, lc.batch, cfg.space.name,
@@ -97,8 +105,11 @@ def needs_latency_table(constraints: list[str], cfg: RunConfig, key: str, run_di
 
 def supernet_meta(cfg: RunConfig, data) -> dict:
     """What a supernet checkpoint's weights mean; a resume must match it."""
-    return {"kind": "supernet", "space": cfg.space.name, "options": model_options(cfg, data),
+    meta = {"kind": "supernet", "space": cfg.space.name, "options": model_options(cfg, data),
             "strategy": cfg.strategy["name"]}
+    if cfg.space.quant.enabled:
+        meta["quant"] = to_dict(cfg.space.quant)
+    return meta
 
 
 def load_supernet(run_dir: Path, cfg: RunConfig, data, device):
@@ -113,7 +124,7 @@ def load_supernet(run_dir: Path, cfg: RunConfig, data, device):
     if ck["step"] < cfg.supernet.steps:
         print(f"note: the supernet checkpoint is at step {ck['step']} of {cfg.supernet.steps}")
     check_loading_fits(ck, path)
-    model = create(cfg.space.name, **model_options(cfg, data))
+    model = space_model(cfg, model_options(cfg, data))
     load_weights(model, ck["model"], path)
     with path.open("rb") as f:
         checksum = f.readline().strip().rpartition(b"=")[2].decode()[:16]

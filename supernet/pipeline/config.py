@@ -19,6 +19,7 @@ from ..export import ExportConfig
 from ..runtime.device import resolve_device
 from ..runtime.threads import RuntimeConfig, use_threads
 from ..runtime.typed import ConfigError, from_dict, merge, parse_overrides, to_dict
+from ..quant import QuantConfig
 from ..search.config import SearchConfig
 from ..strategies import check_settings, strategy_class
 from ..train.config import TrainConfig
@@ -42,6 +43,7 @@ RESUMABLE = ("log_every", "checkpoint_every", "keep_checkpoints", "progress", "d
 class SpaceConfig:
     name: str = "shufflenet-cifar"              # a registered space (supernet info lists them)
     options: dict = field(default_factory=dict)  # space options; num_classes/in_channels/input_size come from the data
+    quant: QuantConfig = field(default_factory=QuantConfig)  # bit widths searched per layer (mixed precision)
 
 
 @dataclass
@@ -227,6 +229,8 @@ def dump_config(cfg: RunConfig) -> str:
     and so load as they were; under a comment on the settings that act on CUDA only."""
     data = to_dict(cfg)
     data["data"] = {k: v for k, v in data["data"].items() if cfg.data.applies(k) or v != DATA_DEFAULTS[k]}
+    if not cfg.space.quant.enabled:  # all defaults: loads back the same
+        del data["space"]["quant"]
     where = ("here with device auto or cuda, not with device cpu" if resolve_device("auto").type == "cuda"
              else "this machine has no CUDA, so here they do nothing")
     return (f"# The resolved config: later stages and --resume read it back.\n"

@@ -10,9 +10,9 @@ from ..cost import CostModel, LatencyTableError
 from ..runtime import dist
 from ..runtime.device import resolve_device
 from ..runtime.io import read_json_file, write_json
-from ..spaces import create
+
 from ..train import evaluate as evaluate_model
-from .build import cost_model, load_data, load_subnet, model_options, subnet_options
+from .build import cost_model, load_data, load_subnet, model_options, space_model, subnet_options
 from .config import RunConfig, stage_config, use_runtime
 from .rundir import owning, refuse_overwrite, require_run
 
@@ -36,11 +36,10 @@ def evaluate(run_dir: Path, force: bool = False, threads: Optional[int] = None) 
         device = resolve_device(cfg.retrain.device)
         result = evaluate_model(model.to(device), data.test, batch_size=256, device=device,
                                 num_workers=cfg.data.num_workers)
-        space = create(cfg.space.name, **subnet_options(cfg, data))
+        space = space_model(cfg, subnet_options(cfg, data))
         cost = CostModel(space)
-        flops, params = cost.cost(arch)
         report = {"top1": result["top1"], "top5": result["top5"], "loss": result["loss"], "n": result["n"],
-                  "split": "test", "arch": arch, "flops": flops, "params": params}
+                  "split": "test", "arch": arch, **{k: v for k, v in cost.costs(arch).items() if k != "latency"}}
         latency = latency_report(run_dir, cfg, data, arch, space, cost)
         if latency:
             report["latency"] = latency

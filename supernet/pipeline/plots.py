@@ -13,8 +13,8 @@ from ..runtime.io import atomic_write
 
 def plot_search(results: list[dict], path: Path, upper: float | None = None, lower: float | None = None,
                 title: str = "", metric: str = "flops", recalibrated: bool = True) -> Path:
-    """Top-1 by generation, and top-1 against FLOPs (or predicted latency, when the search was
-    constrained on latency), with the constraint's bounds as lines.
+    """Top-1 by generation, and top-1 against ``metric`` (FLOPs, predicted latency, BitOps or
+    size), with the constraint's bounds as lines.
 
     The title is ``title`` over the best candidate's score, said as what it is: the supernet's
     top-1 on the validation split with inherited weights (after BN recalibration, when
@@ -41,6 +41,10 @@ def plot_search(results: list[dict], path: Path, upper: float | None = None, low
     ax1.grid(alpha=0.3)
     if metric == "latency":
         xs, scale, unit, xlabel = [r["latency_ms"] for r in results], 1.0, "ms", "predicted latency (ms, latency table)"
+    elif metric == "bitops":
+        xs, scale, unit, xlabel = [r["bitops"] / 1e9 for r in results], 1e9, "G", "GBitOps (MACs x weight bits x activation bits)"
+    elif metric == "size":
+        xs, scale, unit, xlabel = [r["size"] / 1e6 for r in results], 1e6, "MB", "model size (MB, weights at their bit widths)"
     else:
         xs, scale, unit, xlabel = [r["flops"] / 1e6 for r in results], 1e6, "M", "MFLOPs (multiply-accumulates)"
     sc = ax2.scatter(xs, top1, c=gens, s=8, cmap="viridis")

@@ -108,9 +108,12 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
             return summary
         assert constraints.ok(best["arch"]), "a resumed search kept a candidate that breaks search.constraints"
         write_json(out / "best_arch.json", {"arch": best["arch"], "space": cfg.space.name, **{
-            k: best[k] for k in ("top1", "top5", "flops", "params", "latency_ms", "generation") if k in best}})
+            k: best[k] for k in ("top1", "top5", "flops", "params", "bitops", "size", "latency_ms", "generation")
+            if k in best}})
         bounds = constraints.items
-        metric = "latency" if any(c.metric == "latency" for c in bounds) else "flops"  # the x-axis of search.png
+        # the x-axis of search.png: the constrained cost (latency first), else BitOps or FLOPs
+        metric = next((m for m in ("latency", "bitops", "size") if any(c.metric == m for c in bounds)),
+                      "bitops" if cost.quantized else "flops")
         upper = min((c.max for c in bounds if c.metric == metric and c.max is not None), default=None)
         lower = max((c.min for c in bounds if c.metric == metric and c.min is not None), default=None)
         plot_search(engine.results, out / "search.png", upper, lower, metric=metric,

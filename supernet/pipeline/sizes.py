@@ -33,7 +33,7 @@ DATA_OPTIONS = ("num_classes", "in_channels", "input_size")  # set by the data, 
 def check_supernet_fits(cfg: RunConfig, data, options: dict) -> None:
     """Refuse, in one line, a supernet (with its strategy's own state) too large to train here;
     ``options`` are the space's, with what the data dictates."""
-    model = meta_model(cfg.space.name, options)
+    model = meta_model(cfg.space, options)
     if model is None:
         return
     space = SearchSpace(model)
@@ -65,7 +65,7 @@ def mix_every_option(space: SearchSpace) -> None:
 def check_subnet_fits(cfg: RunConfig, data, arch: dict, options: dict) -> None:
     """Refuse, in one line, a retrained network of ``arch`` (space ``options``) too large to build or
     train here: it is cut from its space's full supernet, so both are held for a moment."""
-    supernet = meta_model(cfg.space.name, options)
+    supernet = meta_model(cfg.space, options)
     if supernet is None:
         return
     with torch.device("meta"):
@@ -96,12 +96,13 @@ def check_training(built: int, train: int, device: torch.device, what: str, name
     check_fits(max(built, train) if device.type == "cpu" else train, f"{setting}: {what}", fix_, device)
 
 
-def meta_model(name: str, options: dict) -> Optional[nn.Module]:
-    """Space ``name`` built on the meta device (shapes only, nothing allocated); None for a space
-    that cannot be built there (the estimate is then skipped)."""
+def meta_model(space, options: dict) -> Optional[nn.Module]:
+    """The run's space (``cfg.space``: its name, and its ``quant`` settings) built on the meta device
+    (shapes only, nothing allocated); None for a space that cannot be built there (the estimate is
+    then skipped)."""
     try:
         with torch.device("meta"):
-            return create(name, **options)
+            return space.quant.apply(create(space.name, **options))
     except (RuntimeError, NotImplementedError):  # e.g. a space that reads a tensor's value while building
         return None
 

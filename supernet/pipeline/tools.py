@@ -13,7 +13,8 @@ from ..cost.flops import fingerprint
 from ..cost.latency import TIMING_DEFAULTS
 from ..cost.timing import build_table, check_subnets, check_table, check_timing
 from ..data.memory import check_fits
-from ..runtime.typed import ConfigError, parse_overrides, to_dict
+from ..quant import QuantConfig
+from ..runtime.typed import ConfigError, from_dict, parse_overrides, to_dict
 from ..spaces import create, entry, space_options
 from .build import load_data, model_options
 from .config import load_config, resolve_config_path, stage_config
@@ -23,12 +24,16 @@ from .rundir import REPLACED, run_lock
 
 def space_info(space: str, options: list[str] = (), arch=None, latency_table: Optional[str] = None) -> dict:
     """A registered space's labels, size and FLOPs/params range (and latency range, given a table
-    measured for it on any machine), or the cost of one architecture ``arch`` of it."""
+    measured for it on any machine; BitOps and size with ``quant.*`` options, which make it a
+    mixed-precision space), or the cost of one architecture ``arch`` of it."""
     overrides = parse_overrides(list(options))
+    quant = from_dict(QuantConfig, overrides.pop("quant", None) or {}, "quant")
     typed = space_options(space, overrides)
-    model = create(space, **overrides)
+    model = quant.apply(create(space, **overrides))
     cost = CostModel(model)
     table = None
+    if latency_table is not None and quant.enabled:
+        raise ConfigError("latency tables of mixed-precision spaces are not supported: drop --latency-table")
     if latency_table is not None:  # the model must be the table's; its machine need not be this one
         table = LatencyTable.load(latency_table)
         table.require_model({"fingerprint": fingerprint(model, cost.input_shape), "space": space,
@@ -38,11 +43,13 @@ def space_info(space: str, options: list[str] = (), arch=None, latency_table: Op
     target = None if table is None else table.target
     if arch is not None:
         arch = parse_arch(arch, cost.space)
-        flops, params = cost.cost(arch)
-        return {"space": space, "arch": arch, "flops": flops, "params": params,
-                **({} if table is None else {"latency_ms": cost.latency(arch), "target": target})}
+        costs = cost.costs(arch)
+        latency = costs.pop("latency", None)
+        return {"space": space, "arch": arch, **costs,
+                **({} if table is None else {"latency_ms": latency, "target": target})}
     s = cost.space
-    return {"space": space, "doc": entry(space).doc, "options": to_dict(typed), "labels": len(s.labels),
+    return {"space": space, "doc": entry(space).doc, "options": to_dict(typed),
+            **({"quant": to_dict(quant)} if quant.enabled else {}), "labels": len(s.labels),
             "describe": s.describe(), "choices": {label: s.count(label) for label in s.labels}, "size": s.size,
             **cost.range(), **({} if table is None else {"target": target})}
 

@@ -47,6 +47,12 @@ class QuantConfig:
     def enabled(self) -> bool:
         return bool(self.weight_bits)
 
+    def apply(self, model: nn.Module) -> nn.Module:
+        """``model`` made a mixed-precision space with these settings (unchanged when off)."""
+        if not self.enabled:
+            return model
+        return mixed_precision(model, self.weight_bits, self.act_bits, self.exclude, self.share, self.per_channel)
+
 
 def quantizable(model: nn.Module) -> list[str]:
     """The dotted paths of the layers ``mixed_precision`` would quantize, in registration order."""

@@ -10,6 +10,14 @@ def fmt_count(v: float) -> str:
     return f"{v:g}"
 
 
+def fmt_bytes(v: float) -> str:
+    """A size in bytes as constraints accept it: 1.5MB, 640KB, 12B (6 significant digits)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if abs(v) >= scale:
+            return f"{v / scale:g}{unit}"
+    return f"{v:g}B"
+
+
 def fmt_ms(v: float) -> str:
     """A latency in ms as constraints accept it: 12.5ms, 0.0421ms."""
     return f"{v:.4g}ms"

@@ -246,6 +246,8 @@ class EvolutionSearch:
                       "flops": flops, "params": params}
             if self.cost.latency_table is not None:
                 record["latency_ms"] = self.cost.latency(arch)  # predicted by the run's table
+            if self.cost.quantized:
+                record["bitops"], record["size"] = self.cost.bitops(arch), self.cost.size(arch)
             self.visited.add(self._key(arch))
             self.results.append(record)
             new.append(record)
