@@ -78,8 +78,25 @@ def resolver(space, arch: dict) -> Callable[[Bits], int]:
     return bits
 
 
-def extreme_resolver(space, pick) -> Callable[[Bits], int]:
-    """``bits(x)``: the smallest (``pick=min``) or largest bit width of label ``x``."""
-    def bits(x: Bits) -> int:
-        return x if isinstance(x, int) else pick(space.choice(x).values)
-    return bits
+def extreme_bits(space, metric: str, pick, layers: list[QuantLayer]) -> dict[str, int]:
+    """The bit width of each label that makes ``metric`` smallest (``pick=min``) or largest.
+
+    BitOps grow with every bit, so each label takes its fewest (most) bits. Size grows with a
+    weight's bits, but a quantized tensor also stores its step sizes: an input at 32 bits stores
+    nothing, and so does a float weight. Each label's size is weighed over all the layers it
+    decides (``layers``: every table's), which is exact while a label's best width is the same in
+    every option, true unless a layer holds as many steps as weights (a 1x1 depthwise conv)."""
+    out = {}
+    for label in {x for q in layers for x in (q.weight, q.act) if isinstance(x, str)}:
+        values = space.choice(label).values
+        if metric == "bitops":
+            out[label] = pick(values)
+            continue
+        mine = [(q.numel, q.steps) for q in layers if q.weight == label]
+        users = sum(q.act == label for q in layers)
+
+        def cost(b):
+            stored = FULL_PRECISION * (b != FULL_PRECISION)
+            return sum(n * b + s * stored if b != FULL_PRECISION else n * b for n, s in mine) + users * stored
+        out[label] = pick(values, key=cost)
+    return out

@@ -34,7 +34,7 @@ class Constraint:
         for bound in (self.min, self.max):
             if bound is not None and not (math.isfinite(bound) and bound >= 0):
                 # a bound below 0 could only be met by a broken cost model
-                shown = _fmt(self.metric)(bound)
+                shown = _fmt(self.metric)(bound) if math.isfinite(bound) else f"{bound:g}"
                 raise ValueError(f"constraint {self.metric}: the bound {shown} must be a finite number >= 0")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"constraint {self.metric}: min {self.min:g} > max {self.max:g}")

@@ -412,12 +412,14 @@ class CostModel:
         arch = dict(self.probe_archs()[0])
         for _, choices in self._extremes(metric, pick):
             arch.update(choices)
-        if metric in ("bitops", "size"):  # every layer at its fewest (most) bits
-            for label in self.space.labels:
-                c = self.space.choice(label)
-                if isinstance(c, BitChoice):
-                    arch[label] = c.values.index(pick(c.values))
+        if metric in ("bitops", "size"):  # every bit label at its extreme width
+            for label, b in self._extreme_bits(metric, pick).items():
+                arch[label] = self.space.choice(label).values.index(b)
         return arch
+
+    def _extreme_bits(self, metric: str, pick) -> dict[str, int]:
+        layers = [q for _, table, _ in self.groups for v in table.values() for q in v[2]]
+        return bits.extreme_bits(self.space, metric, pick, layers)
 
     def _tables(self, metric: str, pick=min) -> list:
         if metric == "latency":
@@ -427,7 +429,10 @@ class CostModel:
         if metric in ("bitops", "size"):  # fewer bits never cost more, so each part's extreme has every
             if not self.quantized:                                   # layer at its extreme width
                 self.value(metric, None)  # raises: no quantized layers
-            width = bits.extreme_resolver(self.space, pick)
+            chosen = self._extreme_bits(metric, pick)
+
+            def width(x):
+                return x if isinstance(x, int) else chosen[x]
             part, i = (bits.bitops, 0) if metric == "bitops" else (lambda p, q, w: bits.size_bits(p, q, w) / 8, 1)
             return [(labels, {k: part(v[i], v[2], width) for k, v in table.items()}, gate)
                     for labels, table, gate in self.groups]

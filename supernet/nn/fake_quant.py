@@ -76,15 +76,19 @@ class _FakeQuantize(torch.autograd.Function):
         return g.op("DequantizeLinear", q, step, zero, **kwargs)
 
 
-def fake_quantize(x: torch.Tensor, step: torch.Tensor, qmin: int, qmax: int, axis: int | None = None) -> torch.Tensor:
+def fake_quantize(x: torch.Tensor, step: torch.Tensor, qmin: int, qmax: int, axis: int | None = None,
+                  count: int | None = None) -> torch.Tensor:
     """``clamp(round(x / step), qmin, qmax) * step`` with LSQ's gradients (see the module's doc).
 
     Args:
         step: a scalar tensor, or with ``axis`` one step per slice of ``x`` along ``axis``
             (per-channel weights: ``axis=0``).
         qmin, qmax: the integer range, ``bit_range(bits, signed)``.
+        count: the ``n`` of the gradient scale: by default the elements per step; for activations
+            LSQ counts one sample's features, so that the scale does not depend on the batch size
+            (nor on how many processes share a batch).
     """
-    n = x.numel() if axis is None else x.numel() // x.shape[axis]
+    n = count if count is not None else x.numel() if axis is None else x.numel() // x.shape[axis]
     dtype = x.dtype
     out = _FakeQuantize.apply(x.float(), step, qmin, qmax, axis, 1.0 / math.sqrt(n * max(qmax, 1)))
     return out.to(dtype)

@@ -115,7 +115,8 @@ class Quantized(nn.Module):
         signed = kind == "weight" or self._is_signed(t)
         qmin, qmax = bit_range(bits, signed)
         axis = 0 if kind == "weight" and self.per_channel else None
-        return fake_quantize(t, step.clamp_min(1e-8), qmin, qmax, axis)
+        count = None if kind == "weight" else t[0].numel()  # activations: one sample's features (LSQ)
+        return fake_quantize(t, step.clamp_min(1e-8), qmin, qmax, axis, count)
 
     # --- the steps' start -----------------------------------------------------------------------
     def _start(self, key: str, kind: str, bits: int, t: torch.Tensor, step: nn.Parameter) -> torch.Tensor:

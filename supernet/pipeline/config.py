@@ -55,6 +55,8 @@ class RetrainConfig(TrainConfig):
     aux_weight: float = 0.0          # weight of the auxiliary head's loss (DARTS: 0.4; needs auxiliary: true)
     drop_path: float = 0.0           # drop-path probability, ramped linearly from 0 over the steps (DARTS: 0.2)
     cutout: int = 0                  # cutout square side in pixels on the training images (DARTS: 16; 0: off)
+    init: str = "scratch"            # scratch: fresh weights (SPOS); supernet: fine-tune the supernet's weights
+                                     # (and its quantizers' step sizes) for this architecture
 
     def __post_init__(self):
         super().__post_init__()
@@ -64,6 +66,8 @@ class RetrainConfig(TrainConfig):
             raise ValueError("aux_weight and cutout must be >= 0")
         if not 0 <= self.drop_path < 1:
             raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path}")
+        if self.init not in ("scratch", "supernet"):
+            raise ValueError(f"retrain.init must be 'scratch' or 'supernet', got {self.init!r}")
 
 
 @dataclass

@@ -1,11 +1,12 @@
-"""``supernet retrain``: the chosen architecture as a plain network, trained from scratch."""
+"""``supernet retrain``: the chosen architecture as a plain network, trained from scratch (or
+fine-tuned from the supernet's weights, ``retrain.init=supernet``)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
 
-from ..arch import SearchSpace, parse_arch
+from ..arch import SearchSpace, fix, parse_arch
 from ..data.loader import Cutout, fixed_batches
 from ..data.memory import check_batches_fit
 from ..nn.layers import DropPath
@@ -15,7 +16,7 @@ from ..runtime.typed import ConfigError
 from ..search import recalibrate_bn
 from ..strategies import Plain
 from ..train import fit, load_latest, save_checkpoint
-from .build import build_subnet, load_data, subnet_options, supernet_space
+from .build import build_subnet, load_data, load_supernet, subnet_options, supernet_space
 from .config import RunConfig, stage_config, use_runtime
 from .rundir import fitting, owning, require_run
 from .sizes import check_subnet_fits
@@ -39,7 +40,7 @@ def retrain(run_dir: Path, arch_path=None, overrides: list[str] = (), resume: bo
         check_batches_fit(data.train, rc.batch_size, rc.bn_recal_batches,
                           f"retrain.bn_recal_batches={rc.bn_recal_batches:,}", "lower retrain.bn_recal_batches")
         torch.manual_seed(rc.seed)  # the fresh initialisation
-        model = build_subnet(cfg, data, arch)
+        model = build_subnet(cfg, data, arch) if rc.init == "scratch" else supernet_subnet(run_dir, cfg, data, arch)
         check_retrain_recipe(cfg, model)
         meta = {"kind": "subnet", "space": cfg.space.name, "options": subnet_options(cfg, data), "arch": arch}
         out = run_dir / "retrain"
@@ -58,6 +59,15 @@ def retrain(run_dir: Path, arch_path=None, overrides: list[str] = (), resume: bo
             recalibrate_bn(model, fixed_batches(data.train, rc.batch_size, rc.bn_recal_batches, rc.seed + 1), device)
             save_checkpoint(out / "last.pt", {**ck, "model": model.state_dict(), "bn_recalibrated": True})
     return {**summary, "arch": arch}
+
+
+def supernet_subnet(run_dir: Path, cfg: RunConfig, data, arch: dict):
+    """``arch`` cut from the trained supernet with its weights (retrain.init=supernet: fine-tuning)."""
+    if cfg.retrain.space_options:
+        raise ConfigError("retrain.init=supernet fine-tunes the supernet's own weights, so retrain.space_options "
+                          "cannot change the network: remove them, or set retrain.init=scratch")
+    supernet, _ = load_supernet(run_dir, cfg, data, torch.device("cpu"))
+    return fix(supernet, parse_arch(arch, SearchSpace(supernet)), weights="copy")
 
 
 def arch_for_retrain(run_dir: Path, arch_path, space: SearchSpace) -> dict:

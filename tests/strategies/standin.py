@@ -25,7 +25,7 @@ SHORT = {"darts": {"snapshot_every": 1},
 
 def standin_table(cost: CostModel, target: dict, scale=1e-6, overhead_ms=0.0) -> LatencyTable:
     """The cost model's FLOPs groups read as milliseconds (flops x scale), as a real ``LatencyTable``."""
-    groups = [(list(labels), {k: f * scale for k, (f, _) in table.items()}, gate) for labels, table, gate in cost.groups]
+    groups = [(list(labels), {k: v[0] * scale for k, v in table.items()}, gate) for labels, table, gate in cost.groups]
     spread = [{k: 0.0 for k in table} for _, table, _ in groups]
     return LatencyTable(target, groups, spread, overhead_ms)
 

@@ -13,13 +13,19 @@ from torch import nn
 
 from supernet import LayerChoice, SearchSpace, fix
 from supernet.data import DataConfig, build_data
+from supernet.quant import mixed_precision
 from supernet.runtime import dist
 from supernet.strategies import build_strategy, check_settings
 from supernet.train import fit
 from supernet.train.config import OptimConfig, TrainConfig
 from tests.strategies.standin import SHORT, standin_cost
 
-VARIANTS = {"darts-unrolled": ("darts", {"unrolled": True}), "proxyless-two": ("proxyless", {"mode": "two"})}
+VARIANTS = {"darts-unrolled": ("darts", {"unrolled": True}), "proxyless-two": ("proxyless", {"mode": "two"}),
+            "spos-mixed-precision": ("spos", {})}
+# Kinds whose blocks are also searched in bit width: QAT, with activation steps started from the
+# first batch (averaged over the ranks). Not DARTS over bits: its α gradients for 4 against 8 bits
+# are near zero, where Adam's normalised step turns float-order noise into visible differences.
+MIXED = {"spos-mixed-precision"}
 # Larger architecture steps than SHORT's, so that their effect on the weights is well above rounding.
 FAST = {"darts": {"arch_lr": 0.05}, "enas": {"ctrl_lr": 0.05}, "proxyless": {"arch_lr": 0.05},
         "fbnet": {"arch_lr": 0.05}}
@@ -50,6 +56,8 @@ def run(out: Path, kind: str, resume: bool) -> None:
     data = build_data(DataConfig(name="synthetic", image_size=8, synthetic_train=96, synthetic_classes=4, val_per_class=2))
     torch.manual_seed(0)
     model = NoBN()
+    if kind in MIXED:
+        model = mixed_precision(model, weight_bits=[4, 8], act_bits=[4, 8])
     strategy = None
     if kind == "subnet":
         model = fix(model, {"layer_0": 1, "layer_1": 2, "layer_2": 0})

@@ -1,0 +1,104 @@
+"""A mixed-precision run through the stages: costs in every artifact, exact resume, clear refusals."""
+import copy
+import json
+import shutil
+
+import pytest
+import torch
+import yaml
+
+from supernet.cli import main
+from supernet.train import load_checkpoint
+
+from ..test_pipeline import TINY
+
+QUANT = {"weight_bits": [2, 4, 8], "act_bits": [2, 4, 8], "share": "block"}
+
+
+def tiny_config(tmp_path, **sections):
+    cfg = copy.deepcopy(TINY)
+    cfg["space"]["quant"] = dict(QUANT)
+    cfg["search"]["constraints"] = ["bitops<=400M"]
+    for key, value in sections.items():
+        cfg[key] = {**cfg.get(key, {}), **value}
+    path = tmp_path / "mp.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def run(*argv):
+    assert main([str(a) for a in argv]) == 0
+
+
+def test_every_stage_reports_bitops_and_size_and_exports_qdq(tmp_path, capsys):
+    r = tmp_path / "run"
+    run("train-supernet", "--config", tiny_config(tmp_path), "--run-dir", r)
+    assert "quant" in yaml.safe_load((r / "config.yaml").read_text())["space"]
+    run("search", "--run-dir", r)
+    history = [json.loads(line) for line in (r / "search" / "history.jsonl").read_text().splitlines()]
+    assert all(row["bitops"] <= 400e6 and row["size"] > 0 for row in history)
+    best = json.loads((r / "search" / "best_arch.json").read_text())
+    assert {"bitops", "size"} <= set(best)
+    assert any(k.endswith(".weight_bits") for k in best["arch"])
+    run("retrain", "--run-dir", r)
+    run("evaluate", "--run-dir", r)
+    report = json.loads((r / "eval.json").read_text())
+    assert report["bitops"] == best["bitops"] and report["size"] == best["size"]
+    pytest.importorskip("onnx")
+    run("export", "--run-dir", r)
+    import onnx
+    ops = {n.op_type for n in onnx.load(str(r / "model.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    capsys.readouterr()
+    # retrain.init=supernet fine-tunes the supernet's weights and step sizes
+    run("retrain", "--run-dir", r, "--force", "init=supernet")
+    assert load_checkpoint(r / "retrain" / "last.pt")["step"] == TINY["retrain"]["steps"]
+
+
+def test_a_killed_qat_supernet_resumes_bitwise_with_its_step_sizes(tmp_path):
+    r = tmp_path / "run"
+    run("train-supernet", "--config", tiny_config(tmp_path), "--run-dir", r)
+    full = load_checkpoint(r / "supernet" / "last.pt")
+    steps = [k for k in full["model"] if "_steps." in k]
+    assert steps and any(full["model"][k].ne(1).any() for k in steps)  # learned, not left at their start
+    assert any(full["model"][k].any() for k in full["model"] if k.endswith(".started"))
+    crashed = tmp_path / "crashed"
+    shutil.copytree(r, crashed)
+    shutil.copy(r / "supernet" / "step-3.pt", crashed / "supernet" / "last.pt")
+    run("train-supernet", "--run-dir", crashed, "--resume")
+    resumed = load_checkpoint(crashed / "supernet" / "last.pt")
+    assert full["model"].keys() == resumed["model"].keys()
+    assert all(torch.equal(full["model"][k], resumed["model"][k]) for k in full["model"])
+
+
+@pytest.mark.parametrize("override,message", [
+    ("space.quant.weight_bits=[2,9]", "bit width 9 is not supported; use integers in 2..8, or 32 for full precision"),
+    ("space.quant.act_bits=[]", "needs both weight_bits and act_bits"),
+    ("space.quant.exclude=[nothing]", "exclude 'nothing' names no quantizable layer"),
+    ("space.quant.share=stage", "share must be 'layer' or 'block'"),
+    ("search.constraints=[bitops<=1k]", r"bitops <= 1000 cannot be met: this space's bitops range is \S+ \.\. \S+"),
+    ("latency.table=x.json", "latency tables of mixed-precision spaces are not supported"),
+    ("retrain.init=warm", "retrain.init must be 'scratch' or 'supernet'"),
+])
+def test_bad_quantization_settings_are_one_line(tmp_path, capsys, override, message):
+    r = tmp_path / "run"
+    stage = "search" if override.startswith(("search.", "latency.")) else "train-supernet"
+    if stage == "search":
+        run("train-supernet", "--config", tiny_config(tmp_path), "--run-dir", r)
+        code = main(["search", "--run-dir", str(r), override.partition(".")[2]] if override.startswith("search.")
+                    else ["search", "--run-dir", str(r), override])
+    else:
+        code = main(["train-supernet", "--config", str(tiny_config(tmp_path)), "--run-dir", str(r), override])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert __import__("re").search(message, err[0]), err[0]
+
+
+def test_bitops_constraints_need_a_quantized_space(tmp_path, capsys):
+    cfg = copy.deepcopy(TINY)
+    cfg["search"]["constraints"] = ["bitops<=1G"]
+    path = tmp_path / "plain.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run("train-supernet", "--config", path, "--run-dir", tmp_path / "r")
+    assert main(["search", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "needs quantized layers, and this model has none" in capsys.readouterr().err
