@@ -26,6 +26,8 @@ _PROXYLESS = dict(stage_widths=(8, 16, 16), stage_repeats=(1, 2, 1), stage_strid
 _FBNET = dict(stage_widths=(8, 16, 16), stage_repeats=(1, 2, 1), stage_strides=(1, 2, 1), stem_width=8, head_width=32,
               num_classes=5)
 TINY_OPTIONS.update({"proxyless": _PROXYLESS, "proxyless-small": _PROXYLESS, "fbnet": _FBNET, "fbnet-small": _FBNET})
+_RESNET = dict(depths=(1, 1, 1, 1), widths=(4, 8, 8, 8), num_classes=5)
+TINY_OPTIONS.update({"resnet18": _RESNET, "resnet18-cifar": _RESNET, "resnet-digits": _RESNET})
 
 
 def tiny_input_size(name: str) -> int:
@@ -44,7 +46,7 @@ def _seed():
 
 # Registered variants that are the same class with the same tiny options as another entry: looping
 # over them would repeat the other's tests (CI time).
-SAME_AS = {"proxyless-small": "proxyless", "fbnet-small": "fbnet"}
+SAME_AS = {"proxyless-small": "proxyless", "fbnet-small": "fbnet", "resnet-digits": "resnet18-cifar"}
 SPACE_NAMES = sorted(n for n in SPACES if n not in SAME_AS)
 # (space, channel_search) for every space; channel search where the space has it.
 SPACE_CASES = [(n, cs) for n in SPACE_NAMES

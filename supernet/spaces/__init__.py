@@ -15,6 +15,7 @@ from .darts import DartsNetwork, DartsOptions
 from .enas import EnasMacro, EnasMicro, MacroOptions, MicroOptions
 from .fbnet import FBNet, FBNetOptions
 from .proxyless import ProxylessNet, ProxylessOptions
+from .resnet import ResNet, ResNetOptions
 from .shufflenet import ShuffleNet, ShuffleNetOptions
 
 
@@ -89,3 +90,12 @@ register("fbnet", FBNetOptions, FBNet,
 register("fbnet-small", FBNetOptions, FBNet,
          "FBNet space for 32x32 inputs: stride-1 stem and stride 1 at the 24-wide group, 10 classes",
          input_size=32, num_classes=10, stem_stride=1, stage_strides=(1, 1, 2, 2, 1, 2, 1))
+register("resnet18", ResNetOptions, ResNet,
+         "ResNet-18 ImageNet network (SPOS mixed precision: bits via space.quant), 7x7 stem + max-pool, 8 "
+         "BasicBlocks, 224x224, 1000 classes; channel_search: each block's inner width 0.5/0.75/1.0x")
+register("resnet18-cifar", ResNetOptions, ResNet,
+         "ResNet-18 for 32x32 (CIFAR-10): 3x3 stride-1 stem, no max-pool, 10 classes; same options as resnet18",
+         input_size=32, num_classes=10, stem="cifar")
+register("resnet-digits", ResNetOptions, ResNet,
+         "ResNet for 8x8 digits: 4 BasicBlocks of 16/32/64/128 channels, 3x3 stride-1 stem, 10 classes",
+         input_size=8, num_classes=10, stem="cifar", depths=(1, 1, 1, 1), widths=(16, 32, 64, 128))
