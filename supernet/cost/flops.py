@@ -8,8 +8,8 @@ included), so ``params(arch) == sum(p.numel() for p in fix(model, arch).paramete
 step sizes of quantized layers, which ``size`` counts. BitOps and size of mixed-precision spaces
 come from the same tables (``supernet.cost.bits``).
 
-The table is built by measuring: each top-level ``LayerChoice`` is recorded at its real input
-shape during one forward, and every option of it (times every option of the width choices inside
+The table is built by measuring: each top-level ``LayerChoice`` (and each module that declares a
+width choice outside one, a ResNet block) is recorded at its real input shape during one forward, and every option of it (times every option of the width choices inside
 it) is fixed and run once at that shape. The rest of the network (stem, head, anything outside a
 choice) is measured the same way. A query is then one table lookup per choice: microseconds.
 """
@@ -28,7 +28,7 @@ from torch import nn
 from ..arch import Arch, SearchSpace, fix_module, fix
 from ..nn.quantized import Quantized
 from . import bits
-from ..nn.choices import BitChoice, Choice, InputChoice, LayerChoice, NoneChosen, gate_of, gate_open, gate_pairs
+from ..nn.choices import BitChoice, ChannelChoice, Choice, InputChoice, LayerChoice, NoneChosen, gate_of, gate_open, gate_pairs
 
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -99,7 +99,8 @@ def count_params(module: nn.Module) -> int:
 
 @dataclass(eq=False)
 class Unit:
-    """One top-level ``LayerChoice`` (or another gated module: an ENAS cell's per-state output conv) as
+    """One top-level ``LayerChoice`` (or a gated module: an ENAS cell's per-state output conv; or a
+    module that declares a width choice, a ResNet block) as
     the tables see it: the labels inside it (its own and the width choices it holds), its input
     shapes and output shape at batch 1, and its gate (``(label, i)`` or a ``NoneChosen``)."""
 
@@ -155,7 +156,8 @@ class CostModel:
         x = torch.zeros(1, *self.input_shape, device=device)
         # Units: the top-level choices, and the other modules computed only under a gate (an ENAS
         # cell's per-state output conv), each tabulated at its real input shape.
-        units = [m for m in model.modules() if isinstance(m, LayerChoice) or gate_of(m) is not None]
+        units = [m for m in model.modules() if isinstance(m, LayerChoice) or gate_of(m) is not None
+                 or any(isinstance(c, ChannelChoice) for c in m.children())]
         nested = {id(c) for u in units for c in u.modules() if c is not u}
         units = [u for u in units if id(u) not in nested]  # top-level choices only
         gates = [self._gate(u) for u in units]
@@ -513,7 +515,9 @@ def _selections(c: InputChoice) -> list[tuple[int, ...]]:
 
 
 def _name(unit: nn.Module) -> str:
-    return f"LayerChoice '{unit.label}'" if isinstance(unit, LayerChoice) else f"gated {type(unit).__name__}"
+    if isinstance(unit, LayerChoice):
+        return f"LayerChoice '{unit.label}'"
+    return f"gated {type(unit).__name__}" if gate_of(unit) is not None else f"{type(unit).__name__} with a width choice"
 
 
 def _labels_in(module: nn.Module) -> list[str]:

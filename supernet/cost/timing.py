@@ -27,7 +27,7 @@ from torch import nn
 
 from ..arch import Arch, SearchSpace, fix
 from ..export import onnx_bytes
-from ..nn.choices import LayerChoice, NoneChosen, gate_of
+from ..nn.choices import Choice, LayerChoice, NoneChosen, gate_of
 from ..runtime.progress import progress_bar
 from ..runtime.typed import ConfigError
 from .flops import CostModel, Unit, tabulate
@@ -187,6 +187,18 @@ class _Stub(nn.Module):
         return self.zeros + x.flatten(1)[:, :1].reshape(-1, *[1] * (self.zeros.dim() - 1))
 
 
+class _Keeping(nn.Module):
+    """A stub that holds a unit's own choices (their labels stay in the model) and runs the stub."""
+
+    def __init__(self, stub: nn.Module, choices: list[nn.Module]):
+        super().__init__()
+        self.stub = stub
+        self.choices = nn.ModuleList(choices)
+
+    def forward(self, *xs):
+        return self.stub(*xs)
+
+
 def _stubbed(model: nn.Module, units: list[Unit]) -> nn.Module:
     """A copy of ``model`` whose units are choices among stubs (same labels, same gates)."""
     names = {id(m): name for name, m in model.named_modules()}
@@ -194,7 +206,11 @@ def _stubbed(model: nn.Module, units: list[Unit]) -> nn.Module:
     for unit in units:
         parent, _, child = names[id(unit.module)].rpartition(".")
         stub = _Stub(unit.out_shape)
-        choice = LayerChoice([stub] * unit.module.n_options, label=unit.module.label)
+        if isinstance(unit.module, LayerChoice):
+            choice = LayerChoice([stub] * unit.module.n_options, label=unit.module.label)
+        else:  # a block that declares a width choice: the stub keeps the choice, so its label stays
+            choice = _Keeping(stub, [c for c in out.get_submodule(names[id(unit.module)]).children()
+                                     if isinstance(c, Choice)])
         if gate_of(unit.module) is not None:
             choice.gate = gate_of(unit.module)
         setattr(out.get_submodule(parent) if parent else out, child, choice)

@@ -116,7 +116,8 @@ class Quantized(nn.Module):
         qmin, qmax = bit_range(bits, signed)
         axis = 0 if kind == "weight" and self.per_channel else None
         count = None if kind == "weight" else t[0].numel()  # activations: one sample's features (LSQ)
-        return fake_quantize(t, step.clamp_min(1e-8), qmin, qmax, axis, count)
+        # |step|: a step that an update pushes through zero keeps learning (clamped at 0 it would be dead)
+        return fake_quantize(t, step.abs().clamp_min(1e-8), qmin, qmax, axis, count)
 
     # --- the steps' start -----------------------------------------------------------------------
     def _start(self, key: str, kind: str, bits: int, t: torch.Tensor, step: nn.Parameter) -> torch.Tensor:
