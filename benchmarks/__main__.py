@@ -11,7 +11,7 @@ import torch
 
 from supernet.runtime.io import write_json
 
-from . import family, hardware, spos
+from . import family, hardware, quant, spos
 from .common import Table, keep_freed_memory, machine, read_peer
 
 # How long each part runs: seconds of step rounds per shape (at least step_rounds rounds), repetitions
@@ -20,7 +20,8 @@ EFFORT = {"quick": dict(step_s=20, step_rounds=6, eval_reps=2, cost_rounds=5, da
                         enas_rounds=6, hardware_s=20, hardware_rounds=5),
           "full": dict(step_s=90, step_rounds=20, eval_reps=5, cost_rounds=20, darts_s=300, darts_rounds=10, enas_s=120,
                        enas_rounds=20, hardware_s=120, hardware_rounds=15)}
-PARTS = ("spos", "darts", "enas", "proxyless", "fbnet")  # --only: the SPOS figures (step, eval, cost, memory) or one method's rows
+PARTS = ("spos", "darts", "enas", "proxyless", "fbnet", "quant")  # --only: the SPOS figures (step, eval, cost, memory),
+# one method's rows, or the mixed-precision (QAT) step figures
 HARDWARE = {"proxyless": hardware.bench_proxyless, "fbnet": hardware.bench_fbnet}
 
 
@@ -60,6 +61,8 @@ def run(quick: bool = False, progress: bool = True, nni: Optional[dict] = None, 
                 result["nni"] = spos.nni_summary(nni, ev)
             except (KeyError, TypeError) as err:
                 raise ValueError(f"the NNI results lack {err}; pass the file written by spos_cpu.py --json") from None
+    if only in (None, "quant"):  # same effort per shape as the SPOS step figures
+        result["quant"] = quant.bench(e["step_s"], e["step_rounds"], progress=progress)
     result["seconds"] = time.perf_counter() - t0
     return result
 
@@ -77,6 +80,8 @@ def format_table(res: dict) -> str:
             hardware.rows(name, res[name], table)
     if "step" in res:
         spos.rows(res, table)
+    if "quant" in res:
+        quant.rows(res["quant"], table)
     table.text(f"total {res['seconds']:.0f} s")
     return str(table)
 
@@ -86,7 +91,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--quick", action="store_true", help="fewer rounds: under 10 minutes on 2 CPU cores")
     p.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
-    p.add_argument("--only", choices=PARTS, help="only the SPOS figures, or only one method's rows")
+    p.add_argument("--only", choices=PARTS,
+                   help="only the SPOS figures, only one method's rows, or only the QAT step figures")
     p.add_argument("--malloc", choices=["keep", "default"], default="keep",
                    help="keep: glibc keeps freed memory (common.keep_freed_memory; steadier step ratios); "
                         "default: glibc's defaults, or what MALLOC_* variables set (for RSS figures)")

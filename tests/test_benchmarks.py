@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import common, family, hardware, spos
+from benchmarks import common, family, hardware, quant, spos
 from benchmarks.__main__ import EFFORT, main
 
 
@@ -15,6 +15,7 @@ def test_bench_quick_writes_the_table_and_json(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(spos, "EVAL", dict(space="shufflenet-cifar", size=16, classes=10, batch=4,
                                             recal_batches=2, val_images=8, options=tiny))
     monkeypatch.setattr(spos, "COST", dict(space="shufflenet-cifar", options=tiny, constraint="flops<=10M"))
+    monkeypatch.setattr(quant, "SHAPES", QUANT_TINY)
     monkeypatch.setitem(EFFORT, "quick", dict(step_s=1, step_rounds=6, eval_reps=2, cost_rounds=5, darts_s=0,
                                                     darts_rounds=2, enas_s=0, enas_rounds=2,
                                                     hardware_s=0, hardware_rounds=2))
@@ -71,6 +72,36 @@ def test_bench_quick_writes_the_table_and_json(tmp_path, monkeypatch, capsys):
     assert res["proxyless"]["memory"]["darts_step"]["step_peak_bytes"] > res["proxyless"]["memory"]["weight_step"]["step_peak_bytes"]
     step = res["step"]["tiny@16/b4"]["ratio_pinned"]
     assert step["n"] >= 6 and step["ci95"][0] <= step["median"] <= step["ci95"][1]
+    assert set(res["quant"]) == set(QUANT_TINY) and "QAT supernet pinned / fixed subnet" in table
+
+
+# The digits mixed-precision space at its smallest: 8 px, one channel, every stage one block.
+QUANT_TINY = {"tiny-digits@8/b4": ("shufflenet-cifar", 8, 1, 4, dict(width_mult=0.25, stage_repeats=[1, 1, 1, 1],
+                                                                     channel_search=True, num_classes=10))}
+
+
+def test_bench_quant_alone(tmp_path, monkeypatch, capsys):
+    """``--only quant``: the QAT supernet step and the fake-quantization overhead, nothing else."""
+    import math
+    monkeypatch.setattr(quant, "SHAPES", QUANT_TINY)
+    monkeypatch.setitem(EFFORT, "quick", {**EFFORT["quick"], "step_s": 0, "step_rounds": 4})
+    out = tmp_path / "bench.json"
+    assert main(["--quick", "--only", "quant", "--threads", "1", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    res = json.loads(out.read_text())
+    assert set(res) == {"machine", "quick", "quant", "seconds"} and res["machine"]["threads"] == 1
+    st = res["quant"]["tiny-digits@8/b4"]
+    assert st["setup"]["bit_labels"] > 0 and st["setup"]["weight_bits"] == [2, 3, 4, 8]
+    for key in ("ratio_pinned", "ratio_random", "fake_quant_pinned", "fake_quant_random"):
+        s = st[key]
+        assert s["n"] == 4 and math.isfinite(s["median"]) and s["min"] > 0
+        assert s["ci95"][0] <= s["median"] <= s["ci95"][1]
+    assert 0.3 < st["ratio_pinned"]["median"] < 3 and 0.3 < st["ratio_random"]["median"] < 3
+    assert all(t["median"] > 0 for t in st["times_s"].values()) and len(st["times_s"]) == 6
+    for row in ("QAT supernet pinned / fixed subnet", "QAT supernet random path / fixed subnet",
+                "fake-quant overhead, fixed / float (pinned)", "fixed float subnet (ms)", "goal: QAT supernet"):
+        assert row in table
+    assert "eval speedup" not in table and "darts" not in table
 
 
 def test_median_ci_is_the_binomial_order_statistic_interval():
