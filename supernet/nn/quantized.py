@@ -106,7 +106,7 @@ class Quantized(nn.Module):
 
     def quantize(self, t: torch.Tensor, kind: str, bits: int) -> torch.Tensor:
         """``t`` (the weight, or the input for ``kind="act"``) fake-quantized at ``bits``."""
-        if bits == FULL_PRECISION:
+        if bits == FULL_PRECISION or t.is_meta:  # meta: shapes only (size estimates), nothing to round
             return t
         key = f"{kind}{bits}"
         step = (self.weight_steps if kind == "weight" else self.act_steps)[str(bits)]

@@ -7,7 +7,10 @@ crossovers of two top-10 parents (each gene from either, p=0.5), then a random r
 population of 50. Each operator stops after 10x its count in tries. A candidate is legal if it
 was never seen and meets the constraints; the constraints are checked before any evaluation and a
 seen architecture is never evaluated again. Ranking is by (top-1 error, top-5 error). Once every
-legal architecture has been evaluated the search stops, whatever generations are left.
+legal architecture has been evaluated the search stops, whatever generations are left. Where
+random sampling finds no legal architecture at all for generation 0 (a budget near the space's
+minimum), the evolution starts from the cheapest architecture under the first upper bound and its
+mutations (origins ``cheapest`` and ``cheapest+mutation``); nothing else changes.
 
 The whole state (generation, RNG, every result, the settings) is plain JSON, saved after each
 generation, so a search killed mid-generation resumes by redoing that generation identically. A
@@ -177,7 +180,7 @@ class EvolutionSearch:
             if len(out) >= target:
                 break
             arch = make()
-            self.tried[origin] += 1
+            self.tried[origin] = self.tried.get(origin, 0) + 1
             if self._legal(arch, pending):
                 pending.add(self._key(arch))
                 out.append((arch, origin))
@@ -208,7 +211,23 @@ class EvolutionSearch:
         # a space with few legal architectures ends instead of hanging.
         missing = max(0, size - len(out))
         self._fill(out, missing, lambda: self.space.sample(self.rng), "random", pending, tries=100 * missing)
+        if not out and not self.topk and missing and cfg.algorithm == "evolution":
+            self._near_cheapest(out, missing, pending)
         return out
+
+    def _near_cheapest(self, out: list, n: int, pending: set) -> None:
+        """Where uniform sampling found no legal architecture (a budget near the space's minimum:
+        few random bit widths add up to a low BitOps), start from the cheapest architecture under
+        the first upper bound, and its mutations."""
+        bound = next((c for c in (self.constraints.items if self.constraints else []) if c.max is not None), None)
+        if bound is None:
+            return
+        cheapest = self.cost.extreme_arch(bound.metric)
+        self._fill(out, 1, lambda: cheapest, "cheapest", pending, tries=1)
+        if out:
+            self._fill(out, n - 1, lambda: {l: self.space.sample_label(l, self.rng) if self.rng.random() <
+                                            self.cfg.mutation_prob else v for l, v in cheapest.items()},
+                       "cheapest+mutation", pending, tries=100 * n)
 
     # --- the loop -------------------------------------------------------------------------------
     def step(self, progress: bool = False) -> list[dict]:

@@ -102,3 +102,18 @@ def test_bitops_constraints_need_a_quantized_space(tmp_path, capsys):
     run("train-supernet", "--config", path, "--run-dir", tmp_path / "r")
     assert main(["search", "--run-dir", str(tmp_path / "r")]) == 2
     assert "needs quantized layers, and this model has none" in capsys.readouterr().err
+
+
+def test_a_budget_random_sampling_cannot_meet_starts_from_the_cheapest_architecture(tmp_path):
+    """Few random bit widths add up to a BitOps near the minimum; the search still finds candidates."""
+    r = tmp_path / "run"
+    run("train-supernet", "--config", tiny_config(tmp_path), "--run-dir", r)
+    from supernet.pipeline.build import load_data, model_options, space_model
+    from supernet.pipeline.config import load_config
+    from supernet.cost import CostModel
+    cfg = load_config(r / "config.yaml")
+    low = CostModel(space_model(cfg, model_options(cfg, load_data(cfg)))).range()["bitops_min"]
+    run("search", "--run-dir", r, f"constraints=[bitops<={low}]")
+    history = [json.loads(line) for line in (r / "search" / "history.jsonl").read_text().splitlines()]
+    assert history[0]["origin"] == "cheapest" and history[0]["bitops"] == low
+    assert all(row["bitops"] <= low for row in history)
