@@ -5,7 +5,7 @@ layer reads ``DequantizeLinear(int8 weight initializer, per-channel scale)`` and
 ``QuantizeLinear -> [Clip] -> DequantizeLinear`` (int8, or uint8 for a non-negative input; the Clip
 narrows a sub-8-bit range, for which ONNX has no type); the rest stays float. The file computes
 exactly what the PyTorch model does: ``check_quantized_onnx`` measures how exactly (ties aside, to
-float rounding), and ``compare_latency`` times it against the same network in float.
+float rounding), and ``supernet.cost.timing.compare_latency`` times it against the same network in float.
 
 ONNX Runtime runs a conv on int8 kernels (``QLinearConv``) only when its output goes straight (or
 through a ReLU) into a ``QuantizeLinear`` of its input's type and it has no bias to round; a conv
@@ -392,22 +392,3 @@ def dequantized(model: nn.Module) -> nn.Module:
             setattr(model.get_submodule(parent) if parent else model, child, m.layer)
     return model
 
-
-def compare_latency(model: nn.Module, sample: torch.Tensor, threads: int = 1, runs: int = 100, warmup: int = 10,
-                    opset: int = 18, seed: int = 0) -> dict:
-    """The ONNX Runtime latency on this CPU of ``model`` exported as QDQ (``int8_ms``) and of the same
-    network in float (``dequantized(model)``, ``float_ms``), in ms per call on ``sample``.
-
-    Both sessions run with ``threads`` intra-op threads and are timed in the same interleaved rounds
-    (``supernet.cost.timing.measure``: medians, each timed call a warm one), so that the machine's
-    drift falls on both alike; ``ratio`` is ``int8_ms / float_ms`` (below 1: the QDQ file is faster).
-    """
-    from .cost.timing import _quiet_timing, measure, ort_runner  # cost imports export: not at module level
-
-    model = model.cpu().eval()
-    files = [onnx_bytes(m, (sample,), opset) for m in (model, dequantized(model))]
-    with _quiet_timing(threads):
-        (q, q_spread, _), (f, f_spread, _) = measure([ort_runner(b, [sample], threads) for b in files],
-                                                     runs, warmup, max_spread=0.2, retries=1, seed=seed)
-    return {"int8_ms": q, "float_ms": f, "ratio": q / f, "threads": threads, "runs": runs, "batch": len(sample),
-            "spread": {"int8": q_spread, "float": f_spread}}

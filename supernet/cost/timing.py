@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..arch import Arch, SearchSpace, fix
-from ..export import onnx_bytes
+from ..export import dequantized, onnx_bytes
 from ..nn.choices import Choice, LayerChoice, NoneChosen, gate_of
 from ..runtime.progress import progress_bar
 from ..runtime.typed import ConfigError
@@ -399,3 +399,21 @@ def check_line(check: dict) -> str:
             f"{100 * check['max_error_loo']:.1f}%), without the overhead {100 * check['mape_without_overhead']:.1f}%; "
             f"Kendall tau {check['kendall_tau']:.3f} (the measurement against its own repeat: "
             f"{check.get('kendall_tau_repeat', float('nan')):.3f}); fitted overhead {check['overhead_ms']:+.4g} ms")
+
+
+def compare_latency(model: nn.Module, sample: torch.Tensor, threads: int = 1, runs: int = 100, warmup: int = 10,
+                    opset: int = 18, seed: int = 0) -> dict:
+    """The ONNX Runtime latency on this CPU of ``model`` exported as QDQ (``int8_ms``) and of the same
+    network in float (``dequantized(model)``, ``float_ms``), in ms per call on ``sample``.
+
+    Both ONNX Runtime models run with ``threads`` intra-op threads and are timed in the same interleaved rounds
+    (``measure``: medians, each timed call a warm one), so that the machine's
+    drift falls on both alike; ``ratio`` is ``int8_ms / float_ms`` (below 1: the QDQ file is faster).
+    """
+    model = model.cpu().eval()
+    files = [onnx_bytes(m, (sample,), opset) for m in (model, dequantized(model))]
+    with _quiet_timing(threads):
+        (q, q_spread, _), (f, f_spread, _) = measure([ort_runner(b, [sample], threads) for b in files],
+                                                     runs, warmup, max_spread=0.2, retries=1, seed=seed)
+    return {"int8_ms": q, "float_ms": f, "ratio": q / f, "threads": threads, "runs": runs, "batch": len(sample),
+            "spread": {"int8": q_spread, "float": f_spread}}

@@ -15,7 +15,8 @@ pass is LSQ's:
 Under ONNX export (the TorchScript exporter) the op becomes ``QuantizeLinear`` to int8 (uint8 for
 a non-negative range), a ``Clip`` to ``[qmin, qmax]`` when the range is narrower than the type's, and
 ``DequantizeLinear``: the same
-numbers at int8 speed in ONNX Runtime, which has no kernels below 8 bits.
+numbers in ONNX Runtime, which has no kernels below 8 bits (``supernet.export`` says when it runs
+them on int8 kernels).
 """
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from supernet import SearchSpace, create, fix
-from supernet.export import (check_quantized_onnx, compare_latency, dequantized, onnx_bytes, quant_tolerance,
+from supernet.cost.timing import compare_latency
+from supernet.export import (check_quantized_onnx, dequantized, onnx_bytes, quant_tolerance,
                              QUANT_TIES)
 from supernet.nn import Quantized
 from supernet.nn.fake_quant import bit_range
