@@ -160,6 +160,24 @@ class Quantized(nn.Module):
             self._signed = sign > 0
         return self._signed
 
+    def start_untrained(self) -> None:
+        """Give every step that never trained a value without data (weights: LSQ's start from the
+        weights; inputs: 1.0, signed), so that an untrained model exports as a static QDQ graph: a
+        latency table times the layers, whatever numbers they compute."""
+        with torch.no_grad():
+            if int(self.signed) < 0:
+                self.signed.fill_(1)
+            for i, key in enumerate(self.keys):
+                if bool(self.started[i]):
+                    continue
+                bits = int(key.lstrip("weightac"))
+                if key.startswith("weight"):
+                    value = lsq_init(self.layer.weight, bit_range(bits, True)[1], 0 if self.per_channel else None)
+                    self.weight_steps[str(bits)].copy_(value.expand_as(self.weight_steps[str(bits)]))
+                self.started[i] = True
+        self._started.clear()
+        self._signed = None
+
     def reset_steps(self) -> None:
         """Forget the steps (a subnet retrained from scratch starts them again from its new weights)."""
         with torch.no_grad():

@@ -82,14 +82,19 @@ def cost_model(cfg: RunConfig, model, options: dict, cost: Optional[CostModel] =
     if lc.table is None:
         return cost
     if cfg.space.quant.enabled:
-        raise ConfigError("latency tables of mixed-precision spaces are not supported: constrain bitops or size "
-                          "instead, and remove latency.table")
+        cfg.space.quant.check_latency()
     table = LatencyTable.load(lc.table)
-    options = to_dict(space_options(cfg.space.name, options))  # every option, as 'supernet latency' records them
+    options = table_options(cfg, options)
     table.require(target_of(model, cost.input_shape, lc.backend, lc.device, lc.threads, lc.batch, cfg.space.name,
                             options, name=lc.device_name), where=f"latency table {lc.table}")
     cost.attach_latency(table)
     return cost
+
+
+def table_options(cfg: RunConfig, options: dict) -> dict:
+    """The space's options as a latency table records them: every option, and ``quant`` when set."""
+    out = to_dict(space_options(cfg.space.name, options))
+    return {**out, "quant": to_dict(cfg.space.quant)} if cfg.space.quant.enabled else out
 
 
 def needs_latency_table(constraints: list[str], cfg: RunConfig, key: str, run_dir: Optional[Path] = None) -> None:

@@ -13,7 +13,7 @@ from ..cost.flops import fingerprint
 from ..cost.latency import TIMING_DEFAULTS
 from ..cost.timing import build_table, check_subnets, check_table, check_timing
 from ..data.memory import check_fits
-from ..quant import QuantConfig
+from ..quant import QuantConfig, for_timing
 from ..runtime.typed import ConfigError, from_dict, parse_overrides, to_dict
 from ..spaces import create, entry, space_options
 from .build import load_data, model_options
@@ -32,12 +32,11 @@ def space_info(space: str, options: list[str] = (), arch=None, latency_table: Op
     model = quant.apply(create(space, **overrides))
     cost = CostModel(model)
     table = None
-    if latency_table is not None and quant.enabled:
-        raise ConfigError("latency tables of mixed-precision spaces are not supported: drop --latency-table")
     if latency_table is not None:  # the model must be the table's; its machine need not be this one
         table = LatencyTable.load(latency_table)
+        recorded = {**to_dict(typed), **({"quant": to_dict(quant)} if quant.enabled else {})}
         table.require_model({"fingerprint": fingerprint(model, cost.input_shape), "space": space,
-                             "options": to_dict(typed), "input_shape": list(cost.input_shape)},
+                             "options": recorded, "input_shape": list(cost.input_shape)},
                             where=f"latency table {latency_table}")
         cost.attach_latency(table)
     target = None if table is None else table.target
@@ -73,7 +72,8 @@ def check_latency_table(path: str, out: Optional[str], k: int, seed: int = 0, pr
     t = table.target
     if not t.get("space"):
         raise ConfigError(f"{path} names no space; check it from Python (supernet.cost.timing.check_table)")
-    model = create(t["space"], **(t.get("options") or {}))
+    options = dict(t.get("options") or {})
+    model = timing_model(t["space"], options, from_dict(QuantConfig, options.pop("quant", None) or {}, "quant"))
     cost = _cost_model(model, t["space"])
     check_memory(cost, t["batch"], f"the batch {t['batch']} of {path}", "check it on a machine with more memory")
     check = check_table(model, table, k, seed=seed, progress=progress, cost=cost)
@@ -99,7 +99,9 @@ def build_latency_table(out: str, force: bool, space: Optional[str] = None, opti
     with writing(out):  # refused now if a stage holds the run directory, not after the timing
         pass
     if space is not None:
-        name, typed, lc = space, to_dict(space_options(space, parse_overrides(list(options)))), LatencyConfig()
+        overrides = parse_overrides(list(options))
+        quant = from_dict(QuantConfig, overrides.pop("quant", None) or {}, "quant")
+        name, typed, lc = space, to_dict(space_options(space, overrides)), LatencyConfig()
     else:
         if config is not None:
             cfg = load_config(resolve_config_path(config), options, section="latency")
@@ -107,10 +109,13 @@ def build_latency_table(out: str, force: bool, space: Optional[str] = None, opti
             cfg = stage_config(run_dir, options, "latency")
         name, lc = cfg.space.name, cfg.latency
         typed = to_dict(space_options(name, model_options(cfg, load_data(cfg))))
+        quant = cfg.space.quant
     for key in ("backend", "device", "threads", "batch"):  # what the command line leaves open, the config sets
         if timing.get(key) is None:
             timing[key] = getattr(lc, key)
-    model = create(name, **typed)
+    model = timing_model(name, typed, quant)
+    if quant.enabled:  # the table records the bit widths among the options
+        typed = {**typed, "quant": to_dict(quant)}
     cost = _cost_model(model, name)
     check_memory(cost, timing["batch"], f"--batch {timing['batch']}", "lower --batch (latency.batch; 1 times a "
                                                                       "single-image latency)")
@@ -123,6 +128,19 @@ def build_latency_table(out: str, force: bool, space: Optional[str] = None, opti
             plot = plot_latency_check(table.check, out.with_suffix(".png"), f"{name}: {target_words(table.target)}")
     return {"table": table, "space": name, "out": out, "range": cost.range(), "plot": plot,
             "entries": sum(len(t) for _, t, _ in table.groups)}
+
+
+def timing_model(space: str, options: dict, quant: QuantConfig):
+    """The model a latency table times: the space, made mixed-precision by ``quant`` (every step
+    started: an untrained quantized layer exports only so)."""
+    model = create(space, **options)
+    if not quant.enabled:
+        return model
+    try:
+        quant.check_latency()
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return for_timing(quant.apply(model))
 
 
 def _cost_model(model, space: str) -> CostModel:

@@ -53,6 +53,23 @@ class QuantConfig:
             return model
         return mixed_precision(model, self.weight_bits, self.act_bits, self.exclude, self.share, self.per_channel)
 
+    def check_latency(self) -> None:
+        """A latency table times each block at one bit width, which holds where every width runs on
+        the same kernels (ONNX Runtime: int8 for 2..8 bits); 32 bits would run in float."""
+        if FULL_PRECISION in self.weight_bits + self.act_bits:
+            raise ValueError("a latency table of a mixed-precision space needs every bit width below 32: a 32-bit "
+                             "layer runs float kernels, so its latency would depend on the bits, which the table "
+                             "does not key by; remove 32 from space.quant, or constrain bitops or size instead")
+
+
+def for_timing(model: nn.Module) -> nn.Module:
+    """``model`` with every quantizer's steps started (``Quantized.start_untrained``): a fresh
+    mixed-precision supernet, ready to export its blocks for a latency table."""
+    for m in model.modules():
+        if isinstance(m, Quantized):
+            m.start_untrained()
+    return model
+
 
 def quantizable(model: nn.Module) -> list[str]:
     """The dotted paths of the layers ``mixed_precision`` would quantize, in registration order."""

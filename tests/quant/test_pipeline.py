@@ -77,7 +77,6 @@ def test_a_killed_qat_supernet_resumes_bitwise_with_its_step_sizes(tmp_path):
     ("space.quant.exclude=[nothing]", "exclude 'nothing' names no quantizable layer"),
     ("space.quant.share=stage", "share must be 'layer' or 'block'"),
     ("search.constraints=[bitops<=1k]", r"bitops <= 1000 cannot be met: this space's bitops range is \S+ \.\. \S+"),
-    ("latency.table=x.json", "latency tables of mixed-precision spaces are not supported"),
     ("retrain.init=warm", "retrain.init must be 'scratch' or 'supernet'"),
 ])
 def test_bad_quantization_settings_are_one_line(tmp_path, capsys, override, message):
@@ -117,3 +116,23 @@ def test_a_budget_random_sampling_cannot_meet_starts_from_the_cheapest_architect
     history = [json.loads(line) for line in (r / "search" / "history.jsonl").read_text().splitlines()]
     assert history[0]["origin"] == "cheapest" and history[0]["bitops"] == low
     assert all(row["bitops"] <= low for row in history)
+
+
+def test_a_latency_table_of_a_mixed_precision_space_times_its_qdq_blocks(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    r = tmp_path / "run"
+    run("train-supernet", "--config", tiny_config(tmp_path), "--run-dir", r)
+    table = tmp_path / "latency.json"
+    run("latency", "--run-dir", r, "--out", table, "--runs", 3, "--warmup", 1, "backend=onnxruntime")
+    recorded = json.loads(table.read_text())["target"]["options"]
+    assert recorded["quant"]["weight_bits"] == QUANT["weight_bits"]
+    run("search", "--run-dir", r, f"latency.table={table}", "latency.backend=onnxruntime",
+        "constraints=[bitops<=400M,latency<=1s]")
+    history = [json.loads(line) for line in (r / "search" / "history.jsonl").read_text().splitlines()]
+    assert all(row["latency_ms"] > 0 and row["bitops"] <= 400e6 for row in history)
+    # A 32-bit candidate would run float kernels: the table cannot key by it.
+    capsys.readouterr()
+    code = main(["latency", "--config", str(tiny_config(tmp_path)), "--out", str(tmp_path / "t32.json"),
+                 "space.quant.weight_bits=[4,32]"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "needs every bit width below 32" in err[0], err
