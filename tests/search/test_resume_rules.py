@@ -69,8 +69,8 @@ def test_a_state_without_settings_is_refused():
 
 def test_a_generation_with_no_legal_candidate_warns_with_counts(capsys):
     model, cost, cfg = search_setup(generations=2)
-    lo = cost.range()["flops_min"]
-    engine = EvolutionSearch(cost.space, Recorder(cost.space), cfg, cost, Constraints(cost, [f"flops<={lo}"]))
+    hi = cost.range()["flops_max"]  # a lower bound: no cheapest architecture to start from
+    engine = EvolutionSearch(cost.space, Recorder(cost.space), cfg, cost, Constraints(cost, [f"flops>={hi}"]))
     topk = engine.run()
     warnings = [l for l in capsys.readouterr().err.splitlines() if l.startswith("warning:")]
     n = 100 * cfg.population
@@ -80,6 +80,15 @@ def test_a_generation_with_no_legal_candidate_warns_with_counts(capsys):
         assert warnings[0] == (f"warning: generation 0 found no legal new candidate (0 mutations, 0 crossovers, "
                                f"{n} random tried: 0 seen before, {n} broke the constraints)")
         assert len(warnings) == 2
+
+
+def test_an_upper_bound_random_sampling_cannot_meet_starts_from_the_cheapest_architecture(capsys):
+    model, cost, cfg = search_setup(generations=2)
+    lo = cost.range()["flops_min"]
+    engine = EvolutionSearch(cost.space, Recorder(cost.space), cfg, cost, Constraints(cost, [f"flops<={lo}"]))
+    topk = engine.run()
+    assert [(r["generation"], r["origin"]) for r in engine.results] == [(0, "cheapest")]  # the only one there is
+    assert topk[0]["flops"] == lo and "the search space is exhausted" in capsys.readouterr().err
 
 
 # --- the CLI: the reproductions -------------------------------------------------------------
@@ -160,8 +169,9 @@ def test_a_forced_search_that_finds_nothing_legal_keeps_the_earlier_search(searc
     shutil.copytree(searched, run)
     before = {p.name: p.read_bytes() for p in (run / "search").iterdir()}, (run / "config.yaml").read_text()
     capsys.readouterr()
-    # Only the smallest architecture is legal, and random sampling does not find it.
-    assert main(["search", "--run-dir", str(run), "--force", "generations=1", "constraints=[flops<=1.0112M]"]) == 2
+    # Only the largest architecture is legal, and random sampling does not find it (a lower bound:
+    # no cheapest architecture to start from).
+    assert main(["search", "--run-dir", str(run), "--force", "generations=1", "constraints=[flops>=2439296]"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("warning: generation 0 found no legal new candidate (0 mutations, 0 crossovers, ")
     assert err[-1].endswith(f"the search evaluated no candidate; loosen search.constraints; --force changed "
