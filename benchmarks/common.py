@@ -148,6 +148,42 @@ def rounds(forms: dict, seconds: float, min_rounds: int, seed: int, desc: str, p
     return times
 
 
+def step_rounds(make_forms: Callable, seconds: float, min_rounds: int, size_by: str, desc: str,
+                progress: bool) -> tuple[dict, int, int]:
+    """Interleaved rounds of training-step forms, ``k`` steps per timed sample.
+
+    ``make_forms(steps)`` gives a round's ``[(name, callable)]``, each callable running the steps
+    ``steps`` (anything it needs built, built outside the timing). The forms are rotated, so each
+    leads in turn. Round 0 warms up the allocator and kernels and sets ``k`` (one sample of
+    ``size_by`` lasts about 0.15 s: short samples, many rounds) and the number of rounds (about
+    ``seconds``, at least ``min_rounds``). Returns the seconds per step of each form by name, ``k``,
+    and the next step index."""
+    k, step, r, rounds = 1, 0, 0, min_rounds
+    times: dict[str, list[float]] = {}
+    bar = progress_bar(total=rounds, desc=desc, leave=False, disable=not progress)
+    while r <= rounds:
+        steps = range(step, step + k)
+        step += k
+        forms = make_forms(steps)
+        got = {}
+        for form, fn in forms[r % len(forms):] + forms[:r % len(forms)]:
+            t0 = time.perf_counter()
+            fn()
+            got[form] = (time.perf_counter() - t0) / k
+        if r == 0:
+            k = max(1, min(16, round(0.15 / got[size_by])))
+            rounds = max(min_rounds, min(200, round(seconds / (k * sum(got.values())))))
+            times = {form: [] for form, _ in forms}
+            bar.reset(total=rounds)
+        else:
+            for form, dt in got.items():
+                times[form].append(dt)
+            bar.update()
+        r += 1
+    bar.close()
+    return times, k, step
+
+
 # --- memory ---------------------------------------------------------------------------------------------
 def _tensors(out) -> list:
     """The tensors in an op's output (a tensor, or tuples and lists of them)."""

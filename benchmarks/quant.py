@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import time
 
 import torch
 
@@ -28,11 +27,10 @@ from supernet.arch import SearchSpace, fix
 from supernet.export import dequantized
 from supernet.nn import ChannelChoice
 from supernet.quant import bit_labels, mixed_precision
-from supernet.runtime.progress import progress_bar
 from supernet.spaces import create
 from supernet.strategies import SPOS, PathSampler
 
-from .common import Table, check_same_function, sgd, step_context, summary, train_step
+from .common import Table, check_same_function, sgd, step_context, step_rounds, summary, train_step
 from .spos import _Pinned, _supernet_step
 
 # The digits mixed-precision space (configs/mixed-precision-digits.yaml's model) and its 32 px twin.
@@ -81,14 +79,7 @@ def bench_step(name: str, seconds: float, min_rounds: int, seed: int = 0, progre
     strategy, pinned_strategy = SPOS(space, seed=seed), _Pinned(space, pinned)
     check_same_function(model, space, pinned, fixed_pinned, x)
 
-    names = ("random", "fixed_random", "float_random", "pinned", "fixed_pinned", "float_pinned")
-    times: dict[str, list[float]] = {n: [] for n in names}
-    # k: steps per timed sample, so that one sample lasts about 0.15 s: short samples, many rounds.
-    k, step, r, rounds = 1, 0, 0, min_rounds
-    bar = progress_bar(total=rounds, desc=f"quant step {name}", leave=False, disable=not progress)
-    while r <= rounds:
-        steps = range(step, step + k)
-        step += k
+    def make_forms(steps):
         fixed_random = [fix(model, sampler(t)) for t in steps]  # built outside the timing
         float_random = [dequantized(f) for f in fixed_random]
         opt_fixed, opt_float = [sgd(f) for f in fixed_random], [sgd(f) for f in float_random]
@@ -99,25 +90,13 @@ def bench_step(name: str, seconds: float, min_rounds: int, seed: int = 0, progre
         def subnets(models, opts):
             return lambda: [train_step(m, o, x, y) for m, o in zip(models, opts)]
 
-        forms = [("random", supernet(strategy)), ("fixed_random", subnets(fixed_random, opt_fixed)),
-                 ("float_random", subnets(float_random, opt_float)), ("pinned", supernet(pinned_strategy)),
-                 ("fixed_pinned", subnets([fixed_pinned] * k, [opt_pinned] * k)),
-                 ("float_pinned", subnets([float_pinned] * k, [opt_float_pinned] * k))]
-        got = {}
-        for form, fn in forms[r % 6:] + forms[:r % 6]:  # rotated: each form leads in turn
-            t0 = time.perf_counter()
-            fn()
-            got[form] = (time.perf_counter() - t0) / k
-        if r == 0:  # round 0 warms up allocator and kernels, and sets k and the number of rounds
-            k = max(1, min(16, round(0.15 / got["fixed_pinned"])))
-            rounds = max(min_rounds, min(200, round(seconds / (k * sum(got.values())))))
-            bar.reset(total=rounds)
-        else:
-            for form, dt in got.items():
-                times[form].append(dt)
-            bar.update()
-        r += 1
-    bar.close()
+        n = len(steps)
+        return [("random", supernet(strategy)), ("fixed_random", subnets(fixed_random, opt_fixed)),
+                ("float_random", subnets(float_random, opt_float)), ("pinned", supernet(pinned_strategy)),
+                ("fixed_pinned", subnets([fixed_pinned] * n, [opt_pinned] * n)),
+                ("float_pinned", subnets([float_pinned] * n, [opt_float_pinned] * n))]
+
+    times, k, _ = step_rounds(make_forms, seconds, min_rounds, "fixed_pinned", f"quant step {name}", progress)
 
     def ratio(a, b):
         return summary([p / q for p, q in zip(times[a], times[b])])

@@ -33,7 +33,8 @@ from supernet.strategies import SPOS, PathSampler, StepContext
 from supernet.train.metrics import accuracy
 from supernet.train.optim import step_on_path
 
-from .common import Table, check_same_function, peak_step_bytes, sgd, step_context, summary, train_step
+from .common import (Table, check_same_function, peak_step_bytes, sgd, step_context, step_rounds, summary,
+                     train_step)
 
 # name -> (space, input size, batch, classes, other space options)
 SHAPES = {
@@ -80,13 +81,7 @@ def bench_step(name: str, seconds: float, min_rounds: int, seed: int = 0, progre
     pinned_strategy = _Pinned(space, pinned)
     check_same_function(model, space, pinned, fixed_pinned, x)
 
-    times: dict[str, list[float]] = {"random": [], "fixed_random": [], "pinned": [], "fixed_pinned": []}
-    # k: steps per timed sample, so that one sample lasts about 0.15 s: short samples, many rounds.
-    k, step, r, rounds = 1, 0, 0, min_rounds
-    bar = progress_bar(total=rounds, desc=f"step {name}", leave=False, disable=not progress)
-    while r <= rounds:
-        steps = range(step, step + k)
-        step += k
+    def make_forms(steps):
         fixed_random = [fix(model, sampler(t)) for t in steps]  # built outside the timing
         opt_random = [sgd(f) for f in fixed_random]
 
@@ -106,23 +101,10 @@ def bench_step(name: str, seconds: float, min_rounds: int, seed: int = 0, progre
             for _ in steps:
                 train_step(fixed_pinned, opt_pinned, x, y)
 
-        forms = [("random", random_path), ("fixed_random", fixed_random_path),
-                 ("pinned", pinned_path), ("fixed_pinned", fixed_pinned_path)]
-        got = {}
-        for form, fn in forms[r % 4:] + forms[:r % 4]:  # rotated: each form leads in turn
-            t0 = time.perf_counter()
-            fn()
-            got[form] = (time.perf_counter() - t0) / len(steps)
-        if r == 0:  # round 0 warms up allocator and kernels, and sets k and the number of rounds
-            k = max(1, min(16, round(0.15 / got["fixed_pinned"])))
-            rounds = max(min_rounds, min(200, round(seconds / (k * sum(got.values())))))
-            bar.reset(total=rounds)
-        else:
-            for form, dt in got.items():
-                times[form].append(dt)
-            bar.update()
-        r += 1
-    bar.close()
+        return [("random", random_path), ("fixed_random", fixed_random_path),
+                ("pinned", pinned_path), ("fixed_pinned", fixed_pinned_path)]
+
+    times, k, step = step_rounds(make_forms, seconds, min_rounds, "fixed_pinned", f"step {name}", progress)
     ratio_pinned = [a / b for a, b in zip(times["pinned"], times["fixed_pinned"])]
     ratio_random = [a / b for a, b in zip(times["random"], times["fixed_random"])]
     memory = {"supernet": peak_step_bytes(lambda m, o, x, y: _supernet_step(strategy, step, ctx, x, y), model, opt, x, y),
