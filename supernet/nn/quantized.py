@@ -131,11 +131,11 @@ class Quantized(nn.Module):
         if not self.training:
             with torch.no_grad():
                 if kind == "weight":
-                    return lsq_init(t, bit_range(bits, True)[1], 0 if self.per_channel else None)
+                    return self._weight_start(t, bits)
                 return lsq_init(t, bit_range(bits, self._is_signed(t))[1])
         with torch.no_grad():
             if kind == "weight":
-                value = lsq_init(t, bit_range(bits, True)[1], 0 if self.per_channel else None)
+                value = self._weight_start(t, bits)
             else:
                 stats = torch.stack([t.detach().float().abs().mean(), (t.detach() < 0).any().float()])
                 if self.training and dist.is_available() and dist.is_initialized():
@@ -149,6 +149,10 @@ class Quantized(nn.Module):
             self.started[i] = True
         self._started.add(key)
         return step
+
+    def _weight_start(self, weight: torch.Tensor, bits: int) -> torch.Tensor:
+        """LSQ's initial weight step at ``bits``: per output channel, or one for the layer."""
+        return lsq_init(weight, bit_range(bits, True)[1], 0 if self.per_channel else None)
 
     def _is_signed(self, x: torch.Tensor) -> bool:
         """Whether the input uses the signed range: as found at the first training batch (cached:
@@ -172,7 +176,7 @@ class Quantized(nn.Module):
                     continue
                 bits = int(key.lstrip("weightac"))
                 if key.startswith("weight"):
-                    value = lsq_init(self.layer.weight, bit_range(bits, True)[1], 0 if self.per_channel else None)
+                    value = self._weight_start(self.layer.weight, bits)
                     self.weight_steps[str(bits)].copy_(value.expand_as(self.weight_steps[str(bits)]))
                 self.started[i] = True
         self._started.clear()
