@@ -93,8 +93,7 @@ def cost_model(cfg: RunConfig, model, options: dict, cost: Optional[CostModel] =
 
 def table_options(cfg: RunConfig, options: dict) -> dict:
     """The space's options as a latency table records them: every option, and ``quant`` when set."""
-    out = to_dict(space_options(cfg.space.name, options))
-    return {**out, "quant": to_dict(cfg.space.quant)} if cfg.space.quant.enabled else out
+    return cfg.space.quant.recorded(to_dict(space_options(cfg.space.name, options)))
 
 
 def needs_latency_table(constraints: list[str], cfg: RunConfig, key: str, run_dir: Optional[Path] = None) -> None:

@@ -14,7 +14,7 @@ from ..cost.latency import TIMING_DEFAULTS
 from ..cost.timing import build_table, check_subnets, check_table, check_timing
 from ..data.memory import check_fits
 from ..quant import QuantConfig, for_timing
-from ..runtime.typed import ConfigError, from_dict, parse_overrides, to_dict
+from ..runtime.typed import ConfigError, parse_overrides, to_dict
 from ..spaces import create, entry, space_options
 from .build import load_data, model_options
 from .config import load_config, resolve_config_path, stage_config
@@ -27,16 +27,15 @@ def space_info(space: str, options: list[str] = (), arch=None, latency_table: Op
     measured for it on any machine; BitOps and size with ``quant.*`` options, which make it a
     mixed-precision space), or the cost of one architecture ``arch`` of it."""
     overrides = parse_overrides(list(options))
-    quant = from_dict(QuantConfig, overrides.pop("quant", None) or {}, "quant")
+    quant = QuantConfig.taken_from(overrides)
     typed = space_options(space, overrides)
     model = quant.apply(create(space, **overrides))
     cost = CostModel(model)
     table = None
     if latency_table is not None:  # the model must be the table's; its machine need not be this one
         table = LatencyTable.load(latency_table)
-        recorded = {**to_dict(typed), **({"quant": to_dict(quant)} if quant.enabled else {})}
         table.require_model({"fingerprint": fingerprint(model, cost.input_shape), "space": space,
-                             "options": recorded, "input_shape": list(cost.input_shape)},
+                             "options": quant.recorded(to_dict(typed)), "input_shape": list(cost.input_shape)},
                             where=f"latency table {latency_table}")
         cost.attach_latency(table)
     target = None if table is None else table.target
@@ -73,7 +72,7 @@ def check_latency_table(path: str, out: Optional[str], k: int, seed: int = 0, pr
     if not t.get("space"):
         raise ConfigError(f"{path} names no space; check it from Python (supernet.cost.timing.check_table)")
     options = dict(t.get("options") or {})
-    model = timing_model(t["space"], options, from_dict(QuantConfig, options.pop("quant", None) or {}, "quant"))
+    model = timing_model(t["space"], options, QuantConfig.taken_from(options))
     cost = _cost_model(model, t["space"])
     check_memory(cost, t["batch"], f"the batch {t['batch']} of {path}", "check it on a machine with more memory")
     check = check_table(model, table, k, seed=seed, progress=progress, cost=cost)
@@ -100,7 +99,7 @@ def build_latency_table(out: str, force: bool, space: Optional[str] = None, opti
         pass
     if space is not None:
         overrides = parse_overrides(list(options))
-        quant = from_dict(QuantConfig, overrides.pop("quant", None) or {}, "quant")
+        quant = QuantConfig.taken_from(overrides)
         name, typed, lc = space, to_dict(space_options(space, overrides)), LatencyConfig()
     else:
         if config is not None:
@@ -114,8 +113,7 @@ def build_latency_table(out: str, force: bool, space: Optional[str] = None, opti
         if timing.get(key) is None:
             timing[key] = getattr(lc, key)
     model = timing_model(name, typed, quant)
-    if quant.enabled:  # the table records the bit widths among the options
-        typed = {**typed, "quant": to_dict(quant)}
+    typed = quant.recorded(typed)  # the table records the bit widths among the options
     cost = _cost_model(model, name)
     check_memory(cost, timing["batch"], f"--batch {timing['batch']}", "lower --batch (latency.batch; 1 times a "
                                                                       "single-image latency)")

@@ -18,6 +18,7 @@ from torch import nn
 from ..arch import Arch, SearchSpace
 from ..nn.choices import FULL_PRECISION, BitChoice, LayerChoice, check_bits
 from ..nn.quantized import QUANTIZABLE, Quantized
+from ..runtime.typed import from_dict, to_dict
 
 DEFAULT_BITS = (2, 3, 4, 8)
 Share = Union[str, Callable[[str], str], dict]
@@ -52,6 +53,15 @@ class QuantConfig:
         if not self.enabled:
             return model
         return mixed_precision(model, self.weight_bits, self.act_bits, self.exclude, self.share, self.per_channel)
+
+    def recorded(self, options: dict) -> dict:
+        """A space's ``options`` as a latency table records them: with these settings when they are on."""
+        return {**options, "quant": to_dict(self)} if self.enabled else dict(options)
+
+    @classmethod
+    def taken_from(cls, options: dict) -> "QuantConfig":
+        """The ``quant`` entry of a dict of space options (removed from it), checked; off if none."""
+        return from_dict(cls, options.pop("quant", None) or {}, "quant")
 
     def check_latency(self) -> None:
         """A latency table times each block at one bit width, which holds where every width runs on
