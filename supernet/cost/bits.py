@@ -74,7 +74,12 @@ def size_bits(params: int, layers: tuple[QuantLayer, ...], bits: Callable[[Bits]
 def resolver(space, arch: dict) -> Callable[[Bits], int]:
     """``bits(x)``: the bit width ``arch`` gives label ``x`` (an int is a fixed width)."""
     def bits(x: Bits) -> int:
-        return x if isinstance(x, int) else space.choice(x).values[arch[x]]
+        if isinstance(x, int):
+            return x
+        values, i = space.choice(x).values, arch[x]
+        if not (isinstance(i, int) and 0 <= i < len(values)):  # no negative or other indexing
+            raise KeyError(x)
+        return values[i]
     return bits
 
 

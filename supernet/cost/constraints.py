@@ -105,7 +105,7 @@ class Constraints:
         if bits and not cost.quantized:
             raise ValueError(f"the constraint {bits[0]} needs quantized layers, and this model has none: make it a "
                              f"mixed-precision space (space.quant in a config, or supernet.quant.mixed_precision)")
-        self.bits = bool(bits)
+        self.bits = sorted({c.metric for c in bits})  # computed only when constrained
 
     def __bool__(self) -> bool:
         return bool(self.items)
@@ -121,7 +121,7 @@ class Constraints:
         if self.latency:
             values["latency"] = self.cost.latency(arch)
         if self.bits:
-            values["bitops"], values["size"] = self.cost.bitops(arch), self.cost.size(arch)
+            values.update((m, self.cost.value(m, arch)) for m in self.bits)
         return all(c.ok(values[c.metric]) for c in self.items)
 
     def check_feasible(self) -> None:

@@ -367,13 +367,16 @@ class CostModel:
         return self._bit_cost(arch, bits.size_bits, 1) / 8
 
     def _bit_cost(self, arch: Arch, part, i: int) -> int:
-        self.space.validate(arch)
         width = bits.resolver(self.space, arch)
         total = 0
-        for labels, table, gate in self._lookup:
-            if gate is None or gate_open(gate, arch):
-                entry = table[tuple(arch[l] for l in labels)]
-                total += part(entry[i], entry[2], width)
+        try:
+            for labels, table, gate in self._lookup:
+                if gate is None or gate_open(gate, arch):
+                    entry = table[tuple(arch[l] for l in labels)]
+                    total += part(entry[i], entry[2], width)
+        except (KeyError, TypeError, IndexError):
+            self.space.validate(arch)  # raises a clear ArchError, as cost() does
+            raise
         return total
 
     def costs(self, arch: Arch) -> dict:
