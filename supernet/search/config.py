@@ -9,7 +9,7 @@ from ..runtime.seeding import check_seed
 
 @dataclass
 class SearchConfig:
-    algorithm: Literal["evolution", "random"] = "evolution"
+    algorithm: Literal["evolution", "random", "nsga2"] = "evolution"  # nsga2: the accuracy-versus-cost front
     population: int = 50             # the official SPOS evolution (src/Search/search.py)
     generations: int = 20
     topk: int = 10                   # global elite kept across generations
@@ -18,6 +18,7 @@ class SearchConfig:
     mutation_prob: float = 0.1       # each gene resampled with this probability
     random_candidates: int = 1000    # random search: how many architectures
     constraints: list[str] = field(default_factory=list)  # e.g. ["flops<=330M"] (official search)
+    objectives: list[str] = field(default_factory=list)   # nsga2 only: error and costs, e.g. [error, flops]
     recal_batches: int = 200         # BN recalibration per candidate: 200 x 128 training images (paper: ~20k)
     recal_batch_size: int = 128
     val_batch_size: int = 256
@@ -37,3 +38,27 @@ class SearchConfig:
         if self.val_images is not None and self.val_images <= 0:
             raise ValueError(f"val_images must be positive, got {self.val_images}")
         check_seed("seed", self.seed)
+        check_objectives(self.algorithm, self.objectives)
+
+
+# What a multi-objective search can minimise: the held-out top-1 error and any cost of the cost model.
+OBJECTIVES = ("error", "flops", "params", "latency", "bitops", "size")
+
+
+def check_objectives(algorithm: str, objectives: list[str]) -> None:
+    """``objectives`` only with nsga2, which needs them: the error and at least one cost, each once."""
+    if algorithm != "nsga2":
+        if objectives:
+            raise ValueError(f"objectives={objectives} are for algorithm=nsga2; algorithm={algorithm} ranks by "
+                             f"top-1 error alone: remove objectives, or set algorithm=nsga2")
+        return
+    example = "e.g. objectives=[error,flops]"
+    unknown = [o for o in objectives if o not in OBJECTIVES]
+    if unknown:
+        raise ValueError(f"unknown objective {unknown[0]!r}; use error and any of {', '.join(OBJECTIVES[1:])} "
+                         f"({example})")
+    if len(set(objectives)) != len(objectives):
+        raise ValueError(f"objectives={objectives} names one twice; name each once ({example})")
+    if "error" not in objectives or len(objectives) < 2:
+        raise ValueError(f"algorithm=nsga2 needs objectives with the error and at least one cost, got "
+                         f"{objectives or 'none'} ({example})")

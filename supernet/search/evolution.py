@@ -122,9 +122,12 @@ class EvolutionSearch:
     def settings(self) -> dict:
         """The settings a resumed search must share with the saved one (constraints as exact bounds)."""
         out = {k: getattr(self.cfg, k) for k in FIXED}
+        if self.cfg.objectives:  # recorded only where set, so that the states of single-objective searches stay as they were
+            out["objectives"] = list(self.cfg.objectives)
         items = self.constraints.items if self.constraints else []
         out["constraints"] = sorted(([c.metric, c.min, c.max] for c in items), key=json.dumps)
-        if any(c.metric == "latency" for c in items):  # the same bounds under another table are another search
+        if any(c.metric == "latency" for c in items) or "latency" in self.cfg.objectives:
+            # the same bounds (or objective) under another table are another search
             out["latency_table"] = self.cost.latency_table.digest()
         return out
 
@@ -143,10 +146,11 @@ class EvolutionSearch:
         if changed:
             raise SearchStateError(f"the saved search used other settings ({'; '.join(changed)}); resume with "
                                    f"the saved ones (only {', '.join(RESUMABLE)} may change) or start over with --force")
-        done = state["generation"] if self.cfg.algorithm == "evolution" else len(state["results"])
-        asked = self.generations if self.cfg.algorithm == "evolution" else self.cfg.random_candidates
+        by_generation = self.cfg.algorithm != "random"
+        done = state["generation"] if by_generation else len(state["results"])
+        asked = self.generations if by_generation else self.cfg.random_candidates
         if asked < done:
-            key = "generations" if self.cfg.algorithm == "evolution" else "random_candidates"
+            key = "generations" if by_generation else "random_candidates"
             raise SearchStateError(f"search.{key}={asked} is fewer than the {done} already done; a resume can only "
                                    f"extend a search (search.{key}>={done}), or start over with --force")
         version, internal, gauss = state["rng"]
@@ -185,13 +189,17 @@ class EvolutionSearch:
                 pending.add(self._key(arch))
                 out.append((arch, origin))
 
+    def _parent(self) -> Arch:
+        """A parent for mutation or crossover: any of the top-k, uniformly."""
+        return self.rng.choice(self.topk)["arch"]
+
     def _mutate(self) -> Arch:
-        parent = self.rng.choice(self.topk)["arch"]
+        parent = self._parent()
         return {l: self.space.sample_label(l, self.rng) if self.rng.random() < self.cfg.mutation_prob else v
                 for l, v in parent.items()}
 
     def _crossover(self) -> Arch:
-        a, b = self.rng.choice(self.topk)["arch"], self.rng.choice(self.topk)["arch"]
+        a, b = self._parent(), self._parent()
         return {l: a[l] if self.rng.random() < 0.5 else b[l] for l in self.space.labels}
 
     def propose(self) -> list[tuple[Arch, str]]:
@@ -201,7 +209,7 @@ class EvolutionSearch:
         cfg = self.cfg
         self.tried = dict.fromkeys(self.tried, 0)
         self.rejected = dict.fromkeys(self.rejected, 0)
-        if cfg.algorithm == "evolution" and self.topk:
+        if cfg.algorithm != "random" and self.topk:
             self._fill(out, cfg.mutations, self._mutate, "mutation", pending, tries=10 * cfg.mutations)
             self._fill(out, cfg.crossovers, self._crossover, "crossover", pending, tries=10 * cfg.crossovers)
         size = cfg.population
@@ -211,7 +219,7 @@ class EvolutionSearch:
         # a space with few legal architectures ends instead of hanging.
         missing = max(0, size - len(out))
         self._fill(out, missing, lambda: self.space.sample(self.rng), "random", pending, tries=100 * missing)
-        if not out and not self.topk and missing and cfg.algorithm == "evolution":
+        if not out and not self.topk and missing and cfg.algorithm != "random":
             self._near_cheapest(out, missing, pending)
         return out
 
@@ -258,22 +266,38 @@ class EvolutionSearch:
         mine = dict(zip(share, found))
         scores = {i: s for part in dist.all_gather_objects(mine) for i, s in part.items()}
         for i, (arch, origin) in enumerate(proposals):
-            score = scores[i]
-            flops, params = self.cost.cost(arch)
-            record = {"generation": self.generation, "origin": origin, "arch": arch,
-                      "top1": 1 - score["top1_err"], "top5": 1 - score["top5_err"], **score,
-                      "flops": flops, "params": params}
-            if self.cost.latency_table is not None:
-                record["latency_ms"] = self.cost.latency(arch)  # predicted by the run's table
-            if self.cost.quantized:
-                record["bitops"], record["size"] = self.cost.bitops(arch), self.cost.size(arch)
+            record = self._record(arch, origin, scores[i])
             self.visited.add(self._key(arch))
             self.results.append(record)
             new.append(record)
-        ranked = sorted(self.topk + new, key=lambda r: (r["top1_err"], r["top5_err"]))
-        self.topk = ranked[: self.cfg.topk]
+        self.topk = self.select(new)
         self.generation += 1
         return new
+
+    def _record(self, arch: Arch, origin: str, score: dict) -> dict:
+        """One line of ``history.jsonl``: the candidate, its scores and its exact costs."""
+        flops, params = self.cost.cost(arch)
+        record = {"generation": self.generation, "origin": origin, "arch": arch,
+                  "top1": 1 - score["top1_err"], "top5": 1 - score["top5_err"], **score,
+                  "flops": flops, "params": params}
+        if self.cost.latency_table is not None:
+            record["latency_ms"] = self.cost.latency(arch)  # predicted by the run's table
+        if self.cost.quantized:
+            record["bitops"], record["size"] = self.cost.bitops(arch), self.cost.size(arch)
+        return record
+
+    def select(self, new: list[dict]) -> list[dict]:
+        """The parents of the next generation: the global top-k by (top-1 error, top-5 error)."""
+        ranked = sorted(self.topk + new, key=lambda r: (r["top1_err"], r["top5_err"]))
+        return ranked[: self.cfg.topk]
+
+    def best(self) -> dict:
+        """The search's answer: the candidate with the lowest (top-1 error, top-5 error)."""
+        return self.topk[0]
+
+    def history(self) -> list[dict]:
+        """The lines of ``history.jsonl``: every evaluated candidate, in order."""
+        return self.results
 
     def run(self, on_generation: Optional[Callable[["EvolutionSearch", list], None]] = None,
             progress: bool = False) -> list[dict]:
@@ -286,7 +310,7 @@ class EvolutionSearch:
                 new = self.step(progress=progress)
                 bar.update(1)
                 if self.topk:
-                    bar.set_postfix(refresh=False, best_top1=f"{self.topk[0]['top1']:.4f}", evaluated=len(self.results))
+                    bar.set_postfix(refresh=False, best_top1=f"{self.best()['top1']:.4f}", evaluated=len(self.results))
                 if on_generation is not None:
                     on_generation(self, new)
                 if not new and self.cfg.algorithm == "random":

@@ -114,6 +114,6 @@ def check_population(cfg, space: SearchSpace) -> None:
     """
     per = CANDIDATE_BYTES + LABEL_BYTES * len(space.labels)
     # One generation is built at once: the population (a random refill), its mutations and crossovers.
-    n = cfg.population + (cfg.mutations + cfg.crossovers if cfg.algorithm == "evolution" else 0)
+    n = cfg.population + (cfg.mutations + cfg.crossovers if cfg.algorithm != "random" else 0)
     check_fits(n * per, f"search.population={cfg.population:,}: {n:,} candidates of {len(space.labels)} labels "
                f"per generation", "lower search.population (the official SPOS search uses 50)")
