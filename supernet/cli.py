@@ -143,6 +143,10 @@ def cmd_search(args) -> int:
     from . import pipeline
     r = pipeline.search(args.run_dir, args.options, resume=args.resume, force=args.force)
     b = r["best"]
+    if "front" in r:
+        f = r["front"]
+        print(f"search: {r['evaluated']} candidates; a front of {len(f['front'])} ({', '.join(f['objectives'])}), "
+              f"hypervolume {f['hypervolume']:.4f} -> {args.run_dir}/search/pareto.json (retrain --pick chooses)")
     print(f"search: {r['evaluated']} candidates; best validation top-1 {b['top1']:.4f} top-5 {b['top5']:.4f}, "
           f"{human_count(b['flops'])} FLOPs, {human_count(b['params'])} params -> {args.run_dir}/search/best_arch.json")
     return 0
@@ -150,7 +154,13 @@ def cmd_search(args) -> int:
 
 def cmd_retrain(args) -> int:
     from . import pipeline
-    summary = pipeline.retrain(args.run_dir, args.arch, args.options, resume=args.resume, force=args.force)
+    summary = pipeline.retrain(args.run_dir, args.arch, args.options, resume=args.resume, force=args.force,
+                               pick=args.pick)
+    p = summary.get("picked")
+    if p is not None:
+        from .cost.constraints import formatter
+        costs = ", ".join(f"{k} {formatter(k)(v)}" for k, v in p["costs"].items())
+        print(f"retrain: --pick {args.pick} chose the front's member with validation top-1 {p['top1']:.4f}, {costs}")
     _print_training("retrain", summary, args.run_dir)
     return 0
 
@@ -278,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
         if options:
             sp.add_argument("options", nargs="*", metavar="key=value",
                             help="dotted config overrides, e.g. supernet.steps=100 (a stage's own keys need no prefix)")
+            sp.add_argument("--pick", metavar="RULE",
+                            help="after search.algorithm=nsga2: the front's lowest-error member under a cost bound "
+                                 "(flops<=20M, latency<=0.08ms, as constraints are written), or knee")
         sp.set_defaults(func=func)
         return sp
 

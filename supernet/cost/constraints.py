@@ -34,7 +34,7 @@ class Constraint:
         for bound in (self.min, self.max):
             if bound is not None and not (math.isfinite(bound) and bound >= 0):
                 # a bound below 0 could only be met by a broken cost model
-                shown = _fmt(self.metric)(bound) if math.isfinite(bound) else f"{bound:g}"
+                shown = formatter(self.metric)(bound) if math.isfinite(bound) else f"{bound:g}"
                 raise ValueError(f"constraint {self.metric}: the bound {shown} must be a finite number >= 0")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"constraint {self.metric}: min {self.min:g} > max {self.max:g}")
@@ -43,7 +43,7 @@ class Constraint:
         return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
 
     def __str__(self) -> str:
-        fmt = _fmt(self.metric)
+        fmt = formatter(self.metric)
         lo = "" if self.min is None else f"{fmt(self.min)} <= "
         hi = "" if self.max is None else f" <= {fmt(self.max)}"
         return f"{lo}{self.metric}{hi}"
@@ -68,7 +68,8 @@ class Constraint:
         return cls(metric, max=value) if op.startswith("<") else cls(metric, min=value)
 
 
-def _fmt(metric: str):
+def formatter(metric: str):
+    """How a value of ``metric`` is written in constraints and messages: 1.5M, 0.08ms, 1.5MB."""
     return {"latency": fmt_ms, "size": fmt_bytes}.get(metric, fmt_count)
 
 
@@ -135,7 +136,7 @@ class Constraints:
         for c in self.items:
             lo, hi = r[f"{c.metric}_min"], r[f"{c.metric}_max"]
             if (c.max is not None and c.max < lo) or (c.min is not None and c.min > hi):
-                fmt = _fmt(c.metric)
+                fmt = formatter(c.metric)
                 exact = f"{fmt_ms(lo)} .. {fmt_ms(hi)} predicted" if c.metric == "latency" else \
                     f"{fmt(lo)} .. {fmt(hi)} ({lo:,} .. {hi:,}{' bytes' if c.metric == 'size' else ''})"
                 raise ValueError(f"constraint {c} cannot be met: this space's {c.metric} range is {exact}")

@@ -106,6 +106,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict = ()
     extra = parse_overrides(list(overrides)) if not isinstance(overrides, dict) else overrides
     if section is not None:
         extra = scope_overrides(extra, section)
+    data = _drop_objectives_of_nsga2(data, extra)
     merged = merge(_drop_other_dataset_settings(_drop_other_strategy_defaults(data, extra), extra), extra)
     check_placement(merged)
     return from_dict(RunConfig, merged)
@@ -150,6 +151,16 @@ def _drop_other_strategy_defaults(data: dict, extra: dict) -> dict:
         return data
     kept = {k: v for k, v in old.items() if k != "name" and (k not in defaults or defaults[k] != v)}
     return {**data, "strategy": kept}
+
+
+def _drop_objectives_of_nsga2(data: dict, extra: dict) -> dict:
+    """When an override switches ``search.algorithm`` away from nsga2, the file's ``objectives`` (a
+    saved config of an NSGA-II search has them) are dropped; set by the override, they are refused."""
+    old, new = (data.get("search") or {}), (extra.get("search") or {})
+    if not isinstance(old, dict) or not isinstance(new, dict) or new.get("algorithm") in (None, "nsga2") \
+            or "objectives" in new:
+        return data
+    return {**data, "search": {k: v for k, v in old.items() if k != "objectives"}}
 
 
 def _drop_other_dataset_settings(data: dict, extra: dict) -> dict:

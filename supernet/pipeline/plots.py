@@ -357,3 +357,46 @@ def plot_latency_check(check: dict, path: Path, title: str = "") -> Path:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_pareto(engine, path: Path, title: str = "") -> Path:
+    """``pareto.png`` of an NSGA-II search (``supernet.search.NSGA2Search``): every evaluated candidate's
+    error against its first cost objective, the final front and generation 0's for comparison; and
+    the front's hypervolume per generation. With more than two objectives the fronts are drawn as
+    points: in this projection a member may look dominated by another that costs more elsewhere."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from ..search.nsga2 import RECORD_KEY
+
+    metric = next(o for o in engine.objectives if o != "error")
+    key, scale = RECORD_KEY[metric], _SCALES.get(metric, 1e6)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+
+    def xy(records):
+        return [r[key] / scale for r in records], [100 * r["top1_err"] for r in records]
+    ax1.scatter(*xy(engine.results), s=8, color="0.6", alpha=0.5, label=f"evaluated ({len(engine.results)})")
+    style = {"where": "post"} if len(engine.objectives) == 2 else None
+    for front, color, name, ls in ((engine.front_at(0), "C0", "generation-0 front", "--"),
+                                   (engine.front(), "C3", "final front", "-")):
+        xs, ys = xy(sorted(front, key=lambda r: r[key]))
+        if style:
+            ax1.step(xs, ys, color=color, ls=ls, **style)
+        ax1.scatter(xs, ys, color=color, s=18, zorder=3, label=f"{name} ({len(front)})")
+    ax1.set_xlabel(_LABELS[metric])
+    ax1.set_ylabel("supernet top-1 error on the validation split (%)")
+    ax1.grid(alpha=0.3)
+    ax1.legend(loc="upper right")
+    gens = [h["generation"] for h in engine.hypervolumes]
+    ax2.plot(gens, [h["hypervolume"] for h in engine.hypervolumes], marker="o", ms=3, color="C3")
+    ax2.set_xlabel("generation")
+    ax2.set_ylabel(f"hypervolume ({', '.join(engine.objectives)}; normalised)")
+    ax2.grid(alpha=0.3)
+    fig.suptitle(f"{title}: objectives {', '.join(engine.objectives)}" if title else "")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+_SCALES = {"latency": 1.0, "bitops": 1e9}  # the rest in millions
+_LABELS = {"flops": "MFLOPs (multiply-accumulates)", "params": "parameters (M)", "latency": "predicted latency (ms)",
+           "bitops": "GBitOps (MACs x weight bits x activation bits)", "size": "model size (MB)"}

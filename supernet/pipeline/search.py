@@ -1,5 +1,6 @@
-"""``supernet search``: evolution (or random search) over the trained supernet, every candidate
-BN-recalibrated on the same training batches and scored on the same validation images."""
+"""``supernet search``: evolution (random search, or NSGA-II for the accuracy-versus-cost front) over
+the trained supernet, every candidate BN-recalibrated on the same training batches and scored on the
+same validation images."""
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ from ..runtime import dist
 from ..runtime.device import resolve_device
 from ..runtime.io import write_json, write_text
 from ..runtime.progress import progress_bar
-from ..search import CandidateEvaluator, EvolutionSearch
+from ..search import CandidateEvaluator, EvolutionSearch, NSGA2Search, make_search
 from ..search.config import SearchConfig
 from ..search.evolution import SearchStateError
 from ..search.state import check_population, load_state, validate_state
@@ -25,13 +26,14 @@ from ..train import CheckpointError
 from ..train.checkpoint import remove_stale_temp_files
 from .build import cost_model, load_data, load_supernet, model_options, needs_latency_table
 from .config import dump_config, stage_config, use_runtime
-from .plots import plot_search
+from .plots import plot_pareto, plot_search
 from .rundir import owning, record_config, replacing, require_run
 
 
 def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force: bool = False) -> dict:
     """Search ``RUN/supernet`` into ``RUN/search`` (``state.json`` after each generation,
-    ``history.jsonl``, ``topk.json``, ``best_arch.json``, ``search.png``)."""
+    ``history.jsonl``, ``topk.json``, ``best_arch.json``, ``search.png``; for nsga2 also ``pareto.json``
+    and ``pareto.png``)."""
     run_dir = Path(run_dir)
     require_run(run_dir)
     with owning(run_dir, "search"):
@@ -50,6 +52,7 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
         device = resolve_device(sc.device)
         data = load_data(cfg)  # the search reads data.train (recalibration) and data.val (scores) only
         needs_latency_table(sc.constraints, cfg, "search.constraints", run_dir)
+        needs_latency_table(sc.objectives, cfg, "search.objectives", run_dir)
         model, supernet_id = load_supernet(run_dir, cfg, data, device)
         cost = cost_model(cfg, model, model_options(cfg, data))
         constraints = Constraints(cost, sc.constraints)
@@ -62,7 +65,7 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
                                    f"{state['supernet'].get('sha256')}...), now at step {supernet_id['step']} (sha256 "
                                    f"{supernet_id['sha256']}...); start over with --force")
         try:  # refuses a resume whose settings differ from the saved search's, before the images are loaded
-            engine = EvolutionSearch(SearchSpace(model), None, sc, cost, constraints, state=state)
+            engine = make_search(SearchSpace(model), None, sc, cost, constraints, state=state)
         except SearchStateError as e:
             raise SearchStateError(f"cannot resume {state_path}: {e}") from None
         recal, val, finish = search_batches(data, sc, cfg.data.num_workers, progress=sc.progress and dist.is_main())
@@ -87,8 +90,10 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
                           f"learned, so this search ranks noise; check {run_dir / 'supernet' / 'metrics.jsonl'} "
                           f"(e.g. lower supernet.optim.lr) before trusting best_arch.json", file=sys.stderr)
                 write_json(state_path, {**engine.state_dict(), "supernet": supernet_id})
-                write_text(out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in engine.results))
+                write_text(out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in engine.history()))
                 write_json(out / "topk.json", engine.topk)
+                if isinstance(engine, NSGA2Search):
+                    write_json(out / "pareto.json", engine.pareto())
                 if rep is not None:
                     rep.commit_if_ready()
 
@@ -100,24 +105,30 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
             if not topk:  # inside: a forced search that found nothing puts the earlier one back
                 kept = "" if rep is None else f"; --force changed nothing: the earlier search is still in {out}"
                 raise ValueError(f"the search evaluated no candidate; loosen search.constraints{kept}")
-        best = topk[0]
+        best = engine.best()
         first = [r["top1"] for r in engine.results if r["generation"] == 0]
         summary = {"best": best, "evaluated": len(engine.results), "seconds": time.perf_counter() - t0,
                    "random_mean_top1": sum(first) / len(first) if first else None}
+        if isinstance(engine, NSGA2Search):
+            summary["front"] = engine.pareto()
         if not main:
             return summary
         assert constraints.ok(best["arch"]), "a resumed search kept a candidate that breaks search.constraints"
         write_json(out / "best_arch.json", {"arch": best["arch"], "space": cfg.space.name, **{
             k: best[k] for k in ("top1", "top5", "flops", "params", "bitops", "size", "latency_ms", "generation")
-            if k in best}})
+            if k in best}, **({"chosen": "the lowest-error member of the front in pareto.json"}
+                              if isinstance(engine, NSGA2Search) else {})})
         bounds = constraints.items
         # the x-axis of search.png: the constrained cost (latency first), else BitOps or FLOPs
         metric = next((m for m in ("latency", "bitops", "size") if any(c.metric == m for c in bounds)),
                       "bitops" if cost.quantized else "flops")
+        metric = next((o for o in sc.objectives if o not in ("error", "params")), metric)  # nsga2: its first cost
         upper = min((c.max for c in bounds if c.metric == metric and c.max is not None), default=None)
         lower = max((c.min for c in bounds if c.metric == metric and c.min is not None), default=None)
         plot_search(engine.results, out / "search.png", upper, lower, metric=metric,
                     title=f"{sc.algorithm} search on {cfg.space.name}", recalibrated=sc.recal_batches > 0)
+        if isinstance(engine, NSGA2Search):
+            plot_pareto(engine, out / "pareto.png", title=f"NSGA-II on {cfg.space.name}")
     return summary
 
 

@@ -129,6 +129,12 @@ class NSGA2Search(EvolutionSearch):
         """Every non-dominated architecture evaluated so far, by increasing error (then the costs)."""
         return sorted(self._front, key=lambda r: (self._objectives(r), self._key(r["arch"])))
 
+    def front_at(self, generation: int) -> list[dict]:
+        """The front of the candidates evaluated up to ``generation`` (0: the random start)."""
+        pool = [r for r in self.results if r["generation"] <= generation]
+        return sorted((pool[i] for i in front_of([self._objectives(r) for r in pool])),
+                      key=lambda r: (self._objectives(r), self._key(r["arch"])))
+
     def best(self) -> dict:
         """The front's lowest-error member: ``best_arch.json`` of a multi-objective search."""
         return self.front()[0]
