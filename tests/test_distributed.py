@@ -107,6 +107,18 @@ def test_a_search_split_across_two_processes_equals_one_process(two_process_run,
     assert (one / "search" / "best_arch.json").read_text() == (two / "search" / "best_arch.json").read_text()
 
 
+def test_an_nsga2_search_split_across_two_processes_equals_one_process(two_process_run, tmp_path):
+    root, run, _ = two_process_run
+    one, two = tmp_path / "one", tmp_path / "two"
+    nsga2 = ["algorithm=nsga2", "objectives=[error,flops]"]
+    shutil.copytree(run, one)
+    shutil.copytree(run, two)
+    launch(1, "search", "--run-dir", one, *nsga2)
+    assert launch(2, "search", "--run-dir", two, *nsga2)[1] == 0
+    for name in ("history.jsonl", "pareto.json", "best_arch.json"):
+        assert (one / "search" / name).read_text() == (two / "search" / name).read_text(), name
+
+
 def test_retrain_runs_with_ddp(two_process_run, tmp_path):  # the weights: the BN-free test above
     root, run, _ = two_process_run
     work = tmp_path / "work"
