@@ -134,7 +134,9 @@ class SinglePathTrainer(OneShotTrainer):
     with your optimizer, loss and LR). ``export()`` differs from NNI on purpose: NNI returned one
     fresh random sample; this returns the **best architecture found** by the SPOS evolutionary
     search, each candidate scored on ``dataset_valid`` after its BatchNorm statistics are
-    recalibrated on training batches (``search`` sets its size; its defaults are below).
+    recalibrated on training batches (``search`` sets its size; its defaults are below). With
+    ``search=SearchConfig(algorithm='nsga2', objectives=['error', 'flops'])`` the search is NSGA-II:
+    ``export()`` returns the front's lowest-error member and ``export_front()`` the whole front.
 
     Args:
         mutator: NNI 1.x's mutator object (keyword only: NNI 2.x's positional order has none); not
@@ -158,24 +160,45 @@ class SinglePathTrainer(OneShotTrainer):
         self.search = search or SearchConfig(generations=10, recal_batches=10, recal_batch_size=self.batch_size,
                                              val_batch_size=max(self.batch_size, 256), seed=seed, progress=True)
         self.result: Optional[dict] = None
+        self._search = None  # the search export() and export_front() share
 
     def fit(self) -> None:
+        self._search = None  # new weights: a search of the old ones no longer answers
         self._train(SPOS(self.space, seed=self.seed))
 
     def export(self) -> Arch:
+        """The search's answer: the best architecture (for ``algorithm='nsga2'``, the front's lowest-error member)."""
+        search = self._searched()
+        best = search.best()
+        self.result = {**best, "evaluated": len(search.results), "generations": math.ceil(len(search.results) / max(1, self.search.population))}
+        return best["arch"]
+
+    def export_front(self) -> list[dict]:
+        """The accuracy-versus-cost front of ``search=SearchConfig(algorithm='nsga2', objectives=[...])``:
+        every non-dominated architecture found, by increasing error, each a dict with ``arch``, its
+        scores (``top1``, ``top5``, ``top1_err``, ``top5_err``) and exact ``costs``."""
+        if self.search.algorithm != "nsga2":
+            raise ValueError(f"export_front() needs a multi-objective search, and this trainer's is "
+                             f"algorithm={self.search.algorithm!r}: pass search=SearchConfig(algorithm='nsga2', "
+                             f"objectives=['error', 'flops']), or call export() for one architecture")
+        return self._searched().pareto()["front"]
+
+    def _searched(self):
+        """The search over the trained supernet (``self.search``), run once for export() and export_front()."""
+        if self._search is not None:
+            return self._search
         from ..cost import CostModel
         from ..data.loader import eval_loader, fixed_batches
-        from ..search import CandidateEvaluator, EvolutionSearch
+        from ..search import CandidateEvaluator, make_search
         from ..runtime.device import resolve_device
         s, device = self.search, resolve_device(self.device)
         recal = fixed_batches(self.dataset_train, s.recal_batch_size, s.recal_batches, s.seed)
         val = list(eval_loader(self.dataset_valid, s.val_batch_size))
         cost = CostModel(self.model.cpu(), input_shape=tuple(recal[0][0].shape[1:]))
         evaluator = CandidateEvaluator(self.model, recal, val, device=device)
-        search = EvolutionSearch(self.space, evaluator, s, cost)
-        best = search.run(progress=s.progress)[0]
-        self.result = {**best, "evaluated": len(search.results), "generations": math.ceil(len(search.results) / max(1, s.population))}
-        return best["arch"]
+        self._search = make_search(self.space, evaluator, s, cost)
+        self._search.run(progress=s.progress)
+        return self._search
 
 
 RandomTrainer = SinglePathTrainer  # NNI's other name for it

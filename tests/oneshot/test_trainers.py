@@ -67,6 +67,26 @@ def test_single_path_trainer_trains_on_the_loop_and_exports_the_best_searched_ar
     assert trainer.result["evaluated"] >= 6
 
 
+def test_an_nsga2_search_exports_its_front_and_its_lowest_error_member():
+    torch.manual_seed(0)
+    model = Net()
+    search = dict(population=6, generations=2, mutations=3, crossovers=3, recal_batches=2, recal_batch_size=16,
+                  progress=False)
+    trainer = SinglePathTrainer(model, torch.nn.CrossEntropyLoss(), None, torch.optim.SGD(model.parameters(), lr=0.05),
+                                num_epochs=1, dataset_train=data(64, 0), dataset_valid=data(32, 1), batch_size=32,
+                                workers=0, device="cpu",
+                                search=SearchConfig(algorithm="nsga2", objectives=["error", "flops"], **search))
+    trainer.fit()
+    front = trainer.export_front()
+    assert front and [m["top1_err"] for m in front] == sorted(m["top1_err"] for m in front)
+    assert all(set(m) >= {"arch", "top1", "top1_err", "costs"} and "flops" in m["costs"] for m in front)
+    assert trainer.export() == front[0]["arch"] == trainer.result["arch"]
+    trainer.search = SearchConfig(**search)
+    with pytest.raises(ValueError, match=r"export_front\(\) needs a multi-objective search, and this trainer's is "
+                                         r"algorithm='evolution'"):
+        trainer.export_front()
+
+
 def test_refuses_an_nni_mutator():
     model = Net()
     with pytest.raises(ValueError, match="mutator is NNI 1.x's"):
