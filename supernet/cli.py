@@ -190,6 +190,15 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_rank(args) -> int:
+    from . import pipeline
+    r = pipeline.rank(args.run_dir, args.options, resume=args.resume, force=args.force)
+    print(f"rank: -> {args.run_dir}/rank/report.json, {args.run_dir}/rank/rank.png (Kendall tau-b of the supernet "
+          f"{'-' if r.get('kendall_tau') is None else format(r['kendall_tau'], '+.3f')}, ceiling "
+          f"{'-' if r['ceiling']['kendall_tau'] is None else format(r['ceiling']['kendall_tau'], '+.3f')})")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
     run_demo(args.run_dir, args.options, strategy=args.strategy, config=args.config)
@@ -304,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     stage("export", cmd_export, "write RUN_DIR/arch.json and RUN_DIR/model.onnx (checked against PyTorch) and, "
                                 "with onnxruntime, its latency -> RUN_DIR/model_latency.json",
           resume=False)
+    stage("rank", cmd_rank, "train K architectures alone (the retrain recipe, rank.steps) and report how well "
+                            "the supernet's scores rank them, against FLOPs, params and zero-cost proxies -> "
+                            "RUN_DIR/rank/report.json")
     demo = stage("demo", cmd_demo, "the whole pipeline on the embedded digits data, then a summary table",
                  resume=False)
     demo.add_argument("--config", help="a packaged digits config instead of the strategy's: e.g. "

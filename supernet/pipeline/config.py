@@ -2,7 +2,8 @@
 
 Each section's dataclass lives with the code that reads it (``DataConfig`` in ``supernet.data``,
 ``TrainConfig`` in ``supernet.train``, ``SearchConfig`` in ``supernet.search``, ``LatencyConfig`` in
-``supernet.cost``, ``ExportConfig`` in ``supernet.export``); ``RunConfig`` gathers them.
+``supernet.cost``, ``ExportConfig`` in ``supernet.export``, ``RankConfig`` in ``supernet.ranking``);
+``RunConfig`` gathers them.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ..runtime.device import resolve_device
 from ..runtime.threads import RuntimeConfig, use_threads
 from ..runtime.typed import ConfigError, from_dict, merge, parse_overrides, to_dict
 from ..quant import QuantConfig
+from ..ranking.config import RankConfig
 from ..search.config import SearchConfig
 from ..strategies import check_settings, strategy_class
 from ..train.config import TrainConfig
@@ -81,6 +83,7 @@ class RunConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    rank: RankConfig = field(default_factory=RankConfig)  # supernet rank: the supernet's ranking against stand-alone
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)  # how this machine runs it (CPU threads)
 

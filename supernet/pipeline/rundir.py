@@ -231,9 +231,12 @@ def _in_use_message(run_dir: Path) -> str:
 
 # --- forced restarts ---------------------------------------------------------------------------------
 def has_results(stage_dir: Path) -> bool:
-    """Whether a stage folder holds something worth keeping: a checkpoint, or a search state with at
-    least one scored candidate (a forced search that found nothing legal replaces nothing)."""
+    """Whether a stage folder holds something worth keeping: a checkpoint, a ranking's row, or a search
+    state with at least one scored candidate (a forced search that found nothing legal replaces nothing)."""
     if (stage_dir / "last.pt").exists() or any(stage_dir.glob("step-*.pt")):
+        return True
+    rows = stage_dir / "results.jsonl"  # a ranking with at least one stand-alone training done
+    if rows.is_file() and rows.stat().st_size > 0:
         return True
     try:  # the one reader: a FIFO there must not block the lock's holder
         return bool(read_json_file(stage_dir / "state.json", "search state").get("results"))

@@ -8,7 +8,9 @@ exactly those, in buckets. The fixed subnet (retrain) uses DDP itself.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -29,12 +31,32 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+_alone = [False]  # inside ``alone()``: this process trains by itself, its own network on its own batches
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Inside, this process is a run of one (rank 0 of 1): it shares no batch, gradient or barrier
+    with the others. ``supernet rank`` trains a different architecture on every rank this way;
+    the ranks meet again outside (``all_gather_objects``)."""
+    before = _alone[0]
+    _alone[0] = True
+    try:
+        yield
+    finally:
+        _alone[0] = before
+
+
+def _joined() -> bool:
+    return dist.is_initialized() and not _alone[0]
+
+
 def rank() -> int:
-    return dist.get_rank() if dist.is_initialized() else 0
+    return dist.get_rank() if _joined() else 0
 
 
 def world() -> int:
-    return dist.get_world_size() if dist.is_initialized() else 1
+    return dist.get_world_size() if _joined() else 1
 
 
 def is_main() -> bool:
@@ -42,7 +64,7 @@ def is_main() -> bool:
 
 
 def barrier() -> None:
-    if dist.is_initialized():
+    if _joined():
         dist.barrier()
 
 
