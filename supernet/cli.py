@@ -115,7 +115,8 @@ def cmd_latency(args) -> int:
                             runs=args.runs, warmup=args.warmup, max_spread=args.max_spread, retries=args.retries,
                             check=args.check, seed=args.seed, progress=not args.quiet)
     table, rng = r["table"], r["range"]
-    print(f"latency: {r['entries']} entries of space {r['space']} ({target_words(table.target)}) -> {r['out']}")
+    terms = f" with {r['layer_terms']} int8/float layer terms" if r["layer_terms"] else ""
+    print(f"latency: {r['entries']} entries{terms} of space {r['space']} ({target_words(table.target)}) -> {r['out']}")
     print(f"latency: predicted {rng['latency_min']:.4g} .. {rng['latency_max']:.4g} ms over the space")
     if table.check is not None:
         print(check_line(table.check))

@@ -427,10 +427,7 @@ class CostModel:
         return bits.extreme_bits(self.space, metric, pick, layers)
 
     def _tables(self, metric: str, pick=min) -> list:
-        if metric == "latency":
-            if self.latency_table is None:
-                self.latency(None)  # raises: no table
-            return self.latency_table.groups
+        """Per group, ``(labels, {key: value of metric}, gate)``."""
         if metric in ("bitops", "size"):  # fewer bits never cost more, so each part's extreme has every
             if not self.quantized:                                   # layer at its extreme width
                 self.value(metric, None)  # raises: no quantized layers
@@ -444,17 +441,29 @@ class CostModel:
         i = ("flops", "params").index(metric)
         return [(labels, {k: v[i] for k, v in table.items()}, gate) for labels, table, gate in self.groups]
 
+    def _extremes(self, metric: str, pick) -> list[tuple[float, dict]]:
+        """Per independent part of the cost, its extreme value of ``metric`` and the choices that
+        reach it. A latency table whose entries switch layers between int8 and float gives one
+        candidate per assignment of the bit decisions shared between groups; the extreme one wins."""
+        if metric != "latency":
+            return self._part_extremes([(*g, {}) for g in self._tables(metric, pick)], pick)
+        if self.latency_table is None:
+            self.latency(None)  # raises: no table
+        candidates = [self._part_extremes(groups, pick) + [(0.0, shared)]
+                      for groups, shared in self.latency_table.extremes(pick)]
+        return pick(candidates, key=lambda parts: sum(v for v, _ in parts))
+
     def _offset(self, metric: str) -> float:
         return self.latency_table.overhead_ms if metric == "latency" else 0
 
-    def _extremes(self, metric: str, pick) -> list[tuple[float, dict]]:
-        """Per independent part of the cost, its extreme value of ``metric`` and the choices that
-        reach it. Ungated groups are independent; gated groups are coupled through their
-        InputChoice, whose every valid selection is tried."""
+    def _part_extremes(self, tables: list, pick) -> list[tuple[float, dict]]:
+        """The extremes of ``tables`` (``(labels, {key: value}, gate, {key: more choices})``).
+        Ungated groups are independent; gated groups are coupled through their InputChoice, whose
+        every valid selection is tried."""
         parts, gated, unused = [], {}, []
-        for labels, table, gate in self._tables(metric, pick):
+        for labels, table, gate, more in tables:
             key = pick(table, key=table.__getitem__)
-            best = (table[key], dict(zip(labels, key)))
+            best = (table[key], {**dict(zip(labels, key)), **more.get(key, {})})
             if gate is None:
                 parts.append(best)
             elif isinstance(gate, NoneChosen):

@@ -15,6 +15,9 @@ fingerprint of the model, the backend, device and device model, threads, batch a
 of what ran it. ``LatencyTable.require`` refuses a table measured for another target, naming what
 differs. Every number a table file holds is checked when it is read: a latency entry must be a
 finite number > 0 and the overhead a finite number, each refusal naming the file and the entry.
+
+A mixed-precision space with 32 among its bit candidates adds, to each entry, a term per layer
+whose precision (int8 or float) the architecture switches (``supernet.cost.precision``).
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from torch import nn
 from ..arch import Arch
 from ..nn.choices import gate_open
 from ..runtime.io import MB, read_json_file, write_json
+from . import precision as prec
 from .flops import fingerprint
 
 FORMAT = "supernet-latency-table"
@@ -159,16 +163,33 @@ class LatencyTable:
     overhead_ms: float = 0.0
     check: Optional[dict] = None
     settings: dict = field(default_factory=dict)  # runs, warmup, max_spread, retries
+    # per group, {key: (PrecisionTerm, ...)}: [] unless some bit decision has 32 among its options
+    precision: list = field(default_factory=list)
+    float_options: dict = field(default_factory=dict)  # bit label -> which options are 32
     source: Optional[str] = field(default=None, compare=False, repr=False)  # "latency table FILE", for messages
 
     def predict(self, arch: Arch, overhead: bool = True) -> float:
         """Predicted latency (ms) of a valid architecture: a handful of dict lookups."""
         total = self.overhead_ms if overhead else 0.0
-        for labels, table, gate in self.groups:
+        for i, (labels, table, gate) in enumerate(self.groups):
             if gate is not None and not gate_open(gate, arch):
                 continue  # an edge whose input is not chosen is not built
-            total += table[tuple(arch[l] for l in labels)]
+            key = tuple(arch[l] for l in labels)
+            total += table[key]
+            if self.precision:
+                for term in self.precision[i].get(key, ()):
+                    total += term.change(prec.state_of(term, arch, self.float_options))
         return total
+
+    def extremes(self, pick) -> list[tuple[list[str], dict, object, dict]]:
+        """Candidate tables for a range: ``[(groups with each entry at its extreme precision, the
+        options of the bit labels shared between groups)]``, one per assignment of those labels;
+        each group is ``(labels, {key: ms}, gate, {key: bit choices})``."""
+        if not self.precision:
+            return [([(labels, table, gate, {}) for labels, table, gate in self.groups], {})]
+        shared = prec.coupled(self.precision)
+        return [(prec.resolved(self.groups, self.precision, self.float_options, fixed, pick), fixed)
+                for fixed in prec.assignments(shared, self.float_options, prec.MAX_COUPLED, "shared between blocks")]
 
     def digest(self) -> str:
         """A short checksum of the numbers (entries and overhead), e.g. for a resumed search to compare."""
@@ -189,11 +210,19 @@ class LatencyTable:
 
     # --- the file -----------------------------------------------------------------------------------
     def to_json(self) -> dict:
-        return {"format": FORMAT, "version": VERSION, "target": self.target, "settings": self.settings,
-                "overhead_ms": self.overhead_ms, "check": self.check,
-                "groups": [{"labels": list(labels), "gate": None if gate is None else list(gate),
-                            "entries": [[list(k), ms, self.spread[i][k]] for k, ms in table.items()]}
-                           for i, (labels, table, gate) in enumerate(self.groups)]}
+        out = {"format": FORMAT, "version": VERSION, "target": self.target, "settings": self.settings,
+               "overhead_ms": self.overhead_ms, "check": self.check,
+               "groups": [{"labels": list(labels), "gate": None if gate is None else list(gate),
+                           "entries": [[list(k), ms, self.spread[i][k], *self._terms_json(i, k)]
+                                       for k, ms in table.items()]}
+                          for i, (labels, table, gate) in enumerate(self.groups)]}
+        if self.float_options:
+            out["float_options"] = self.float_options
+        return out
+
+    def _terms_json(self, group: int, key: tuple) -> list:
+        terms = self.precision[group].get(key) if self.precision else None
+        return [[[t.weight, t.act, t.base, list(t.ms)] for t in terms]] if terms else []
 
     @classmethod
     def from_json(cls, data, where: str = "the latency table") -> "LatencyTable":
@@ -216,12 +245,16 @@ class LatencyTable:
             raise read.error(f"overhead_ms is {overhead!r}; it must be a finite number (the constant a check fits, "
                              f"0 before one)")
         check = read.entry(data, "check", dict, optional=True)
-        groups, spread = [], []
+        floats = _read_float_options(read, read.entry(data, "float_options", dict, optional=True) or {})
+        groups, spread, precision = [], [], []
         for i, g in enumerate(read.entry(data, "groups", list)):
-            group, spreads = _read_group(read, g, f"groups[{i}]")
+            group, spreads, terms = _read_group(read, g, f"groups[{i}]", floats)
             groups.append(group)
             spread.append(spreads)
-        return cls(target, groups, spread, overhead, check, settings)
+            precision.append(terms)
+        if not any(precision):
+            precision = []
+        return cls(target, groups, spread, overhead, check, settings, precision, floats)
 
     def save(self, path) -> Path:
         return write_json(path, self.to_json())
@@ -300,8 +333,8 @@ def _read_target(read: _Reader, t: dict) -> dict:
     return dict(t)
 
 
-def _read_group(read: _Reader, g, name: str) -> tuple[tuple, dict]:
-    """``((labels, {key: ms}, gate), {key: spread})`` of one group; every entry is checked."""
+def _read_group(read: _Reader, g, name: str, floats: dict) -> tuple[tuple, dict, dict]:
+    """``((labels, {key: ms}, gate), {key: spread}, {key: terms})`` of one group; every entry is checked."""
     g = read.value(g, name, dict)
     labels = read.entry(g, "labels", list, name)
     if not all(isinstance(label, str) for label in labels):
@@ -310,11 +343,11 @@ def _read_group(read: _Reader, g, name: str) -> tuple[tuple, dict]:
     gate = read.entry(g, "gate", list, name, optional=True)
     if gate is not None and not (len(gate) == 2 and isinstance(gate[0], str) and _index(gate[1])):
         raise read.error(f"{name}.gate must be null or [label, index], got {gate!r}")
-    table, spreads = {}, {}
+    table, spreads, precision = {}, {}, {}
     for j, e in enumerate(read.entry(g, "entries", list, name)):
-        if not (isinstance(e, list) and len(e) == 3):
-            raise read.error(f"{name}.entries[{j}] must be [key, ms, spread], got {e!r}")
-        k, ms, sp = e
+        if not (isinstance(e, list) and len(e) in (3, 4)):
+            raise read.error(f"{name}.entries[{j}] must be [key, ms, spread] or [key, ms, spread, terms], got {e!r}")
+        k, ms, sp = e[:3]
         if not (isinstance(k, list) and len(k) == len(labels) and all(_index(x) for x in k)):
             raise read.error(f"{name}.entries[{j}] has key {k!r}; a key is a list of {len(labels)} option "
                              f"indices, one per label")
@@ -327,7 +360,38 @@ def _read_group(read: _Reader, g, name: str) -> tuple[tuple, dict]:
             raise read.error(f"{name} entry {list(key)} has spread {sp!r}; a spread (interquartile range / "
                              f"median) must be a finite number >= 0")
         table[key], spreads[key] = float(ms), float(sp)
-    return (labels, table, None if gate is None else (gate[0], gate[1])), spreads
+        if len(e) == 4:
+            precision[key] = _read_terms(read, e[3], f"{name} entry {list(key)}", floats)
+    return (labels, table, None if gate is None else (gate[0], gate[1])), spreads, precision
+
+
+def _read_float_options(read: _Reader, floats: dict) -> dict:
+    for label, options in floats.items():
+        if not (isinstance(options, list) and options and all(isinstance(x, bool) for x in options) and any(options)):
+            raise read.error(f"float_options[{label!r}] must be a list of true/false per option, one true at least "
+                             f"(which options are 32 bits), got {options!r}")
+    return floats
+
+
+def _read_terms(read: _Reader, terms, where: str, floats: dict) -> tuple:
+    """One entry's precision terms: ``[[weight bits, act bits, base state, [ms per state]], ...]``."""
+    def bits(x) -> bool:
+        return isinstance(x, str) or (isinstance(x, int) and not isinstance(x, bool))
+
+    if not isinstance(terms, list) or not terms:
+        raise read.error(f"{where} has terms {terms!r}; terms are a non-empty list")
+    out = []
+    for j, t in enumerate(terms):
+        if not (isinstance(t, list) and len(t) == 4 and bits(t[0]) and bits(t[1]) and _index(t[2])
+                and isinstance(t[3], list) and len(t[3]) == prec.STATES):
+            raise read.error(f"{where} term {j} must be [weight bits, act bits, base state, [4 latencies or "
+                             f"null]], got {t!r}")
+        ms = tuple(float(x) if _number(x) else x for x in t[3])
+        out.append(prec.PrecisionTerm(t[0], t[1], t[2], ms))
+    problem = prec.check_terms(out, floats, where)
+    if problem:
+        raise read.error(problem)
+    return tuple(out)
 
 
 def _index(v) -> bool:

@@ -27,11 +27,13 @@ from torch import nn
 
 from ..arch import Arch, SearchSpace, fix
 from ..export import dequantized, onnx_bytes
-from ..nn.choices import Choice, LayerChoice, NoneChosen, gate_of
+from ..nn.choices import FULL_PRECISION, Choice, LayerChoice, NoneChosen, gate_of
+from ..nn.quantized import Quantized
 from ..runtime.progress import progress_bar
 from ..runtime.typed import ConfigError
 from .flops import CostModel, Unit, tabulate
 from .latency import TIMING_DEFAULTS, LatencyTable, device_name, target_of, timing_problem
+from .precision import STATES, PrecisionTerm, float_options, states
 
 
 # --- timing ---------------------------------------------------------------------------------------------
@@ -244,19 +246,24 @@ def build_table(model: nn.Module, input_shape: Optional[tuple[int, ...]] = None,
 
     rest_labels = cost.groups[-1][0]
     archs = _random_archs(SearchSpace(model), check, seed)
+    floats = float_options(cost.space)
+    switched = {label: cost.space.choice(label).values for label in floats}  # their bit widths
+    layer_entries: dict = {}  # a layer alone, by its form, input shape and state: timed once
     _enough_subnets(archs, check)
     with cost.measuring(model), _quiet_timing(threads):
         entries: list[tuple[nn.Module, list]] = []  # what to time: every table entry, then the check's subnets
 
+        def entry(module: nn.Module, xs: list) -> tuple[list, list]:
+            """The entry's index, and its layers' precision terms (their states' entries)."""
+            entries.append((module, xs))
+            return [len(entries) - 1], _precision_entries(module, xs, switched, entries, layer_entries)
+
         def index_unit(unit: Unit) -> dict:
             xs = inputs(unit.shapes)
-            out = {}
-            for key in cost.combos(unit.labels):
-                out[key] = [len(entries)]
-                entries.append((cost.fixed_unit(unit, key), xs))
-            return out
+            return {key: entry(cost.fixed_unit(unit, key), xs) for key in cost.combos(unit.labels)}
 
-        where = tabulate(cost.units, index_unit, lambda a, b: a + b)  # key -> the entries that add up
+        # key -> (the entries that add up, the terms of their switchable layers)
+        where = tabulate(cost.units, index_unit, lambda a, b: (a[0] + b[0], a[1] + b[1]))
         stubbed = _stubbed(model, cost.units)
         base = cost.probe_archs()[0]
         stub_labels = SearchSpace(stubbed).labels
@@ -264,21 +271,78 @@ def build_table(model: nn.Module, input_shape: Optional[tuple[int, ...]] = None,
         rest = {}
         for key in cost.combos(rest_labels):
             arch = {l: v for l, v in {**base, **dict(zip(rest_labels, key))}.items() if l in stub_labels}
-            rest[key] = [len(entries)]
-            entries.append((fix(stubbed, arch).eval(), x))
+            rest[key] = entry(fix(stubbed, arch).eval(), x)
         where.append((list(rest_labels), rest, None))
         first_subnet = len(entries)
         entries += [(fix(model, arch).eval(), x) for arch in archs]
         timed = _time_entries(entries, backend, device, threads, settings, seed, progress,
                               f"latency table ({backend}, {device}, {threads} thread{'s' * (threads != 1)}, batch {batch}"
                               f"{f', {check} subnets' if check else ''})")
-    groups = [(labels, {k: sum(timed[i][0] for i in ix) for k, ix in t.items()}, gate) for labels, t, gate in where]
+    groups = [(labels, {k: sum(timed[i][0] for i in ix) for k, (ix, _) in t.items()}, gate) for labels, t, gate in where]
     _resolved(groups, device)
-    spread = [{k: max(timed[i][1] for i in ix) for k, ix in t.items()} for _, t, _ in where]
-    table = LatencyTable(target, groups, spread, settings=settings)
+    spread = [{k: max(timed[i][1] for i in ix + [j for *_, js in terms for j in js if j is not None])
+               for k, (ix, terms) in t.items()} for _, t, _ in where]
+    precision = [{k: tuple(PrecisionTerm(w, a, b, tuple(None if j is None else timed[j][0] for j in js))
+                           for w, a, b, js in terms) for k, (_, terms) in t.items() if terms} for _, t, _ in where]
+    table = LatencyTable(target, groups, spread, settings=settings, precision=precision if any(precision) else [],
+                         float_options=floats)
     if check:
         _fit_check(table, archs, timed[first_subnet:], seed, runs, interleaved=True)
     return table
+
+
+def _precision_entries(module: nn.Module, xs: list, switched: dict[str, list[int]], entries: list,
+                       known: dict) -> list[tuple]:
+    """For each quantized layer of ``module`` (a fixed table entry) whose precision an architecture
+    switches (``switched``: the bit widths of each decision with 32 among them), ``(weight bits,
+    act bits, base state, [entry index per state, or None])``; the layer alone in each state it can
+    reach, at its input shape, is appended to ``entries`` unless ``known`` has the same layer at the
+    same shape and state (the blocks' width options repeat many layers)."""
+    layers = [m for m in module.modules() if isinstance(m, Quantized) and any(l in switched for l in m.labels)]
+    if not layers:
+        return []
+    shapes: dict = {}
+
+    def record(layer, args, out) -> None:
+        shapes.setdefault(layer, args[0].shape)
+    hooks = [m.register_forward_hook(record) for m in layers]
+    try:
+        with torch.no_grad():
+            module(*xs)
+    finally:
+        for h in hooks:
+            h.remove()
+    floats = {label: [b == FULL_PRECISION for b in bits] for label, bits in switched.items()}
+    gen = torch.Generator().manual_seed(len(entries))
+    out = []
+    for m in (m for m in layers if m in shapes):  # a layer off this entry's path has no term
+        w, a = (label if label is not None else b for label, b in zip(m.labels, (m.weight_bits, m.act_bits)))
+        x = [torch.randn(shapes[m], generator=gen)]
+        index: list = [None] * STATES
+        for state in states(w, a, floats):
+            layer = _layer_in_state(m, state, switched)
+            same = (repr(layer.layer), layer.weight_bits < FULL_PRECISION, layer.act_bits < FULL_PRECISION,
+                    layer.per_channel, tuple(shapes[m]))
+            if same not in known:
+                known[same] = len(entries)
+                entries.append((layer, x))
+            index[state] = known[same]
+        out.append((w, a, 2 * (m.weight_bits == FULL_PRECISION) + (m.act_bits == FULL_PRECISION), index))
+    return out
+
+
+def _layer_in_state(m: Quantized, state: int, switched: dict[str, list[int]]) -> nn.Module:
+    """The quantized layer ``m`` alone, its weight and input in float or quantized as ``state``
+    says; quantized at its own width, or, where that is 32, at the first width below 32 of its
+    decision (every width below 32 runs the same 8-bit kernels)."""
+    def width(bits: int, label, in_float: bool) -> int:
+        if in_float:
+            return FULL_PRECISION
+        return bits if bits != FULL_PRECISION else next(b for b in switched[label] if b != FULL_PRECISION)
+    layer = Quantized(copy.deepcopy(m.layer), width(m.weight_bits, m.labels[0], state >= 2),
+                      width(m.act_bits, m.labels[1], state % 2 == 1), m.per_channel, m.labels)
+    layer.start_untrained()
+    return layer.eval()
 
 
 def _enough_subnets(archs: list, k: int) -> None:

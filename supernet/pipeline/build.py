@@ -81,8 +81,6 @@ def cost_model(cfg: RunConfig, model, options: dict, cost: Optional[CostModel] =
     lc = cfg.latency
     if lc.table is None:
         return cost
-    if cfg.space.quant.enabled:
-        cfg.space.quant.check_latency()
     table = LatencyTable.load(lc.table)
     options = table_options(cfg, options)
     table.require(target_of(model, cost.input_shape, lc.backend, lc.device, lc.threads, lc.batch, cfg.space.name,

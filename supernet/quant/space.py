@@ -63,14 +63,6 @@ class QuantConfig:
         """The ``quant`` entry of a dict of space options (removed from it), checked; off if none."""
         return from_dict(cls, options.pop("quant", None) or {}, "quant")
 
-    def check_latency(self) -> None:
-        """A latency table times each block at one bit width, which holds where every width runs on
-        the same kernels (ONNX Runtime: int8 for 2..8 bits); 32 bits would run in float."""
-        if FULL_PRECISION in self.weight_bits + self.act_bits:
-            raise ValueError("a latency table of a mixed-precision space needs every bit width below 32: a 32-bit "
-                             "layer runs float kernels, so its latency would depend on the bits, which the table "
-                             "does not key by; remove 32 from space.quant, or constrain bitops or size instead")
-
 
 def for_timing(model: nn.Module) -> nn.Module:
     """``model`` with every quantizer's steps started (``Quantized.start_untrained``): a fresh

@@ -8,7 +8,10 @@ Proxyless, a Gumbel-softmax sample for FBNet) the expected latency is
 
     E[LAT] = overhead + Σ_groups Σ_key Π_i w_{label_i}[key_i] · ms[key]
 
-which is linear in every ``w[label]``, so its gradient reaches α. (NNI's legacy ProxylessTrainer
+which is linear in every ``w[label]``, so its gradient reaches α. A table whose entries switch
+layers between int8 and float (``supernet.cost.precision``) adds, for each entry's layer, the
+expected change over its four states, each state's probability the product of its weight's and its
+input's probability of 32 bits. (NNI's legacy ProxylessTrainer
 wrapped the products in ``torch.tensor(...)``, which cuts that gradient: ``nni/retiarii/oneshot/pytorch/proxyless.py``
 at tag v2.10.)
 """
@@ -46,8 +49,14 @@ class ExpectedLatency:
     def __init__(self, table, space: SearchSpace, device: torch.device):
         self.constant = float(table.overhead_ms)
         self.terms: list[tuple[list[str], torch.Tensor]] = []
+        # (labels, key, [(weight bits, act bits, change per state)]): the int8/float switches of an entry
+        self.switches: list[tuple[list[str], tuple, list]] = []
+        self.floats = {label: torch.tensor(options, dtype=torch.float32, device=device)
+                       for label, options in getattr(table, "float_options", {}).items()}
+        self.table, self.device = table, device
+        lowest = 0.0  # a lower bound of the fastest architecture's latency
         where = getattr(table, "source", None) or "the latency table"
-        for labels, entries, gate in table.groups:
+        for i, (labels, entries, gate) in enumerate(table.groups):
             if gate is not None:
                 raise ConfigError(f"{where} has a gated group ({gate!r}: DARTS-style cell edges), which the expected "
                                   f"latency of the Proxyless/FBNet loss does not cover; use a space without gated "
@@ -70,10 +79,17 @@ class ExpectedLatency:
                 missing = [int(i) for i in torch.nonzero(~given)[0]]
                 raise ConfigError(f"{where} lacks the entry {missing} of labels {labels}; rebuild it for "
                                   f"this space")
+            switched = table.precision[i] if getattr(table, "precision", None) else {}
+            lowest += min(float(v) + sum(min(t.change(s) for s in range(4) if t.ms[s] is not None)
+                                         for t in switched.get(key, ())) for key, v in entries.items())
+            for key, terms in switched.items():
+                self.switches.append((labels, key, [(t.weight, t.act, torch.tensor(
+                    [t.change(s) if t.ms[s] is not None else 0.0 for s in range(4)], device=device)) for t in terms]))
             if not labels:
                 self.constant += float(ms)
             else:
                 self.terms.append((labels, ms.to(device=device, dtype=torch.float32)))
+        self.lowest = float(table.overhead_ms) + lowest
         if not math.isfinite(self.constant) or not self.minimum() > 0:
             raise ConfigError(f"{where} predicts {self.minimum():.4g} ms for the fastest architecture (its overhead_ms "
                               f"{float(table.overhead_ms):g} outweighs the entries), but a latency is > 0: rebuild "
@@ -86,13 +102,35 @@ class ExpectedLatency:
             for label in reversed(labels):  # contract the last axis with its label's weights
                 out = out @ weights[label].to(ms.dtype)
             total = total + out  # Σ_key Π_i w_{label_i}[key_i] · ms[key]
+        for labels, key, terms in self.switches:
+            change = sum(self._states(w, a, weights) @ delta for w, a, delta in terms)
+            for label, k in zip(labels, key):
+                change = change * weights[label][k]
+            total = total + change
         return total
+
+    def _states(self, w, a, weights: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The probabilities of a layer's four states (weight float?, input float?)."""
+        pw, pa = (self._float(x, weights) for x in (w, a))
+        return torch.stack([(1 - pw) * (1 - pa), (1 - pw) * pa, pw * (1 - pa), pw * pa])
+
+    def _float(self, x, weights: dict[str, torch.Tensor]) -> torch.Tensor:
+        if isinstance(x, int):
+            return torch.tensor(float(x == 32), device=self.device)
+        if x not in self.floats:
+            return torch.tensor(0.0, device=self.device)
+        return weights[x].to(torch.float32) @ self.floats[x]
 
     def arch(self, arch: dict) -> float:
         """The table latency of one architecture (ms)."""
+        if self.switches:
+            return self.table.predict(arch)
         return self.constant + sum(float(ms[tuple(arch[l] for l in labels)]) for labels, ms in self.terms)
 
     def minimum(self) -> float:
+        """The fastest architecture's latency, or a lower bound of it where layers switch precision."""
+        if self.switches:
+            return self.lowest
         return self.constant + sum(float(ms.min()) for _, ms in self.terms)
 
 

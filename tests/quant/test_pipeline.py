@@ -130,9 +130,29 @@ def test_a_latency_table_of_a_mixed_precision_space_times_its_qdq_blocks(tmp_pat
         "constraints=[bitops<=400M,latency<=1s]")
     history = [json.loads(line) for line in (r / "search" / "history.jsonl").read_text().splitlines()]
     assert all(row["latency_ms"] > 0 and row["bitops"] <= 400e6 for row in history)
-    # A 32-bit candidate would run float kernels: the table cannot key by it.
-    capsys.readouterr()
-    code = main(["latency", "--config", str(tiny_config(tmp_path)), "--out", str(tmp_path / "t32.json"),
-                 "space.quant.weight_bits=[4,32]"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "needs every bit width below 32" in err[0], err
+
+
+def test_with_32_among_the_bits_the_table_times_int8_against_float_and_the_search_trades_them(tmp_path):
+    """A budget in the lower quarter of the predicted range is met by every candidate the search keeps."""
+    pytest.importorskip("onnxruntime")
+    r = tmp_path / "run"
+    quant = {"space": {**TINY["space"], "options": {**TINY["space"]["options"], "channel_search": False},
+                       "quant": {**QUANT, "weight_bits": [4, 32], "act_bits": [8, 32]}}}
+    run("train-supernet", "--config", tiny_config(tmp_path, **quant), "--run-dir", r)
+    table = tmp_path / "latency.json"
+    run("latency", "--run-dir", r, "--out", table, "--runs", 3, "--warmup", 1, "--check", 3, "backend=onnxruntime")
+    data = json.loads(table.read_text())
+    assert data["float_options"] and data["check"]["subnets"] == 3
+    assert any(len(e) == 4 for g in data["groups"] for e in g["entries"])  # int8/float terms
+    from supernet.cost import CostModel, LatencyTable
+    from supernet.pipeline.build import load_data, model_options, space_model
+    from supernet.pipeline.config import load_config
+    cfg = load_config(r / "config.yaml")
+    cost = CostModel(space_model(cfg, model_options(cfg, load_data(cfg))), latency=LatencyTable.load(table))
+    low, high = cost.range()["latency_min"], cost.range()["latency_max"]
+    assert low < high
+    budget = low + 0.25 * (high - low)
+    run("search", "--run-dir", r, f"latency.table={table}", "latency.backend=onnxruntime",
+        f"constraints=[latency<={budget}ms]")
+    history = [json.loads(line) for line in (r / "search" / "history.jsonl").read_text().splitlines()]
+    assert history and all(row["latency_ms"] <= budget for row in history)
