@@ -35,6 +35,7 @@ from ..runtime.typed import ConfigError, to_dict
 from ..search import CandidateEvaluator, recalibrate_bn
 from ..strategies import Plain, build_strategy
 from ..train import CheckpointError, evaluate, fit, load_latest
+from ..train.checkpoint import remove_stale_temp_files
 from .build import build_subnet, cost_model, load_data, load_supernet, model_options
 from .config import RunConfig, dump_config, stage_config, use_runtime
 from .retrain import check_retrain_recipe
@@ -54,6 +55,8 @@ def rank(run_dir: Path, overrides: list[str] = (), resume: bool = False, force: 
         use_runtime(cfg)
         out = run_dir / "rank"
         check_start(out, resume, force)
+        if dist.is_main() and out.is_dir():
+            remove_stale_temp_files(out)  # a write a kill interrupted: the file it was replacing is whole
         data = load_data(cfg)
         with replacing(run_dir, "rank", dump_config(cfg), force and not resume) as rep:
             if dist.is_main() and rep is None:

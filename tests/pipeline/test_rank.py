@@ -122,3 +122,36 @@ def test_an_alpha_strategy_reports_its_pick_and_the_log_probability_of_each_arch
     assert all(r["log_prob"] < 0 for r in rows)
     report = json.loads((run / "rank" / "report.json").read_text())
     assert report["pick"]["index"] == 0 and "log_prob" in report and "the strategy's pick" in out
+
+
+def _strip(rows):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # wall time differs
+
+
+def test_a_rank_killed_in_a_write_resumes_to_the_same_rows(run, tmp_path, capsys):
+    import subprocess
+    import sys
+    from ..conftest import child_env
+    full = tmp_path / "full"
+    shutil.copytree(run, full)
+    assert run_cli(capsys, "rank", "--run-dir", full, *SHORT)[0] == 0
+    # writes: config.yaml, plan.json, then results.jsonl once per row; killed while writing the 3rd row
+    cmd = [sys.executable, "-m", "supernet", "rank", "--run-dir", str(run), *SHORT]
+    p = subprocess.run(cmd, env=child_env(kill_at_write=5, OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == -9, p.stderr[-2000:]
+    assert len(rows_of(run)) == 2  # the last complete file; the third row's lies in a temp file beside it
+    code, out, err = run_cli(capsys, "rank", "--run-dir", run, "--resume", *SHORT)
+    assert code == 0, err
+    assert not list((run / "rank").glob(".*.tmp"))
+    assert _strip(rows_of(run)) == _strip(rows_of(full))
+
+
+def test_under_torchrun_the_ranks_train_different_architectures_to_the_same_rows(run, tmp_path, capsys):
+    from ..test_distributed import launch
+    alone = tmp_path / "alone"
+    shutil.copytree(run, alone)
+    assert run_cli(capsys, "rank", "--run-dir", alone, *SHORT)[0] == 0
+    writes = launch(2, "rank", "--run-dir", run, *SHORT)
+    assert writes[1] == 0 and writes[0] > 0  # rank 0 gathers and writes
+    assert _strip(rows_of(run)) == _strip(rows_of(alone))
