@@ -12,6 +12,7 @@ from supernet.pipeline.retrain import pick_from_front
 from supernet.search.pareto import dominates, knee
 from supernet.train import load_checkpoint
 
+from ..test_bad_input import refused_in_one_line
 from ..test_crash import finish, supernet
 from ..test_pipeline import TINY
 
@@ -121,18 +122,12 @@ def test_pick_after_a_single_objective_search_is_refused(searched, tmp_path, cap
 def test_a_front_no_member_of_which_meets_the_pick_prints_its_range(searched, tmp_path, capsys):
     _, ref = searched
     flops = [m["costs"]["flops"] for m in read(ref)[0]["front"]]
-    err = refused(ref, tmp_path, capsys, ["retrain", "--pick", "flops<=1"], "no member of the front meets")
-    assert f"runs from {min(flops) / 1e6:g}M to {max(flops) / 1e6:g}M" in err
+    refused(ref, tmp_path, capsys, ["retrain", "--pick", "flops<=1"],
+            f"no member of the front meets flops <= 1; its {len(flops)} members' flops runs from "
+            f"{min(flops) / 1e6:g}M to {max(flops) / 1e6:g}M")
 
 
-def refused(ref, tmp_path, capsys, argv, message) -> str:
-    """``argv`` on a copy of ``ref``: exit 2, one stderr line holding ``message``, the run unchanged."""
-    run = tmp_path / "run"
-    shutil.copytree(ref, run)
-    before = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and p.name != ".lock"}
-    capsys.readouterr()
-    code = main([argv[0], "--run-dir", str(run), *argv[1:]])
-    err = capsys.readouterr().err
-    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
-    assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and p.name != ".lock"} == before
-    return err
+def refused(run, tmp_path, capsys, argv, message) -> None:
+    """``argv`` on a copy of ``run``: exit 2, one stderr line holding ``message``, the run unchanged."""
+    refused_in_one_line((run.parent, run), tmp_path, capsys, lambda tmp, copy: [argv[0], "--run-dir", copy, *argv[1:]],
+                        message)
