@@ -54,6 +54,7 @@ class NSGA2Search(EvolutionSearch):
         self.span = objective_span(self.objectives, cost)
         self.hypervolumes: list[dict] = []  # one per generation run
         self._front: list[dict] = []
+        self._standing: list[tuple[int, float]] = []  # the population's (rank, crowding), for the tournaments
         super().__init__(space, evaluate, cfg, cost, constraints, state)
         if state is not None:
             self._replay()
@@ -69,7 +70,7 @@ class NSGA2Search(EvolutionSearch):
 
     # --- NSGA-II --------------------------------------------------------------------------------
     def propose(self) -> list[tuple[Arch, str]]:
-        self._standing = self._rank(self.topk)  # read by each tournament of this generation
+        self._standing = self._rank(self.topk)
         return super().propose()
 
     def _rank(self, records: list[dict]) -> list[tuple[int, float]]:
