@@ -11,17 +11,17 @@ import torch
 
 from supernet.runtime.io import write_json
 
-from . import family, hardware, quant, spos
+from . import family, hardware, layout, quant, spos
 from .common import Table, keep_freed_memory, machine, read_peer
 
 # How long each part runs: seconds of step rounds per shape (at least step_rounds rounds), repetitions
 # of the candidate evaluation, rounds of cost queries.
 EFFORT = {"quick": dict(step_s=20, step_rounds=6, eval_reps=2, cost_rounds=5, darts_s=30, darts_rounds=3, enas_s=30,
-                        enas_rounds=6, hardware_s=20, hardware_rounds=5),
+                        enas_rounds=6, hardware_s=20, hardware_rounds=5, layout_s=10, layout_rounds=5),
           "full": dict(step_s=90, step_rounds=20, eval_reps=5, cost_rounds=20, darts_s=300, darts_rounds=10, enas_s=120,
-                       enas_rounds=20, hardware_s=120, hardware_rounds=15)}
-PARTS = ("spos", "darts", "enas", "proxyless", "fbnet", "quant")  # --only: the SPOS figures (step, eval, cost, memory),
-# one method's rows, or the mixed-precision (QAT) step figures
+                       enas_rounds=20, hardware_s=120, hardware_rounds=15, layout_s=40, layout_rounds=10)}
+PARTS = ("spos", "darts", "enas", "proxyless", "fbnet", "quant", "layout")  # --only: the SPOS figures (step, eval,
+# cost, memory), one method's rows, the mixed-precision (QAT) step figures, or channels_last against contiguous
 HARDWARE = {"proxyless": hardware.bench_proxyless, "fbnet": hardware.bench_fbnet}
 
 
@@ -63,6 +63,8 @@ def run(quick: bool = False, progress: bool = True, nni: Optional[dict] = None, 
                 raise ValueError(f"the NNI results lack {err}; pass the file written by spos_cpu.py --json") from None
     if only in (None, "quant"):  # same effort per shape as the SPOS step figures
         result["quant"] = quant.bench(e["step_s"], e["step_rounds"], progress=progress)
+    if only in (None, "layout"):
+        result["layout"] = layout.bench(e["layout_s"], e["layout_rounds"], progress=progress)
     result["seconds"] = time.perf_counter() - t0
     return result
 
@@ -82,6 +84,8 @@ def format_table(res: dict) -> str:
         spos.rows(res, table)
     if "quant" in res:
         quant.rows(res["quant"], table)
+    if "layout" in res:
+        layout.rows(res["layout"], table)
     table.text(f"total {res['seconds']:.0f} s")
     return str(table)
 
@@ -92,7 +96,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
     p.add_argument("--only", choices=PARTS,
-                   help="only the SPOS figures, only one method's rows, or only the QAT step figures")
+                   help="only the SPOS figures, only one method's rows, only the QAT step figures, or only "
+                        "channels_last against contiguous memory (every space's training step)")
     p.add_argument("--malloc", choices=["keep", "default"], default="keep",
                    help="keep: glibc keeps freed memory (common.keep_freed_memory; steadier step ratios); "
                         "default: glibc's defaults, or what MALLOC_* variables set (for RSS figures)")

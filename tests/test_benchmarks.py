@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import common, family, hardware, quant, spos
+from benchmarks import common, family, hardware, layout, quant, spos
 from benchmarks.__main__ import EFFORT, main
 
 
@@ -16,9 +16,10 @@ def test_bench_quick_writes_the_table_and_json(tmp_path, monkeypatch, capsys):
                                             recal_batches=2, val_images=8, options=tiny))
     monkeypatch.setattr(spos, "COST", dict(space="shufflenet-cifar", options=tiny, constraint="flops<=10M"))
     monkeypatch.setattr(quant, "SHAPES", QUANT_TINY)
+    monkeypatch.setattr(layout, "CASES", LAYOUT_TINY)
     monkeypatch.setitem(EFFORT, "quick", dict(step_s=1, step_rounds=6, eval_reps=2, cost_rounds=5, darts_s=0,
                                                     darts_rounds=2, enas_s=0, enas_rounds=2,
-                                                    hardware_s=0, hardware_rounds=2))
+                                                    hardware_s=0, hardware_rounds=2, layout_s=0, layout_rounds=2))
     from tests.conftest import TINY_OPTIONS
     options = {k: v for k, v in TINY_OPTIONS["proxyless"].items() if k in ("stage_widths", "stage_repeats", "stage_strides")}
     monkeypatch.setattr(hardware, "HARDWARE_SETTING", dict(size=16, batch=4, classes=10, width_mult=0.5, arch_every=5,
@@ -73,7 +74,16 @@ def test_bench_quick_writes_the_table_and_json(tmp_path, monkeypatch, capsys):
     step = res["step"]["tiny@16/b4"]["ratio_pinned"]
     assert step["n"] >= 6 and step["ci95"][0] <= step["median"] <= step["ci95"][1]
     assert set(res["quant"]) == set(QUANT_TINY) and "QAT supernet pinned / fixed subnet" in table
+    assert set(res["layout"]) == set(LAYOUT_TINY) and "step channels_last / contiguous" in table
+    for r in res["layout"].values():
+        assert r["channels_last_over_contiguous"]["n"] == 2 and r["channels_last_over_contiguous"]["median"] > 0
+        assert set(r["ms"]) == {"contiguous", "channels_last", "fixed contiguous", "fixed channels_last"}
 
+
+# Two strategies of the layout benchmark at their smallest (a path-only one and a mixing one).
+LAYOUT_TINY = {"spos tiny@8/b4": ("shufflenet-cifar", 8, 4, 10, dict(in_channels=1, width_mult=0.25,
+                                                                   stage_repeats=[1, 1, 1, 1]), layout.SPOS),
+               "darts tiny@8/b4": ("darts", 8, 4, 10, dict(channels=4, layers=3), layout.DARTS)}
 
 # The digits mixed-precision space at its smallest: 8 px, one channel, every stage one block.
 QUANT_TINY = {"tiny-digits@8/b4": ("shufflenet-cifar", 8, 1, 4, dict(width_mult=0.25, stage_repeats=[1, 1, 1, 1],

@@ -244,15 +244,15 @@ def resumable_keys(cfg: RunConfig, section: str) -> list[str]:
 def dump_config(cfg: RunConfig) -> str:
     """``cfg`` as ``config.yaml`` records it, which loads back to ``cfg``: every section, less the
     settings of other datasets (``data.synthetic_train`` in a digits run), which hold their defaults
-    and so load as they were; under a comment on the settings that act on CUDA only."""
+    and so load as they were; under a comment on the setting that acts on CUDA only."""
     data = to_dict(cfg)
     data["data"] = {k: v for k, v in data["data"].items() if cfg.data.applies(k) or v != DATA_DEFAULTS[k]}
     if not cfg.space.quant.enabled:  # all defaults: loads back the same
         del data["space"]["quant"]
     where = ("here with device auto or cuda, not with device cpu" if resolve_device("auto").type == "cuda"
-             else "this machine has no CUDA, so here they do nothing")
+             else "this machine has no CUDA, so here it does nothing")
     return (f"# The resolved config: later stages and --resume read it back.\n"
-            f"# amp and channels_last act on CUDA only: {where}.\n") + yaml.safe_dump(data, sort_keys=False)
+            f"# amp acts on CUDA only: {where}.\n") + yaml.safe_dump(data, sort_keys=False)
 
 
 def resolve_config_path(name: str | Path) -> Path:

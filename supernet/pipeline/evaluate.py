@@ -8,7 +8,7 @@ from typing import Optional
 
 from ..cost import CostModel, LatencyTableError
 from ..runtime import dist
-from ..runtime.device import resolve_device
+from ..runtime.device import memory_format, resolve_device
 from ..runtime.io import read_json_file, write_json
 
 from ..train import evaluate as evaluate_model
@@ -34,8 +34,9 @@ def evaluate(run_dir: Path, force: bool = False, threads: Optional[int] = None) 
         data = load_data(cfg)
         model, arch = load_subnet(run_dir, cfg, data)
         device = resolve_device(cfg.retrain.device)
-        result = evaluate_model(model.to(device), data.test, batch_size=256, device=device,
-                                num_workers=cfg.data.num_workers)
+        fmt = memory_format(cfg.retrain.channels_last)
+        result = evaluate_model(model.to(device, memory_format=fmt), data.test, batch_size=256, device=device,
+                                num_workers=cfg.data.num_workers, channels_last=cfg.retrain.channels_last)
         space = space_model(cfg, subnet_options(cfg, data))
         cost = CostModel(space)
         report = {"top1": result["top1"], "top5": result["top5"], "loss": result["loss"], "n": result["n"],

@@ -1,7 +1,7 @@
 """The ground floor: what every other part of supernet uses and nothing here imports upward.
 
     dist       torch.distributed under torchrun (rank, world, gradient averaging)
-    device     device selection, bf16 autocast and channels_last on CUDA
+    device     device selection, bf16 autocast on CUDA, channels_last
     io         atomic file writes (a reader sees the old file or the new one)
     typed      settings dataclasses filled from YAML and ``key=value`` overrides, checked
     seeding    seeds as functions of a few ints

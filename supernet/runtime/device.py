@@ -1,4 +1,4 @@
-"""Device selection and the CUDA-only speed-ups (bf16 autocast, channels_last)."""
+"""Device selection, bf16 autocast (CUDA only) and the channels_last memory format (CPU and CUDA)."""
 from __future__ import annotations
 
 import contextlib
@@ -25,5 +25,7 @@ def autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
-def memory_format(device: torch.device, channels_last: bool):
-    return torch.channels_last if channels_last and device.type == "cuda" else torch.contiguous_format
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """channels_last on any device: a training step of every packaged space was faster in it on CPU
+    too (0.49-0.89x, ``python -m benchmarks --only layout``), as it is on CUDA."""
+    return torch.channels_last if channels_last else torch.contiguous_format

@@ -72,7 +72,7 @@ def fit(model: nn.Module, train_set, cfg, out_dir: Optional[Path], *, meta: Opti
     out_dir = Path(out_dir) if out_dir is not None else None
     last = out_dir / "last.pt" if out_dir is not None else None
     device = dist.local_device(resolve_device(cfg.device))
-    fmt = memory_format(device, cfg.channels_last)
+    fmt = memory_format(cfg.channels_last)
     main = dist.is_main()
     if cfg.sync_bn and dist.world() > 1:
         model = _sync_batchnorm(model, device)
@@ -214,8 +214,10 @@ def _sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, batch_size: int = 256, device: str | torch.device = "cpu",
-             num_workers: int = 0, amp: bool = True) -> dict:
-    """Top-1 / top-5 accuracy (fractions) and mean loss over ``dataset`` in eval mode."""
+             num_workers: int = 0, amp: bool = True, channels_last: bool = False) -> dict:
+    """Top-1 / top-5 accuracy (fractions) and mean loss over ``dataset`` in eval mode
+    (``channels_last``: images in that memory format, as the model was trained)."""
+    fmt = memory_format(channels_last)
     device = resolve_device(device) if isinstance(device, str) else device
     was_training = model.training
     model.eval()
@@ -223,7 +225,7 @@ def evaluate(model: nn.Module, dataset, batch_size: int = 256, device: str | tor
     loss = 0.0
     try:
         for x, y in eval_loader(dataset, batch_size, num_workers=num_workers, device=device):
-            x, y = x.to(device), y.to(device)
+            x, y = x.to(device, memory_format=fmt if x.dim() == 4 else torch.preserve_format), y.to(device)
             with autocast(device, amp):
                 logits = model(x).float()
             loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()

@@ -35,11 +35,11 @@ def test_the_record_leaves_out_other_datasets_settings_and_loads_back(tmp_path, 
     assert load_config(path) == cfg
 
 
-def test_the_record_says_amp_and_channels_last_act_on_cuda_only():
+def test_the_record_says_amp_acts_on_cuda_only():
     head = dump_config(RunConfig()).splitlines()[:2]
-    assert all(line.startswith("# ") for line in head) and "amp and channels_last act on CUDA only" in head[1]
+    assert all(line.startswith("# ") for line in head) and "amp acts on CUDA only" in head[1]
     if not torch.cuda.is_available():
-        assert "this machine has no CUDA, so here they do nothing" in head[1]
+        assert "this machine has no CUDA, so here it does nothing" in head[1]
 
 
 @pytest.mark.parametrize("name, setting, applies", [
