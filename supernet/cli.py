@@ -289,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
         if arch:
             sp.add_argument("--arch", help="architecture to retrain (default: RUN_DIR/search/best_arch.json); "
                                            "JSON string, JSON file or NNI file")
+            sp.add_argument("--pick", metavar="RULE",
+                            help="after search.algorithm=nsga2: the front's lowest-error member under a cost bound "
+                                 "(flops<=20M, latency<=0.08ms, as constraints are written), or knee")
         if name != "demo":  # continue or start over, not both
             again = sp.add_mutually_exclusive_group()
             if resume:
@@ -298,9 +301,6 @@ def build_parser() -> argparse.ArgumentParser:
         if options:
             sp.add_argument("options", nargs="*", metavar="key=value",
                             help="dotted config overrides, e.g. supernet.steps=100 (a stage's own keys need no prefix)")
-            sp.add_argument("--pick", metavar="RULE",
-                            help="after search.algorithm=nsga2: the front's lowest-error member under a cost bound "
-                                 "(flops<=20M, latency<=0.08ms, as constraints are written), or knee")
         sp.set_defaults(func=func)
         return sp
 
