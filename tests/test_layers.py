@@ -7,8 +7,8 @@ import supernet
 
 ROOT = Path(supernet.__file__).parent
 # Lowest first. A module may import its own room and the rooms below it, never one above.
-FLOORS = ["runtime", "nn", "arch", "data", "export", "spaces", "quant", "cost", "strategies", "train", "search", "pipeline",
-          "oneshot", "demo", "cli", "__main__", "__init__"]
+FLOORS = ["runtime", "nn", "arch", "data", "export", "ranking", "spaces", "quant", "cost", "strategies", "train", "search",
+          "pipeline", "oneshot", "demo", "cli", "__main__", "__init__"]
 # The shared pieces of strategies/; every other module there is one strategy and imports none of the others.
 STRATEGY_HELPERS = {"state", "__init__", "base", "latency_loss", "controller"}
 
