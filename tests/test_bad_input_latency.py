@@ -8,6 +8,8 @@ from . import bad_scenes as scene
 from .test_bad_input import refused_in_one_line, trained  # noqa: F401 (the module fixture)
 from .test_lock import hold_lock
 
+pytestmark = pytest.mark.slow  # end-to-end: pytest -m "not slow" leaves them out
+
 FAST = ["--runs", "2", "--warmup", "0", "--retries", "0", "--quiet"]
 
 

@@ -69,6 +69,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv, message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_too_large_gets_one_clear_line_and_changes_nothing(retrained, tmp_path, capsys, argv, message):
     refused_in_one_line(retrained, tmp_path, capsys, argv, message)

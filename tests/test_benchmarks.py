@@ -9,6 +9,7 @@ from benchmarks import common, family, hardware, layout, quant, spos
 from benchmarks.__main__ import EFFORT, main
 
 
+@pytest.mark.slow
 def test_bench_quick_writes_the_table_and_json(tmp_path, monkeypatch, capsys):
     tiny = {"stage_repeats": (1, 1, 1, 1), "width_mult": 0.25}
     monkeypatch.setattr(spos, "SHAPES", {"tiny@16/b4": ("shufflenet-cifar", 16, 4, 10, tiny)})
@@ -90,6 +91,7 @@ QUANT_TINY = {"tiny-digits@8/b4": ("shufflenet-cifar", 8, 1, 4, dict(width_mult=
                                                                      channel_search=True, num_classes=10))}
 
 
+@pytest.mark.slow
 def test_bench_quant_alone(tmp_path, monkeypatch, capsys):
     """``--only quant``: the QAT supernet step and the fake-quantization overhead, nothing else."""
     import math
@@ -171,6 +173,7 @@ print(faults())
 """
 
 
+@pytest.mark.slow
 def test_keep_freed_memory_stops_the_page_faults_of_a_step():
     import subprocess
     import sys

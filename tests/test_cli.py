@@ -63,6 +63,7 @@ def test_nni_file_for_a_different_space_is_refused(capsys, tmp_path):
     assert code == 2 and "has 12 choices" in err and "different space" in err
 
 
+@pytest.mark.slow
 def test_console_entry_point_runs_as_a_module():
     out = subprocess.run([sys.executable, "-m", "supernet", "info", "shufflenet-cifar", "--json"],
                          capture_output=True, text=True, check=True).stdout
@@ -115,6 +116,7 @@ def test_a_command_without_its_space_lists_the_registered_ones(capsys, argv, wor
     assert code == 2 and words in line and ", ".join(SPACES) in line and "key=value" not in err
 
 
+@pytest.mark.slow
 def test_the_unknown_strategy_message_in_the_docs_is_the_real_one(capsys, tmp_path):
     """Every example of the message in README.md and docs/ lists what the command lists."""
     import re

@@ -42,6 +42,7 @@ def independent_count(model, arch, shape):
     return counter.get_total_flops() // 2, sum(p.numel() for p in fixed.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channel_search", [False, True])
 @pytest.mark.parametrize("name, sizes", [("shufflenet", (64, 96)), ("shufflenet-cifar", (32, 48))])
 def test_table_matches_flop_counter_for_random_architectures(name, sizes, channel_search):

@@ -18,6 +18,8 @@ from .conftest import assert_close_nested, assert_equal_nested, child_env
 from .test_pipeline import TINY
 from .train.ddp_worker import VARIANTS
 
+pytestmark = pytest.mark.slow  # end-to-end: pytest -m "not slow" leaves them out
+
 
 def launch(nproc, *args):
     env = child_env(count_writes=True, OMP_NUM_THREADS="1")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # end-to-end: pytest -m "not slow" leaves them out
+
 ROOT = Path(__file__).parents[1]
 PAGES = sorted(p for p in [ROOT / "README.md", *ROOT.joinpath("docs").rglob("*.md")]
                if "```python" in p.read_text())

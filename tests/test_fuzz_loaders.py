@@ -81,6 +81,7 @@ def works_or_one_line(capsys, argv, run=None):
     return code
 
 
+@pytest.mark.slow
 def test_architecture_files(tmp_path, capsys):
     good = json.dumps(A4).encode()
     for i, data in enumerate(variants(good, json.loads, dump_json, seed=1)):
@@ -90,6 +91,7 @@ def test_architecture_files(tmp_path, capsys):
                                    "--arch", path])
 
 
+@pytest.mark.slow
 def test_latency_tables(trained, tmp_path, capsys):  # noqa: F811
     root, run = trained
     good = standin_table_file(run / "config.yaml", tmp_path / "good.json").read_bytes()
@@ -141,6 +143,7 @@ def _edits(state: dict, rng: random.Random):
     return state
 
 
+@pytest.mark.slow
 def test_checkpoints(trained, tmp_path, capsys):  # noqa: F811
     root, trained_run = trained
     rng = random.Random(5)

@@ -77,6 +77,7 @@ def _wait_for(cond, what, timeout=120):
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_two_trainings_on_one_run_dir_one_is_refused_and_a_killed_holder_never_blocks_resume(tmp_path, capsys):
     config, run = tmp_path / "tiny.yaml", tmp_path / "run"
     config.write_text(yaml.safe_dump(CONFIG))

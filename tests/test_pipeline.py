@@ -43,6 +43,7 @@ def config(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_stage_by_stage_with_resume(tmp_path, config, capsys):
     run = tmp_path / "run"
     cli(capsys, "train-supernet", "--config", config, "--run-dir", run)

@@ -39,6 +39,7 @@ def rows_of(run):
     return [json.loads(line) for line in (run / "rank" / "results.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_rank_trains_k_architectures_and_reports_against_the_baselines(run, capsys):
     code, out, err = run_cli(capsys, "rank", "--run-dir", run, *SHORT)
     assert code == 0, err
@@ -60,6 +61,7 @@ def test_rank_trains_k_architectures_and_reports_against_the_baselines(run, caps
     assert recorded["archs"] == 5 and recorded["steps"] == 3
 
 
+@pytest.mark.slow
 def test_a_killed_rank_resumes_to_the_rows_of_an_uninterrupted_one(run, tmp_path, capsys):
     assert run_cli(capsys, "rank", "--run-dir", run, *SHORT)[0] == 0
     full = rows_of(run)
@@ -107,6 +109,7 @@ def test_rank_takes_a_users_list_of_architectures(run, tmp_path, capsys):
     assert json.loads((run / "rank" / "report.json").read_text())["ceiling"]["archs"] == 0
 
 
+@pytest.mark.slow
 def test_an_alpha_strategy_reports_its_pick_and_the_log_probability_of_each_architecture(tmp_path, capsys):
     config = tmp_path / "darts.yaml"
     search = {"recal_batches": 2, "recal_batch_size": 8, "val_batch_size": 16, "progress": False}  # scores the paths
@@ -128,6 +131,7 @@ def _strip(rows):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # wall time differs
 
 
+@pytest.mark.slow
 def test_a_rank_killed_in_a_write_resumes_to_the_same_rows(run, tmp_path, capsys):
     import subprocess
     import sys
@@ -147,6 +151,7 @@ def test_a_rank_killed_in_a_write_resumes_to_the_same_rows(run, tmp_path, capsys
     assert _strip(rows_of(run)) == _strip(rows_of(full))
 
 
+@pytest.mark.slow
 def test_under_torchrun_the_ranks_train_different_architectures_to_the_same_rows(run, tmp_path, capsys):
     from ..test_distributed import launch
     alone = tmp_path / "alone"

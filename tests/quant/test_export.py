@@ -148,6 +148,7 @@ def test_a_searched_subnet_exports_and_matches(tmp_path):
     assert report["ok"] and report["argmax_agreement"] >= 0.95, report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SPACE_NAMES)
 def test_every_space_exports_a_quantized_subnet_that_matches(name, tmp_path):
     pytest.importorskip("onnxruntime")

@@ -30,6 +30,7 @@ def run(*argv):
     assert main([str(a) for a in argv]) == 0
 
 
+@pytest.mark.slow
 def test_every_stage_reports_bitops_and_size_and_exports_qdq(tmp_path, capsys):
     r = tmp_path / "run"
     run("train-supernet", "--config", tiny_config(tmp_path), "--run-dir", r)
@@ -55,6 +56,7 @@ def test_every_stage_reports_bitops_and_size_and_exports_qdq(tmp_path, capsys):
     assert load_checkpoint(r / "retrain" / "last.pt")["step"] == TINY["retrain"]["steps"]
 
 
+@pytest.mark.slow
 def test_a_killed_qat_supernet_resumes_bitwise_with_its_step_sizes(tmp_path):
     r = tmp_path / "run"
     run("train-supernet", "--config", tiny_config(tmp_path), "--run-dir", r)
@@ -71,6 +73,7 @@ def test_a_killed_qat_supernet_resumes_bitwise_with_its_step_sizes(tmp_path):
     assert all(torch.equal(full["model"][k], resumed["model"][k]) for k in full["model"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override,message", [
     ("space.quant.weight_bits=[2,9]", "bit width 9 is not supported; use integers in 2..8, or 32 for full precision"),
     ("space.quant.act_bits=[]", "needs both weight_bits and act_bits"),
@@ -103,6 +106,7 @@ def test_bitops_constraints_need_a_quantized_space(tmp_path, capsys):
     assert "needs quantized layers, and this model has none" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_budget_random_sampling_cannot_meet_starts_from_the_cheapest_architecture(tmp_path):
     """Few random bit widths add up to a BitOps near the minimum; the search still finds candidates."""
     r = tmp_path / "run"
@@ -118,6 +122,7 @@ def test_a_budget_random_sampling_cannot_meet_starts_from_the_cheapest_architect
     assert all(row["bitops"] <= low for row in history)
 
 
+@pytest.mark.slow
 def test_a_latency_table_of_a_mixed_precision_space_times_its_qdq_blocks(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     r = tmp_path / "run"
@@ -132,6 +137,7 @@ def test_a_latency_table_of_a_mixed_precision_space_times_its_qdq_blocks(tmp_pat
     assert all(row["latency_ms"] > 0 and row["bitops"] <= 400e6 for row in history)
 
 
+@pytest.mark.slow
 def test_with_32_among_the_bits_the_table_times_int8_against_float_and_the_search_trades_them(tmp_path):
     """A budget in the lower quarter of the predicted range is met by every candidate the search keeps."""
     pytest.importorskip("onnxruntime")

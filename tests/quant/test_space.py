@@ -101,6 +101,7 @@ def test_activation_steps_start_from_the_first_training_batch_and_eval_changes_n
     assert not fresh[0].started.any()  # retraining from scratch starts the steps again
 
 
+@pytest.mark.slow
 def test_bitops_and_size_equal_a_hand_count_over_random_architectures():
     model = digits_space(share="block")
     cost = CostModel(model)
@@ -144,6 +145,7 @@ def test_the_bitops_and_size_range_is_the_brute_force_range():
         assert cost.value(metric, cost.extreme_arch(metric, largest=True)) == max(values)
 
 
+@pytest.mark.slow
 def test_uniform_bits_and_constraints_on_bitops_and_size():
     model = digits_space(share="block")
     cost = CostModel(model)

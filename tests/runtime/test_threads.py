@@ -34,6 +34,7 @@ def run(tmp_path, capsys, *argv):
     return yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
 
 
+@pytest.mark.slow
 def test_the_count_is_recorded_and_used_by_later_stages(tmp_path, capsys):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     recorded = run(tmp_path, capsys, "train-supernet", "--config", tmp_path / "tiny.yaml", "--run-dir",

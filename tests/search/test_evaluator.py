@@ -45,6 +45,7 @@ def batches(n, size, batch=8, seed=0):
     return [(torch.randn(batch, 3, size, size, generator=g), torch.randint(0, 10, (batch,), generator=g)) for _ in range(n)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [dict(channel_search=False), dict(channel_search=True)])
 @pytest.mark.parametrize("settings", [dict(), dict(cache_mb=0), dict(cache_mb=0.05), dict(group_images=16),
                                       dict(group_images=1, channels_last=False)])

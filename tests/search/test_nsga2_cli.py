@@ -56,6 +56,7 @@ def test_the_search_writes_the_front_its_hypervolumes_and_its_lowest_error_membe
 
 # Search writes: 1 = config.yaml, then per generation state.json, history.jsonl, topk.json, pareto.json
 # (2-5, 6-9, ...): killed after generation 0's state (3), and inside generation 1's writes (7).
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_at_write", [3, 7])
 def test_a_search_killed_mid_generation_resumes_byte_for_byte(searched, tmp_path, kill_at_write):
     _, ref = searched

@@ -1,6 +1,7 @@
 """``plot_arch_history``: the DARTS search plot renders for a cell space and for a space without cells;
 ``plot_search``: its title says what the score is."""
 import numpy as np
+import pytest
 from PIL import Image
 
 from supernet.pipeline.plots import plot_arch_history, plot_search
@@ -35,6 +36,7 @@ def darts_history(seed=0, nodes=4):
             "arch": arch}
 
 
+@pytest.mark.slow
 def test_darts_cells_plot(tmp_path):
     data = darts_history()
     out = plot_arch_history(data, tmp_path / "search" / "search.png", title="darts on darts-cifar")

@@ -102,6 +102,7 @@ def searched(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_search_resume_with_a_new_constraint_is_refused_and_changes_nothing(searched, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(searched, run)
@@ -139,6 +140,7 @@ def _search_killed(run, *args, kill_at_write):
 
 # A forced search's writes: 1 = its pending config.yaml, then per generation state.json, history.jsonl,
 # topk.json (2, 3, 4), then the commit's config.yaml (5).
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_at_write, committed", [(2, False), (3, True)])
 def test_an_interrupted_forced_search_resumes_what_it_committed_and_obeys_its_constraints(
         searched, tmp_path, capsys, kill_at_write, committed):

@@ -36,6 +36,7 @@ def cli(capsys, *argv):
     return out
 
 
+@pytest.mark.slow
 def test_darts_runs_every_stage_from_the_cli(tmp_path, capsys):
     config = tmp_path / "darts.yaml"
     config.write_text(yaml.safe_dump(TINY_DARTS))

@@ -19,6 +19,7 @@ def make(name: str):
     return short_strategy(name)[:2]  # (model, strategy)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_every_registered_strategy_resumes_exactly_and_round_trips_its_state(tmp_path, name):
     data = build_data(DataConfig(name="synthetic", image_size=16, synthetic_train=96, synthetic_test=32,

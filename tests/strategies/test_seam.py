@@ -4,6 +4,7 @@ import runpy
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -89,6 +90,8 @@ def test_fairnas_accumulates_the_m_paths_gradients_into_one_update(tmp_path):
     from supernet.data.loader import train_loader
     from supernet.train.optim import build_optimizer, lr_at, set_lr, step_on_path
     x, y = next(iter(train_loader(data.train, 8, cfg.seed, 0, 1)))
+    reference.to(memory_format=torch.channels_last)  # as fit runs it (train.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
     space = SearchSpace(reference)
     opt = build_optimizer(reference, cfg.optim)
     set_lr(opt, lr_at(0, 1, cfg.optim))
@@ -102,6 +105,7 @@ def test_fairnas_accumulates_the_m_paths_gradients_into_one_update(tmp_path):
     assert set(STRATEGIES) >= {"spos", "fairnas"}
 
 
+@pytest.mark.slow
 def test_example_strategy_runs_the_pipeline_and_chooses_an_architecture(tmp_path):
     example = runpy.run_path(str(EXAMPLE))
     report = example["main"](run_dir=tmp_path / "ls", steps=20, retrain_steps=5)
@@ -109,6 +113,7 @@ def test_example_strategy_runs_the_pipeline_and_chooses_an_architecture(tmp_path
     assert '"strategy": "learned-sampling"' in best and report["n"] > 0 and 0 <= report["top1"] <= 1
 
 
+@pytest.mark.slow
 def test_darts_resumes_exactly_on_the_darts_space_with_second_order(tmp_path):
     """α, Adam's moments and the α snapshots come back from the checkpoint; the unrolled step reads
     the weight optimizer's momentum, which the checkpoint restores too."""

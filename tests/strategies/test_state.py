@@ -94,6 +94,7 @@ def mutations(state: dict):
             yield path, "string"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_a_state_that_does_not_fit_is_refused_by_entry(name):
     state = trained_state(name)
