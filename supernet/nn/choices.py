@@ -16,6 +16,7 @@ label=None)``), so NNI one-shot model code runs after changing its imports.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Iterator, Sequence
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .layers import Zero
 
@@ -83,6 +85,7 @@ class LayerChoice(Choice):
         super().__init__(label, [name for name, _ in items])
         self.candidates = nn.ModuleDict(OrderedDict(items))
         self._list = list(self.candidates.values())  # O(1) index access on the hot path
+        self.recompute = False  # under weights: keep only the inputs, recompute the options in backward
 
     def __getitem__(self, index: int) -> nn.Module:
         return self._list[index]
@@ -101,11 +104,45 @@ class LayerChoice(Choice):
         # An op that outputs zeros (DARTS' 'none') adds nothing to the sum and nothing to any
         # gradient: it is skipped, unless it is all there is.
         computed = [i for i in indices if not isinstance(self._list[i], Zero)] or indices
+        if self.recompute and torch.is_grad_enabled():
+            return recomputed(self, self._weighted_sum, computed, self.weights, *args, **kwargs)
+        return self._weighted_sum(computed, self.weights, *args, **kwargs)
+
+    def _weighted_sum(self, computed: list[int], weights: torch.Tensor, *args, **kwargs):
         out = None
         for i in computed:
-            y = self.weights[i] * self._list[i](*args, **kwargs)
+            y = weights[i] * self._list[i](*args, **kwargs)
             out = y if out is None else out + y
         return out
+
+
+def recomputed(module: nn.Module, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` keeping only its inputs for backward, which runs it again to get the
+    rest (``torch.utils.checkpoint``, non-reentrant: the backward is the first forward's graph, so
+    the gradients are bitwise those without recomputation). The second run must not move
+    ``module``'s buffers a second time (BatchNorm's running statistics): they are put back."""
+    calls = 0
+
+    def run(*a, **kw):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return fn(*a, **kw)
+        with buffers_kept(module):
+            return fn(*a, **kw)
+    return checkpoint(run, *args, use_reentrant=False, **kwargs)
+
+
+@contextlib.contextmanager
+def buffers_kept(module: nn.Module):
+    """``module``'s buffers as they were before the block."""
+    saved = [(b, b.clone()) for b in module.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, value in saved:
+                b.copy_(value)
 
 
 def _selection(active: int | list[int] | None, n: int) -> list[int]:

@@ -58,6 +58,10 @@ class DARTS(Strategy):
         init_scale: float = 1e-3           # α = init_scale * N(0, 1)
         max_skips: Optional[int] = None    # P-DARTS: at most this many skip_connects per normal cell (2 is usual)
         snapshot_every: int = 10           # steps between the α snapshots plotted in search/search.png
+        recompute: float = 0.125           # share of the mixed LayerChoices, the first the model declares (in a CNN
+                                           # the largest maps: 0.125 is the darts space's first cell), that keep only
+                                           # their input and run their options again in backward: the same gradients,
+                                           # less memory (docs/performance.md#darts); 0 keeps every activation
 
         def __post_init__(self):
             if not 0 < self.held_out < 1:
@@ -70,6 +74,8 @@ class DARTS(Strategy):
                 raise ValueError(f"max_skips must be >= 0 (or null for no cap), got {self.max_skips}")
             if self.snapshot_every < 1:
                 raise ValueError(f"snapshot_every must be >= 1, got {self.snapshot_every}")
+            if isinstance(self.recompute, bool) or not 0 <= self.recompute <= 1:
+                raise ValueError(f"recompute is a share of the mixed choices in [0, 1], got {self.recompute}")
 
     def __init__(self, space: SearchSpace, config: Optional[Config] = None, seed: int = 0):
         super().__init__(space, config, seed)
@@ -86,6 +92,9 @@ class DARTS(Strategy):
                              f"this space has none")
         self.alpha: list[nn.Parameter] = []
         self.optimizer: Optional[torch.optim.Adam] = None
+        mixed = [m for m in space.model.modules() if isinstance(m, LayerChoice) and m.label in self.learned]
+        for i, m in enumerate(mixed):
+            m.recompute = i < round(self.config.recompute * len(mixed))
         self.history: list[dict] = []
 
     @property

@@ -170,3 +170,51 @@ def test_the_first_order_step_freezes_the_weights_without_changing_the_alpha_gra
             grads.append(torch.autograd.grad(nn.functional.cross_entropy(model(x), y), strategy.alpha))
     assert all(torch.equal(a, b) for a, b in zip(*grads))
     assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("unrolled", [False, True])
+def test_recomputed_choices_give_bitwise_the_same_step(unrolled):
+    """Recomputing the mixed choices in backward changes no bit: not α after its Adam step, not the
+    weights' gradients, not the BatchNorm statistics (the second run puts them back)."""
+    x, y = torch.randn(4, 3, 16, 16), torch.randint(5, (4,))
+    xv, yv = torch.randn(4, 3, 16, 16), torch.randint(5, (4,))
+    runs = []
+    for recompute in (0.0, 1.0):
+        model = _darts().train()
+        strategy = DARTS(SearchSpace(model), DARTS.Config(unrolled=unrolled, init_scale=1.0, recompute=recompute))
+        strategy.setup(torch.device("cpu"))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        ctx = StepContext(net=model, criterion=nn.functional.cross_entropy, optimizer=opt, device=torch.device("cpu"),
+                          autocast=contextlib.nullcontext, held_out=lambda i: (xv, yv))
+        loss, _, _ = strategy.train_step(0, x, y, ctx)
+        runs.append((loss, strategy.alpha, [p.grad for p in model.parameters()], list(model.buffers()),
+                     sum(getattr(m, "recompute", False) for m in model.modules())))
+    (loss0, alpha0, grads0, bufs0, n0), (loss1, alpha1, grads1, bufs1, n1) = runs
+    assert n0 == 0 and n1 > 0
+    assert torch.equal(loss0, loss1)
+    assert all(torch.equal(a, b) for a, b in zip(alpha0, alpha1))
+    assert all(torch.equal(a, b) for a, b in zip(grads0, grads1))
+    assert all(torch.equal(a, b) for a, b in zip(bufs0, bufs1))
+
+
+def test_recompute_marks_the_first_mixed_choices_and_refuses_a_bad_share():
+    model = _darts()
+    DARTS(SearchSpace(model), DARTS.Config(recompute=0.5))
+    marked = [m.recompute for m in model.modules() if isinstance(m, LayerChoice)]
+    assert marked == [i < round(0.5 * len(marked)) for i in range(len(marked))]
+    for bad in (-0.1, 1.5, True):
+        with pytest.raises(ValueError, match="recompute"):
+            DARTS.Config(recompute=bad)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_the_darts_max_pool_is_bitwise_nn_max_pool_ties_included(stride):
+    from supernet.nn.layers import MaxPool2d
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(-2, 3, (4, 8, 17, 17), generator=gen).float().requires_grad_()  # many ties
+    g = torch.randn(4, 8, 9 if stride == 2 else 17, 9 if stride == 2 else 17, generator=gen)
+    ours, ref = MaxPool2d(3, stride, 1)(x), nn.MaxPool2d(3, stride, 1)(x)
+    assert torch.equal(ours, ref) and ours.is_contiguous()
+    assert torch.equal(*(torch.autograd.grad(y, x, g)[0] for y in (ours, ref)))
+    cl = x.detach().contiguous(memory_format=torch.channels_last)
+    assert MaxPool2d(3, stride, 1)(cl).is_contiguous(memory_format=torch.channels_last)
