@@ -161,7 +161,7 @@ def bench_darts(seconds: float, min_rounds: int, seed: int = 0, progress: bool =
     search_mem = peak_step_bytes(one_step, net, opt, x, y)
     fixed = fix(net, genotype_arch(space, DARTS_V2), weights="init").train()
     fixed_mem = peak_step_bytes(train_step, fixed, sgd(fixed, lr=0.025, weight_decay=3e-4), x, y)
-    return {"setting": {**s, "params": sum(p.numel() for p in net.parameters())},
+    return {"setting": {**s, "params": sum(p.numel() for p in net.parameters()), "recompute": first.config.recompute},
             "ms": {k: summary([v * 1e3 for v in vs]) for k, vs in times.items()},
             "ratio_over_plain": summary(ratio), "unrolled_over_first": summary(ratio2),
             "memory": {"search_step": search_mem, "fixed_darts_v2": fixed_mem,

@@ -1,4 +1,4 @@
-"""Plain layers that the spaces share: the zero op, drop-path and a max pooling that is fast on the CPU."""
+"""Plain layers that the spaces share: the zero op and drop-path."""
 from __future__ import annotations
 
 import torch
@@ -15,19 +15,6 @@ class Zero(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x if self.stride == 1 else x[:, :, ::self.stride, ::self.stride]).mul(0.0)
-
-
-class MaxPool2d(nn.MaxPool2d):
-    """``nn.MaxPool2d`` that pools a contiguous CPU batch in channels_last: PyTorch's contiguous
-    (NCHW) CPU kernel took 8x the channels_last one's time on DARTS' maps (a 3x3 pool of 16x16x32x32:
-    9.8 against 1.2 ms), which made it an eighth of a DARTS search step. Same values and gradients,
-    bitwise; the output keeps the input's layout."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type != "cpu" or x.dim() != 4 or self.return_indices
-                or x.is_contiguous(memory_format=torch.channels_last)):
-            return super().forward(x)
-        return super().forward(x.contiguous(memory_format=torch.channels_last)).contiguous()
 
 
 class DropPath(nn.Module):

@@ -32,7 +32,7 @@ from torch import nn
 
 from ..arch.fix import fix_module
 from ..nn.choices import InputChoice, LayerChoice
-from ..nn.layers import DropPath, MaxPool2d, Zero
+from ..nn.layers import DropPath, Zero
 
 OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
        "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")  # the paper's order (genotypes.py)
@@ -113,7 +113,7 @@ def make_op(name: str, c: int, stride: int, affine: bool, search: bool) -> nn.Mo
     if name == "none":
         return Zero(stride)
     if name in ("max_pool_3x3", "avg_pool_3x3"):
-        pool = (MaxPool2d(3, stride, 1) if name == "max_pool_3x3"
+        pool = (nn.MaxPool2d(3, stride, 1) if name == "max_pool_3x3"
                 else nn.AvgPool2d(3, stride, 1, count_include_pad=False))
         return nn.Sequential(pool, nn.BatchNorm2d(c, affine=False)) if search else pool
     if name == "skip_connect":

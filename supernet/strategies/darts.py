@@ -58,10 +58,10 @@ class DARTS(Strategy):
         init_scale: float = 1e-3           # α = init_scale * N(0, 1)
         max_skips: Optional[int] = None    # P-DARTS: at most this many skip_connects per normal cell (2 is usual)
         snapshot_every: int = 10           # steps between the α snapshots plotted in search/search.png
-        recompute: float = 0.125           # share of the mixed LayerChoices, the first the model declares (in a CNN
+        recompute: float = 0.0             # share of the mixed LayerChoices, the first the model declares (in a CNN
                                            # the largest maps: 0.125 is the darts space's first cell), that keep only
                                            # their input and run their options again in backward: the same gradients,
-                                           # less memory (docs/performance.md#darts); 0 keeps every activation
+                                           # less memory, more time (docs/performance.md#darts); 0 keeps them all
 
         def __post_init__(self):
             if not 0 < self.held_out < 1:

@@ -206,15 +206,3 @@ def test_recompute_marks_the_first_mixed_choices_and_refuses_a_bad_share():
         with pytest.raises(ValueError, match="recompute"):
             DARTS.Config(recompute=bad)
 
-
-@pytest.mark.parametrize("stride", [1, 2])
-def test_the_darts_max_pool_is_bitwise_nn_max_pool_ties_included(stride):
-    from supernet.nn.layers import MaxPool2d
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randint(-2, 3, (4, 8, 17, 17), generator=gen).float().requires_grad_()  # many ties
-    g = torch.randn(4, 8, 9 if stride == 2 else 17, 9 if stride == 2 else 17, generator=gen)
-    ours, ref = MaxPool2d(3, stride, 1)(x), nn.MaxPool2d(3, stride, 1)(x)
-    assert torch.equal(ours, ref) and ours.is_contiguous()
-    assert torch.equal(*(torch.autograd.grad(y, x, g)[0] for y in (ours, ref)))
-    cl = x.detach().contiguous(memory_format=torch.channels_last)
-    assert MaxPool2d(3, stride, 1)(cl).is_contiguous(memory_format=torch.channels_last)
