@@ -63,14 +63,21 @@ def macs_by_layer(module: nn.Module, *inputs: torch.Tensor) -> dict[nn.Module, i
             n = out.numel() * m.in_features
         macs[m] = macs.get(m, 0) + n
 
-    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, _CONV + _TRANSPOSED + (nn.Linear,))]
+    forward_with_hooks(module, [m for m in module.modules() if isinstance(m, _CONV + _TRANSPOSED + (nn.Linear,))],
+                       hook, *inputs)
+    return macs
+
+
+def forward_with_hooks(module: nn.Module, hooked: list[nn.Module], hook: Callable, *inputs: torch.Tensor) -> None:
+    """One forward of ``module`` without autograd, ``hook(m, args, out)`` called after each of
+    ``hooked`` runs; the hooks are removed afterwards, whatever happens."""
+    handles = [m.register_forward_hook(hook) for m in hooked]
     try:
         with torch.no_grad():
             module(*inputs)
     finally:
         for h in handles:
             h.remove()
-    return macs
 
 
 def check_countable(model: nn.Module) -> None:

@@ -31,7 +31,7 @@ from ..nn.choices import FULL_PRECISION, Choice, LayerChoice, NoneChosen, gate_o
 from ..nn.quantized import Quantized
 from ..runtime.progress import progress_bar
 from ..runtime.typed import ConfigError
-from .flops import CostModel, Unit, tabulate
+from .flops import CostModel, Unit, forward_with_hooks, tabulate
 from .latency import TIMING_DEFAULTS, LatencyTable, device_name, target_of, timing_problem
 from .precision import STATES, PrecisionTerm, float_options, states
 
@@ -305,13 +305,7 @@ def _precision_entries(module: nn.Module, xs: list, switched: dict[str, list[int
 
     def record(layer, args, out) -> None:
         shapes.setdefault(layer, args[0].shape)
-    hooks = [m.register_forward_hook(record) for m in layers]
-    try:
-        with torch.no_grad():
-            module(*xs)
-    finally:
-        for h in hooks:
-            h.remove()
+    forward_with_hooks(module, layers, record, *xs)
     floats = {label: [b == FULL_PRECISION for b in bits] for label, bits in switched.items()}
     gen = torch.Generator().manual_seed(len(entries))
     out = []
