@@ -130,10 +130,22 @@ def _print_training(stage: str, summary: dict, run_dir) -> None:
           f"checkpoint {run_dir}/{stage}/last.pt")
 
 
+def few_shot_line(fs: dict, steps: int) -> str:
+    """What a few-shot run cost: its steps (one-shot, then shared by the sub-supernets) and parameters."""
+    k, after, done = fs["parts"], steps - fs["split_at"], fs["part_steps"]
+    each = (f": each trained in {min(done):,} to {max(done):,} of them (mean {sum(done) / k:,.0f})" if fs["split"]
+            else "")
+    return (f"few-shot: {fs['split_at']:,} one-shot steps, then {k} sub-supernets (one per option of "
+            f"{', '.join(fs['labels'])}) shared the other {after:,}{each}; {steps:,} steps in all, the cost of a "
+            f"one-shot run of {steps:,} steps, with {k}x its parameters ({fs['params']:,})")
+
+
 def cmd_train_supernet(args) -> int:
     from . import pipeline
     summary = pipeline.train_supernet(args.run_dir, args.config, args.options, resume=args.resume, force=args.force)
     _print_training("supernet", summary, args.run_dir)
+    if summary.get("few_shot") is not None:
+        print(few_shot_line(summary["few_shot"], summary["steps"]))
     if summary.get("arch") is not None:
         print(f"{summary['strategy']}: its architecture -> {args.run_dir}/search/best_arch.json "
               f"(retrain can follow; 'supernet search' can still search this supernet)")

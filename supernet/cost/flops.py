@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..arch import Arch, SearchSpace, fix_module, fix
+from ..arch.few_shot import one_shot
 from ..nn.quantized import Quantized
 from . import bits
 from ..nn.choices import BitChoice, ChannelChoice, Choice, InputChoice, LayerChoice, NoneChosen, gate_of, gate_open, gate_pairs
@@ -141,7 +142,8 @@ class CostModel:
     """FLOPs / params of any architecture of ``model``'s space (and latency, given a measured table).
 
     Args:
-        model: a supernet (any module with choices whose input shapes do not depend on other choices).
+        model: a supernet (any module with choices whose input shapes do not depend on other choices);
+            a few-shot supernet's costs are those of its one-shot supernet, which every part copies.
         input_shape: one sample's shape, e.g. ``(3, 224, 224)``; for a registered space, the
             model's ``options`` give it when omitted.
         latency: a ``supernet.cost.LatencyTable`` measured for this model (``latency(arch)``
@@ -151,6 +153,7 @@ class CostModel:
     MAX_TABLE = 4096  # options per choice group; a bound so a huge nested space fails loudly
 
     def __init__(self, model: nn.Module, input_shape: tuple[int, ...] | None = None, latency=None):
+        model = one_shot(model)
         if input_shape is None:
             o = getattr(model, "options", None)
             if o is None:

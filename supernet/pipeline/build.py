@@ -8,7 +8,7 @@ from typing import Optional
 
 import torch
 
-from ..arch import SearchSpace, fix, parse_arch
+from ..arch import FewShotSupernet, SearchSpace, fix, parse_arch
 from ..cost import CostModel, LatencyTable
 from ..cost.latency import target_of
 from ..data import build_data
@@ -44,10 +44,22 @@ def space_model(cfg: RunConfig, options: dict):
 
 
 def build_supernet(cfg: RunConfig, data):
-    """The supernet to train, freshly initialised; refused in one line, before anything is
-    allocated, when training it (with its strategy's own state) would not fit in memory."""
+    """The supernet to train, freshly initialised (with ``supernet.few_shot``, its sub-supernets);
+    refused in one line, before anything is allocated, when training it (with its strategy's own
+    state) would not fit in memory."""
     check_supernet_fits(cfg, data, model_options(cfg, data))
-    return space_model(cfg, model_options(cfg, data))
+    return few_shot(cfg, space_model(cfg, model_options(cfg, data)))
+
+
+def few_shot(cfg: RunConfig, model):
+    """``model`` split into sub-supernets when ``supernet.few_shot`` is set, else ``model``."""
+    fs = cfg.supernet.few_shot
+    if fs.split_at is None:
+        return model
+    try:
+        return FewShotSupernet(model, fs.labels)
+    except ValueError as e:
+        raise ConfigError(f"supernet.few_shot.labels: {e}") from None
 
 
 def supernet_space(cfg: RunConfig, data) -> SearchSpace:
@@ -111,12 +123,14 @@ def supernet_meta(cfg: RunConfig, data) -> dict:
             "strategy": cfg.strategy["name"]}
     if cfg.space.quant.enabled:
         meta["quant"] = to_dict(cfg.space.quant)
+    if cfg.supernet.few_shot.split_at is not None:
+        meta["few_shot"] = to_dict(cfg.supernet.few_shot)
     return meta
 
 
 def load_supernet(run_dir: Path, cfg: RunConfig, data, device):
-    """The trained supernet, and which checkpoint it is (step and checksum: a resumed search must score
-    with the same weights)."""
+    """The trained supernet (a few-shot one scores each architecture in its own sub-supernet), and
+    which checkpoint it is (step and checksum: a resumed search must score with the same weights)."""
     if not (run_dir / "supernet").is_dir():
         raise CheckpointError(f"{run_dir} has no trained supernet: run 'supernet train-supernet --run-dir {run_dir}' first")
     ck, path = load_latest(run_dir / "supernet")
@@ -126,7 +140,7 @@ def load_supernet(run_dir: Path, cfg: RunConfig, data, device):
     if ck["step"] < cfg.supernet.steps:
         print(f"note: the supernet checkpoint is at step {ck['step']} of {cfg.supernet.steps}")
     check_loading_fits(ck, path)
-    model = space_model(cfg, model_options(cfg, data))
+    model = few_shot(cfg, space_model(cfg, model_options(cfg, data)))
     load_weights(model, ck["model"], path)
     with path.open("rb") as f:
         checksum = f.readline().strip().rpartition(b"=")[2].decode()[:16]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import get_type_hints
+from typing import Optional, get_type_hints
 
 import yaml
 
@@ -49,6 +49,31 @@ class SpaceConfig:
 
 
 @dataclass
+class FewShotConfig:
+    """Few-shot NAS (Zhao et al., ICML 2021): the supernet split into sub-supernets at ``split_at``."""
+
+    split_at: Optional[int] = None     # null: one-shot only; else the first step of the sub-supernets
+                                       # (steps before it train the one-shot supernet; supernet.steps in all)
+    labels: Optional[list[str]] = None  # the decisions to split on, one sub-supernet per option (per
+                                       # combination); null: the space's first decision, as the paper's first edge
+
+
+@dataclass
+class SupernetConfig(TrainConfig):
+    few_shot: FewShotConfig = field(default_factory=FewShotConfig)
+
+    def __post_init__(self):
+        super().__post_init__()
+        fs = self.few_shot
+        if fs.split_at is None and fs.labels is not None:
+            raise ValueError(f"few_shot.labels is set but few_shot.split_at is not: set the step where the one-shot "
+                             f"phase ends, e.g. few_shot.split_at={self.steps // 2} (half of steps={self.steps})")
+        if fs.split_at is not None and not 0 <= fs.split_at < self.steps:
+            raise ValueError(f"few_shot.split_at must be in 0..{self.steps - 1} (a step of this run, steps={self.steps}; "
+                             f"the sub-supernets share the steps after it), got {fs.split_at}")
+
+
+@dataclass
 class RetrainConfig(TrainConfig):
     steps: int = 2000
     bn_recal_batches: int = 0        # a final BN-statistics pass over this many batches (official: ~1 epoch)
@@ -79,7 +104,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
     strategy: dict = field(default_factory=dict)  # name: spos | fairnas | ..., plus that strategy's keys
-    supernet: TrainConfig = field(default_factory=TrainConfig)
+    supernet: SupernetConfig = field(default_factory=SupernetConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
@@ -89,6 +114,11 @@ class RunConfig:
 
     def __post_init__(self):
         self.strategy = check_settings(self.strategy)  # validated, with the strategy's defaults
+        name = self.strategy["name"]
+        if self.supernet.few_shot.split_at is not None and not strategy_class(name).single_path():
+            raise ConfigError(f"supernet.few_shot needs a single-path strategy (spos, fairnas, enas): strategy.name="
+                              f"{name} mixes or gates the options of a choice in one forward, which no one "
+                              f"sub-supernet can run; unset supernet.few_shot or choose another strategy")
 
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(RunConfig))

@@ -16,11 +16,12 @@ import torch
 from torch import nn
 
 from ..arch import SearchSpace, fix, parse_arch
+from ..arch.few_shot import parts_of, split_labels
 from ..data.memory import check_fits
 from ..nn.choices import LayerChoice
 from ..runtime import dist
 from ..runtime.device import resolve_device
-from ..runtime.typed import from_dict, to_dict
+from ..runtime.typed import ConfigError, from_dict, to_dict
 from ..runtime.units import human_count
 from ..spaces import create, space_options
 from ..strategies import strategy_class
@@ -48,7 +49,31 @@ def check_supernet_fits(cfg: RunConfig, data, options: dict) -> None:
            f"batches of {cfg.supernet.batch_size}"
     by_batch = activations > train / 2 or not named
     check_training(weights, train, device, what, ("supernet.batch_size", cfg.supernet.batch_size) if by_batch else named)
+    if cfg.supernet.few_shot.split_at is not None:
+        weights, train = check_few_shot_fits(cfg, model, space, weights, train, activations, device)
     check_strategy_fits(cfg, space, train, device, data)
+
+
+def check_few_shot_fits(cfg: RunConfig, model: nn.Module, space: SearchSpace, weights: int, train: int,
+                        activations: int, device: torch.device) -> tuple[int, int]:
+    """Refuse, in one line, a few-shot split whose K sub-supernets (each with its gradients, momentum
+    and BN statistics; one batch's activations, one path at a time) would not fit; returns the
+    bytes of their weights and of their training."""
+    fs = cfg.supernet.few_shot
+    try:
+        labels = split_labels(space, fs.labels)
+    except ValueError as e:
+        raise ConfigError(f"supernet.few_shot.labels: {e}") from None
+    k = parts_of(space, labels)
+    weights, train = k * weights, k * (train - activations) + activations
+    setting = f"supernet.few_shot.labels=[{','.join(labels)}]"
+    what = (f"{k:,} sub-supernets of the {cfg.space.name} supernet ({in_words(count(model.parameters()))} parameters "
+            f"each, {in_words(k * count(model.parameters()))} in all; one per option of {', '.join(labels)})")
+    fix_ = "split on fewer decisions, or on decisions with fewer options"
+    if device.type != "cpu":
+        check_fits(weights, f"{setting}: building {what}", fix_)
+    check_fits(max(weights, train) if device.type == "cpu" else train, f"{setting}: training {what}", fix_, device)
+    return weights, train
 
 
 def mix_every_option(space: SearchSpace) -> None:

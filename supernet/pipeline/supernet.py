@@ -10,7 +10,7 @@ from ..arch import SearchSpace
 from ..runtime import dist
 from ..runtime.io import write_json
 from ..runtime.typed import ConfigError, parse_overrides
-from ..strategies import build_strategy
+from ..strategies import FewShot, build_strategy
 from ..train import CheckpointError, fit
 from .build import build_supernet, cost_model, load_data, model_options, needs_latency_table, supernet_meta
 from .config import DECIDES, SHARED_KEYS, load_config, resolve_config_path, scope_overrides, use_runtime
@@ -20,8 +20,9 @@ from .rundir import fitting, owning
 
 def train_supernet(run_dir: Path, config: Optional[str | Path] = None, overrides: list[str] = (), resume: bool = False,
                    force: bool = False) -> dict:
-    """Train the supernet into ``RUN/supernet``; a strategy that chooses an architecture itself
-    (DARTS, ENAS, Proxyless, FBNet) writes it to ``RUN/search/best_arch.json``.
+    """Train the supernet into ``RUN/supernet`` (split into sub-supernets at ``supernet.few_shot.split_at``
+    when set); a strategy that chooses an architecture itself (DARTS, ENAS, Proxyless, FBNet) writes it
+    to ``RUN/search/best_arch.json``.
 
     Args:
         config: a YAML file or a packaged config's name; None with ``resume`` reads ``RUN/config.yaml``.
@@ -51,6 +52,8 @@ def train_supernet(run_dir: Path, config: Optional[str | Path] = None, overrides
         needs_latency_table(cfg.strategy.get("constraints") or [], cfg, "strategy.constraints")
         cost = cost_model(cfg, model, model_options(cfg, data)) if cfg.latency.table else None
         strategy = build_strategy(cfg.strategy, SearchSpace(model), cfg.supernet.seed, cost=cost)
+        if cfg.supernet.few_shot.split_at is not None:  # its paths run in their own sub-supernets from split_at
+            strategy = FewShot(strategy, cfg.supernet.few_shot.split_at)
         table = cost.latency_table if cost is not None else None
         inputs = {"latency_table_sha256": table.digest()} if table is not None else None
         with fitting(run_dir, "supernet", cfg, resume, force, inputs) as run:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..arch import Arch, SearchSpace
+from ..arch.few_shot import routed
 from ..nn import LayerChoice
 from ..runtime.device import autocast
 from ..train.metrics import accuracy
@@ -40,9 +41,11 @@ def _bns(module: nn.Module) -> list[nn.Module]:
 
 def _path_bns(module: nn.Module) -> list[nn.Module]:
     """The BatchNorms that run under the current decisions: of a LayerChoice with one active
-    candidate, only that candidate's."""
+    candidate, only that candidate's; of a few-shot supernet, only its part's."""
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         return [module]
+    if (part := routed(module)) is not None:
+        return _path_bns(part)
     if isinstance(module, LayerChoice) and module.weights is None and isinstance(module.active, int):
         return _path_bns(module[module.active])
     return [m for child in module.children() for m in _path_bns(child)]

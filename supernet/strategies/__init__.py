@@ -9,6 +9,7 @@
 
 ``strategy:`` in a config names one (``name``) and sets its own keys, checked against its
 ``Config`` dataclass. ``register`` adds a user's strategy (examples/custom_strategy.py).
+``FewShot`` runs any single-path one on a supernet split into sub-supernets (few-shot NAS).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from .controller import Controller
 from .enas import ENAS
 from .fairnas import FairNAS, fair_paths
 from .fbnet import FBNet
+from .few_shot import FewShot
 from .proxyless import Proxyless
 from .spos import SPOS, PathSampler
 from .state import StrategyStateError
@@ -92,6 +94,6 @@ def build_strategy(settings: dict | None, space: SearchSpace, seed: int, cost=No
     return cls(space, from_dict(cls.Config, settings, where="strategy."), seed, **kw)
 
 
-__all__ = ["Strategy", "StepContext", "Plain", "SPOS", "FairNAS", "DARTS", "ENAS", "Controller", "Proxyless", "FBNet", "PathSampler", "fair_paths", "STRATEGIES",
+__all__ = ["Strategy", "StepContext", "Plain", "SPOS", "FairNAS", "DARTS", "ENAS", "Controller", "Proxyless", "FBNet", "PathSampler", "fair_paths", "FewShot", "STRATEGIES",
            "StrategyStateError",
            "register", "strategy_class", "check_settings", "build_strategy"]

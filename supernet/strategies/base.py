@@ -98,6 +98,12 @@ class Strategy:
 
     path_only: ClassVar[bool] = True  # only the sampled path gets gradients (step_on_path, grads averaged by hand)
 
+    @classmethod
+    def single_path(cls) -> bool:
+        """Whether every forward runs one option per choice (SPOS, FairNAS, ENAS), so that a few-shot
+        supernet can run it in one sub-supernet; False for a strategy that mixes or gates options."""
+        return cls.path_only
+
     def __init__(self, space: SearchSpace, config=None, seed: int = 0):
         self.space = space
         self.config = config if config is not None else self.Config()

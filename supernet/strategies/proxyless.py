@@ -62,6 +62,10 @@ class Proxyless(Strategy):
     name = "proxyless"
     path_only = True  # both steps hold one path (the arch step adds transient candidate outputs)
 
+    @classmethod
+    def single_path(cls) -> bool:
+        return False  # the α step gates two candidates of a choice in one forward
+
     @dataclass
     class Config:
         mode: str = "full_v2"              # released default; 'two' is the paper's two-path estimate

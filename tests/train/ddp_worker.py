@@ -12,16 +12,20 @@ import torch
 from torch import nn
 
 from supernet import LayerChoice, SearchSpace, fix
+from supernet.arch import FewShotSupernet
 from supernet.data import DataConfig, build_data
 from supernet.quant import mixed_precision
 from supernet.runtime import dist
-from supernet.strategies import build_strategy, check_settings
+from supernet.strategies import FewShot, build_strategy, check_settings
 from supernet.train import fit
 from supernet.train.config import OptimConfig, TrainConfig
 from tests.strategies.standin import SHORT, standin_cost
 
 VARIANTS = {"darts-unrolled": ("darts", {"unrolled": True}), "proxyless-two": ("proxyless", {"mode": "two"}),
-            "spos-mixed-precision": ("spos", {})}
+            "spos-mixed-precision": ("spos", {}), "spos-few-shot": ("spos", {}), "fairnas-few-shot": ("fairnas", {})}
+# Kinds trained as few-shot supernets split on layer_0 at this step: the step-3 checkpoint is from
+# before the split, so a resume from it crosses the split.
+FEW_SHOT = {"spos-few-shot": 4, "fairnas-few-shot": 4}
 # Kinds whose blocks are also searched in bit width: QAT, with activation steps started from the
 # first batch (averaged over the ranks). Not DARTS over bits: its α gradients for 4 against 8 bits
 # are near zero, where Adam's normalised step turns float-order noise into visible differences.
@@ -58,6 +62,8 @@ def run(out: Path, kind: str, resume: bool) -> None:
     model = NoBN()
     if kind in MIXED:
         model = mixed_precision(model, weight_bits=[4, 8], act_bits=[4, 8])
+    if kind in FEW_SHOT:
+        model = FewShotSupernet(model, ["layer_0"])
     strategy = None
     if kind == "subnet":
         model = fix(model, {"layer_0": 1, "layer_1": 2, "layer_2": 0})
@@ -66,6 +72,8 @@ def run(out: Path, kind: str, resume: bool) -> None:
         settings = {"name": name, **SHORT.get(name, {}), **FAST.get(name, {}), **variant}
         strategy = build_strategy(check_settings(settings), SearchSpace(model), seed=3,
                                   cost=standin_cost(model, (3, 8, 8), overhead_ms=10.0))
+        if kind in FEW_SHOT:
+            strategy = FewShot(strategy, FEW_SHOT[kind])
     cfg = TrainConfig(steps=6, batch_size=16, checkpoint_every=3, keep_checkpoints=5, log_every=1, progress=False,
                       device="cpu", optim=OptimConfig(lr=0.1, label_smoothing=0.0))
     fit(model, data.train, cfg, out, meta={"test": kind}, run_config={}, strategy=strategy, resume=resume)
