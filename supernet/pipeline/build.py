@@ -8,7 +8,7 @@ from typing import Optional
 
 import torch
 
-from ..arch import FewShotSupernet, SearchSpace, fix, parse_arch
+from ..arch import FewShotSupernet, SearchSpace, fix, parse_arch, split_labels
 from ..cost import CostModel, LatencyTable
 from ..cost.latency import target_of
 from ..data import build_data
@@ -54,10 +54,13 @@ def build_supernet(cfg: RunConfig, data):
 def few_shot(cfg: RunConfig, model):
     """``model`` split into sub-supernets when ``supernet.few_shot`` is set, else ``model``."""
     fs = cfg.supernet.few_shot
-    if fs.split_at is None:
-        return model
+    return model if fs.split_at is None else FewShotSupernet(model, checked_labels(SearchSpace(model), fs.labels))
+
+
+def checked_labels(space: SearchSpace, labels) -> list[str]:
+    """``supernet.few_shot.labels`` resolved (None: the first decision), or one ``ConfigError`` line."""
     try:
-        return FewShotSupernet(model, fs.labels)
+        return split_labels(space, labels)
     except ValueError as e:
         raise ConfigError(f"supernet.few_shot.labels: {e}") from None
 
@@ -123,8 +126,8 @@ def supernet_meta(cfg: RunConfig, data) -> dict:
             "strategy": cfg.strategy["name"]}
     if cfg.space.quant.enabled:
         meta["quant"] = to_dict(cfg.space.quant)
-    if cfg.supernet.few_shot.split_at is not None:
-        meta["few_shot"] = to_dict(cfg.supernet.few_shot)
+    if cfg.supernet.few_shot.split_at is not None:  # the parts: which labels' options they serve
+        meta["few_shot"] = {"labels": checked_labels(supernet_space(cfg, data), cfg.supernet.few_shot.labels)}
     return meta
 
 

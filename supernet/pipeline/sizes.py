@@ -59,9 +59,8 @@ def check_few_shot_fits(cfg: RunConfig, model: nn.Module, space: SearchSpace, we
     """Refuse, in one line, a few-shot split whose K sub-supernets (each with its gradients, momentum
     and BN statistics; one batch's activations, one path at a time) would not fit; returns the
     bytes of their weights and of their training."""
-    fs = cfg.supernet.few_shot
     try:
-        labels = split_labels(space, fs.labels)
+        labels = split_labels(space, cfg.supernet.few_shot.labels)
     except ValueError as e:
         raise ConfigError(f"supernet.few_shot.labels: {e}") from None
     k = parts_of(space, labels)

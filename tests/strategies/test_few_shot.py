@@ -207,3 +207,26 @@ def test_bad_few_shot_settings_are_refused_in_one_line(tmp_path, capsys, overrid
     assert code == 2 and message in err and "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1, err
     assert not (run / "supernet").exists()
+
+
+@pytest.mark.slow
+def test_the_pipeline_trains_resumes_searches_and_retrains_a_few_shot_supernet(tmp_path, capsys):
+    import yaml
+    from ..test_pipeline import TINY
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "supernet": {**TINY["supernet"], "few_shot": {"split_at": 4}}}))
+    run = tmp_path / "run"
+    assert main(["train-supernet", "--config", str(config), "--run-dir", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "few-shot: 4 one-shot steps, then 4 sub-supernets (one per option of layer_0) shared the other 2" in out
+    full = load_checkpoint(run / "supernet" / "last.pt")
+    assert full["meta"]["few_shot"] == {"labels": ["layer_0"]}
+    crashed = tmp_path / "crashed"  # killed after step 3, before the split
+    shutil.copytree(run, crashed)
+    shutil.copy(run / "supernet" / "step-3.pt", crashed / "supernet" / "last.pt")
+    assert main(["train-supernet", "--run-dir", str(crashed), "--resume"]) == 0
+    assert_equal_nested(load_checkpoint(crashed / "supernet" / "last.pt")["model"], full["model"])
+    assert main(["search", "--run-dir", str(run)]) == 0
+    assert main(["retrain", "--run-dir", str(run), "init=supernet"]) == 0
+    assert main(["train-supernet", "--run-dir", str(run), "--resume", "few_shot.split_at=5"]) == 2
+    assert "supernet.few_shot.split_at: the run used 4, now 5" in capsys.readouterr().err
