@@ -28,6 +28,7 @@ _FBNET = dict(stage_widths=(8, 16, 16), stage_repeats=(1, 2, 1), stage_strides=(
 TINY_OPTIONS.update({"proxyless": _PROXYLESS, "proxyless-small": _PROXYLESS, "fbnet": _FBNET, "fbnet-small": _FBNET})
 _RESNET = dict(depths=(1, 1, 1, 1), widths=(4, 8, 8, 8), num_classes=5)
 TINY_OPTIONS.update({"resnet18": _RESNET, "resnet18-cifar": _RESNET, "resnet-digits": _RESNET})
+TINY_OPTIONS["nas-bench-201"] = dict(channels=4, cells=1, num_classes=5)
 
 
 def tiny_input_size(name: str) -> int:

@@ -14,6 +14,7 @@ from ..runtime.typed import ConfigError, from_dict, to_dict
 from .darts import DartsNetwork, DartsOptions
 from .enas import EnasMacro, EnasMicro, MacroOptions, MicroOptions
 from .fbnet import FBNet, FBNetOptions
+from .nas_bench_201 import NasBench201Network, NasBench201Options
 from .proxyless import ProxylessNet, ProxylessOptions
 from .resnet import ResNet, ResNetOptions
 from .shufflenet import ShuffleNet, ShuffleNetOptions
@@ -99,3 +100,6 @@ register("resnet18-cifar", ResNetOptions, ResNet,
 register("resnet-digits", ResNetOptions, ResNet,
          "ResNet for 8x8 digits: 4 BasicBlocks of 16/32/64/128 channels, 3x3 stride-1 stem, 10 classes",
          input_size=8, num_classes=10, stem="cifar", depths=(1, 1, 1, 1), widths=(16, 32, 64, 128))
+register("nas-bench-201", NasBench201Options, NasBench201Network,
+         "NAS-Bench-201 cell space: 6 edges x 5 ops (none, skip, conv 1x1/3x3, avg pool 3x3) shared by 3 stages of "
+         "N=5 cells at C=16/32/64 with ResNet reductions; 32x32, 10 classes; 5^6 = 15,625 architectures")
