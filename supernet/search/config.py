@@ -9,13 +9,15 @@ from ..runtime.seeding import check_seed
 
 @dataclass
 class SearchConfig:
-    algorithm: Literal["evolution", "random", "nsga2"] = "evolution"  # nsga2: the accuracy-versus-cost front
+    # nsga2: the accuracy-versus-cost front; aging: regularized evolution (population, sample_size, mutations)
+    algorithm: Literal["evolution", "random", "nsga2", "aging"] = "evolution"
     population: int = 50             # the official SPOS evolution (src/Search/search.py)
     generations: int = 20
     topk: int = 10                   # global elite kept across generations
     mutations: int = 25
     crossovers: int = 25
     mutation_prob: float = 0.1       # each gene resampled with this probability
+    sample_size: int = 10            # aging: the tournament, S members of the population (Real et al.: S < P)
     random_candidates: int = 1000    # random search: how many architectures
     constraints: list[str] = field(default_factory=list)  # e.g. ["flops<=330M"] (official search)
     objectives: list[str] = field(default_factory=list)   # nsga2 only: error and costs, e.g. [error, flops]
@@ -28,7 +30,8 @@ class SearchConfig:
     progress: bool = True
 
     def __post_init__(self):
-        for k in ("population", "generations", "topk", "random_candidates", "recal_batch_size", "val_batch_size"):
+        for k in ("population", "generations", "topk", "random_candidates", "recal_batch_size", "val_batch_size",
+                  "sample_size"):
             if getattr(self, k) <= 0:
                 raise ValueError(f"{k} must be positive, got {getattr(self, k)}")
         if self.mutations < 0 or self.crossovers < 0 or self.recal_batches < 0:
@@ -38,6 +41,12 @@ class SearchConfig:
         if self.val_images is not None and self.val_images <= 0:
             raise ValueError(f"val_images must be positive, got {self.val_images}")
         check_seed("seed", self.seed)
+        if self.algorithm == "aging" and self.mutations < 1:
+            raise ValueError("algorithm=aging makes search.mutations children a generation; set mutations >= 1 "
+                             "(1 is Real et al.'s serial algorithm)")
+        if self.algorithm == "aging" and self.sample_size > self.population:
+            raise ValueError(f"sample_size={self.sample_size} is larger than population={self.population}: the "
+                             f"tournament samples the population; lower sample_size or raise population")
         check_objectives(self.algorithm, self.objectives)
 
 

@@ -34,6 +34,7 @@ from typing import Callable, Optional
 
 from ..arch import Arch, SearchSpace
 from ..cost import Constraints, CostModel
+from .aging import AgingEvolution
 from .evolution import EvolutionSearch
 from .pareto import crowding_distance, front_of, hypervolume, nondominated_sort
 
@@ -185,7 +186,8 @@ def check_computable(objectives: list[str], cost: CostModel) -> None:
 
 def make_search(space: SearchSpace, evaluate, cfg, cost: CostModel, constraints: Optional[Constraints] = None,
                 state: Optional[dict] = None) -> EvolutionSearch:
-    """The search ``cfg.algorithm`` names: ``NSGA2Search`` for nsga2, else ``EvolutionSearch``."""
-    kind = NSGA2Search if cfg.algorithm == "nsga2" else EvolutionSearch
+    """The search ``cfg.algorithm`` names: ``NSGA2Search`` for nsga2, ``AgingEvolution`` for aging, else
+    ``EvolutionSearch`` (evolution, random)."""
+    kind = {"nsga2": NSGA2Search, "aging": AgingEvolution}.get(cfg.algorithm, EvolutionSearch)
     return kind(space, evaluate, cfg, cost, constraints, state)
 
