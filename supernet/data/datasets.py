@@ -148,6 +148,73 @@ def load_digits(cfg):
                    preprocessing=cfg.preprocessing, size=cfg.image_size)
 
 
+def load_cluttered_digits(cfg):
+    """scikit-learn's digits made harder: each 8x8 digit at a random place on an ``image_size``
+    canvas, beside ``clutter_fragments`` 4x4 pieces of other digits of its own split, with Gaussian
+    noise (after the cluttered translated MNIST of Mnih et al., "Recurrent Models of Visual
+    Attention", NeurIPS 2014). Finding the digit among the pieces needs receptive field and
+    capacity, so architectures differ by more than their training seeds do.
+
+    The digits are split first (``test_fraction`` for test, ``val_per_class`` held out, as for
+    digits); each split's digits are then drawn ``clutter_copies`` times, each copy with its own
+    place, pieces and noise, and pieces come only from the same split, so no test digit is seen in
+    training. Everything is drawn from ``cfg.split_seed``: the same images every run.
+    """
+    data, target = _digits_arrays()
+    s, copies = cfg.image_size, cfg.clutter_copies
+    n = len(data) * copies
+    check_fits(n * s * s * (4 + 4 + 8), f"data.image_size={s} with {n:,} cluttered digits images of 1x{s}x{s} "
+               f"(data.clutter_copies={copies} per digit) held in memory", "lower data.image_size or data.clutter_copies")
+    digits = torch.as_tensor(data, dtype=torch.float32).view(-1, 8, 8) / 16.0
+    labels = torch.as_tensor(target, dtype=torch.long)
+    rest, test_pos = stratified_fraction(labels, 10, cfg.test_fraction, cfg.split_seed, "cluttered-digits")
+    train_rel, val_rel = stratified_holdout(labels[rest], 10, cfg.val_per_class, cfg.split_seed,
+                                            "cluttered-digits (after the test split)")
+    gen = torch.Generator().manual_seed(cfg.split_seed)
+    images, image_labels, splits, start = [], [], [], 0
+    for split in (rest[train_rel], rest[val_rel], test_pos):
+        which = split.repeat(copies)
+        images.append(_clutter(digits, which, split, s, cfg.clutter_fragments, cfg.clutter_noise, gen))
+        image_labels.append(labels[which])
+        splits.append(torch.arange(start, start + len(which)))
+        start += len(which)
+    x, y = torch.cat(images), torch.cat(image_labels)
+    train_pos, val_pos, test_pos = splits
+    mean, std = _channel_stats(x[train_pos])
+    # No augmentation: every copy already sits at its own place (and a flipped digit is no digit).
+    return _splits(x, y, [str(c) for c in range(10)], train_pos, val_pos, test_pos, augment=False,
+                   pad=0, flip=False, mean=mean, std=std, preprocessing=cfg.preprocessing, size=s)
+
+
+def _clutter(digits: torch.Tensor, which: torch.Tensor, pool: torch.Tensor, size: int, fragments: int,
+             noise: float, gen: torch.Generator) -> torch.Tensor:
+    """``(len(which), 1, size, size)`` canvases: the digit ``digits[which[i]]`` at a random place,
+    ``fragments`` random 4x4 pieces of random digits of ``pool`` at random places (brightest pixel
+    wins where they overlap), plus Gaussian noise of std ``noise``, clamped to [0, 1]."""
+    m = len(which)
+    canvas = torch.zeros(m, size, size)
+    rows = torch.arange(m)
+
+    def paste(patches: torch.Tensor) -> None:  # (m, h, w) at a random place on each canvas
+        h, w = patches.shape[1:]
+        top = torch.randint(0, size - h + 1, (m,), generator=gen)
+        left = torch.randint(0, size - w + 1, (m,), generator=gen)
+        r = (top[:, None] + torch.arange(h))[:, :, None].expand(m, h, w)
+        c = (left[:, None] + torch.arange(w))[:, None, :].expand(m, h, w)
+        i = rows[:, None, None].expand(m, h, w)
+        canvas[i, r, c] = torch.maximum(canvas[i, r, c], patches)
+
+    for _ in range(fragments):
+        other = pool[torch.randint(0, len(pool), (m,), generator=gen)]
+        a, b = torch.randint(0, 5, (2, m), generator=gen)
+        r = (a[:, None] + torch.arange(4))[:, :, None].expand(m, 4, 4)
+        c = (b[:, None] + torch.arange(4))[:, None, :].expand(m, 4, 4)
+        paste(digits[other[:, None, None].expand(m, 4, 4), r, c])
+    paste(digits[which])
+    canvas += noise * torch.randn(canvas.shape, generator=gen)
+    return canvas.clamp_(0, 1).unsqueeze(1)
+
+
 def load_synthetic(cfg):
     """Tiny learnable data for tests: each class is a smooth random RGB prototype plus noise.
 
