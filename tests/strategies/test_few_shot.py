@@ -25,7 +25,7 @@ from ..conftest import TINY_OPTIONS, assert_equal_nested
 SEED, SPLIT = 3, 3
 OPTIONS = {**TINY_OPTIONS["fbnet"], "input_size": 16, "num_classes": 4}  # 4 layers of 9 candidates; BN; segments
 CFG = TrainConfig(steps=6, batch_size=8, checkpoint_every=2, keep_checkpoints=5, log_every=1, progress=False,
-                  device="cpu", optim=OptimConfig(lr=0.1, label_smoothing=0.0))  # checkpoints: before and after the split
+                  device="cpu", optim=OptimConfig(lr=0.1, label_smoothing=0.0))  # checkpoints: 2 (before the split), 4
 
 
 @pytest.fixture(scope="module")
