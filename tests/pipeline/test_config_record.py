@@ -13,17 +13,19 @@ from supernet.train import load_checkpoint
 
 from ..test_pipeline import TINY
 
-OTHER_DATASETS = {"root", "skip_corrupt", "synthetic_train", "synthetic_test", "synthetic_classes"}
+CLUTTER = {"clutter_copies", "clutter_fragments", "clutter_noise"}
+OTHER_DATASETS = {"root", "skip_corrupt", "synthetic_train", "synthetic_test", "synthetic_classes", *CLUTTER}
 DIGITS = {**TINY, "data": {"name": "digits", "image_size": 8, "val_per_class": 2}}
 
 
 @pytest.mark.parametrize("data, left_out", [
     ({"name": "digits"}, OTHER_DATASETS),
-    ({"name": "synthetic", "synthetic_classes": 3}, {"root", "skip_corrupt", "test_fraction"}),
+    ({"name": "cluttered-digits", "clutter_noise": 0.1}, OTHER_DATASETS - CLUTTER),
+    ({"name": "synthetic", "synthetic_classes": 3}, {"root", "skip_corrupt", "test_fraction", *CLUTTER}),
     ({"name": "cifar10", "root": "c10"}, {"skip_corrupt", "test_fraction", "synthetic_train", "synthetic_test",
-                                          "synthetic_classes"}),
+                                          "synthetic_classes", *CLUTTER}),
     ({"name": "imagefolder", "root": "imgs", "skip_corrupt": True}, {"test_fraction", "synthetic_train",
-                                                                      "synthetic_test", "synthetic_classes"}),
+                                                                      "synthetic_test", "synthetic_classes", *CLUTTER}),
 ])
 def test_the_record_leaves_out_other_datasets_settings_and_loads_back(tmp_path, data, left_out):
     cfg = load_config(None, {"data": data})
@@ -43,7 +45,7 @@ def test_the_record_says_amp_acts_on_cuda_only():
 
 
 @pytest.mark.parametrize("name, setting, applies", [
-    ("digits", "synthetic_train=64", "synthetic"), ("synthetic", "test_fraction=0.3", "digits"),
+    ("digits", "synthetic_train=64", "synthetic"), ("synthetic", "test_fraction=0.3", "digits or cluttered-digits"),
     ("digits", "skip_corrupt=true", "imagefolder"), ("digits", "root=/data", "cifar10 or imagefolder"),
 ])
 def test_a_setting_of_another_dataset_is_refused(name, setting, applies):
