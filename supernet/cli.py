@@ -205,6 +205,8 @@ def cmd_export(args) -> int:
 
 def cmd_rank(args) -> int:
     from . import pipeline
+    if args.ground_truth is not None:  # the stage sets it and records it, as any rank setting
+        args.options.append(f"rank.ground_truth={Path(args.ground_truth).resolve()}")
     r = pipeline.rank(args.run_dir, args.options, resume=args.resume, force=args.force)
     print(f"rank: -> {args.run_dir}/rank/report.json, {args.run_dir}/rank/rank.png (Kendall tau-b of the supernet "
           f"{'-' if r.get('kendall_tau') is None else format(r['kendall_tau'], '+.3f')}, ceiling "
@@ -326,9 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
     stage("export", cmd_export, "write RUN_DIR/arch.json and RUN_DIR/model.onnx (checked against PyTorch) and, "
                                 "with onnxruntime, its latency -> RUN_DIR/model_latency.json",
           resume=False)
-    stage("rank", cmd_rank, "train K architectures alone (the retrain recipe, rank.steps) and report how well "
-                            "the supernet's scores rank them, against FLOPs, params and zero-cost proxies -> "
-                            "RUN_DIR/rank/report.json")
+    rank = stage("rank", cmd_rank, "train K architectures alone (the retrain recipe, rank.steps) and report how "
+                                   "well the supernet's scores rank them, against FLOPs, params and zero-cost "
+                                   "proxies -> RUN_DIR/rank/report.json")
+    rank.add_argument("--ground-truth", metavar="TABLE",
+                      help="a nas-bench-201 run: read each architecture's accuracy from this NAS-Bench-201 table "
+                           "(CSV with ArchitectureString) instead of training it; its column: "
+                           "rank.ground_truth_column (cifar10, cifar100, imagenet16-120)")
     demo = stage("demo", cmd_demo, "the whole pipeline on the embedded digits data, then a summary table",
                  resume=False)
     demo.add_argument("--config", help="a packaged digits config instead of the strategy's: e.g. "

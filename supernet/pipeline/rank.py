@@ -10,9 +10,15 @@ subset measures how far the ground truth itself repeats; no score can be trusted
     RUN/rank/report.json    the figures (``supernet.ranking.report``); rank.png the picture
 
 Under torchrun every rank trains other architectures (``dist.alone``) and rank 0 writes the rows.
+
+With ``rank.ground_truth`` (``--ground-truth TABLE``), a run of the nas-bench-201 space reads each
+architecture's accuracy from a NAS-Bench-201 table (CSV: an ``ArchitectureString`` column and one
+column of test accuracies in percent per dataset) instead of training it: nothing is trained, and
+there is no second seed (the table holds one figure per architecture), so no ceiling.
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import random
@@ -22,7 +28,8 @@ from typing import Callable, Optional
 
 import torch
 
-from ..arch import SearchSpace, parse_arch
+from ..arch import ArchError, SearchSpace, parse_arch
+from ..arch.formats import from_nas_bench_201, to_nas_bench_201
 from ..data.loader import Cutout, fixed_batches
 from ..nn.layers import DropPath
 from ..ranking import build_report, naswot, report_table, stratified, synflow
@@ -30,9 +37,10 @@ from ..ranking.plot import plot_rank
 from ..ranking.stats import finite
 from ..runtime import dist
 from ..runtime.device import resolve_device
-from ..runtime.io import read_json_file, write_json, write_text
+from ..runtime.io import MB, read_json_file, write_json, write_text
 from ..runtime.typed import ConfigError, to_dict
 from ..search import CandidateEvaluator, recalibrate_bn
+from ..spaces import create
 from ..strategies import Plain, build_strategy
 from ..train import CheckpointError, evaluate, fit, load_latest
 from ..train.checkpoint import remove_stale_temp_files
@@ -43,7 +51,14 @@ from .rundir import owning, record_config, replacing, require_run
 from .search import search_batches
 
 # The settings a resumed rank must share with the plan it continues (the rest only change the report).
-PLAN_KEYS = ("archs", "steps", "pool", "top_picks", "archs_file", "seeds", "repeat", "proxy_batch", "seed")
+PLAN_KEYS = ("archs", "steps", "pool", "top_picks", "archs_file", "seeds", "repeat", "proxy_batch", "seed",
+             "ground_truth", "ground_truth_column")
+# A NAS-Bench-201 table's columns (the NATS-Bench topology CSV): the architecture, and the 200-epoch
+# test accuracies in percent that rank.ground_truth_column names by dataset.
+ARCH_COLUMN = "ArchitectureString"
+COLUMNS = {"cifar10": "CIFAR10TestAccuracy200Epochs", "cifar100": "CIFAR100TestAccuracy200Epochs",
+           "imagenet16-120": "ImageNetTestAccuracy200Epochs"}
+TABLE_MAX_BYTES = 256 * MB  # 15,625 rows take 3 MB
 
 
 def rank(run_dir: Path, overrides: list[str] = (), resume: bool = False, force: bool = False) -> dict:
@@ -57,21 +72,26 @@ def rank(run_dir: Path, overrides: list[str] = (), resume: bool = False, force: 
         check_start(out, resume, force)
         if dist.is_main() and out.is_dir():
             remove_stale_temp_files(out)  # a write a kill interrupted: the file it was replacing is whole
+        table = ground_truth(cfg) if cfg.rank.ground_truth is not None else None  # before any work
         data = load_data(cfg)
         with replacing(run_dir, "rank", dump_config(cfg), force and not resume) as rep:
             if dist.is_main() and rep is None:
                 record_config(run_dir, cfg)
-            plan = shared_plan(run_dir, cfg, data, out, resume)
+            plan = shared_plan(run_dir, cfg, data, out, resume, table)
             rows = read_rows(out / "results.jsonl") if resume else []
             on_rows = lambda: rep.commit_if_ready() if rep is not None else None  # noqa: E731
-            rows = train_jobs(cfg, data, plan, rows, out, on_rows)
+            rows = train_jobs(cfg, data, plan, rows, out, on_rows, table)
         report = build_report(plan, rows, cfg.rank.topk)
         if dist.is_main():
             write_json(out / "report.json", report)
+            alone = f"{cfg.rank.steps} steps alone" if table is None else f"ground truth: {cfg.rank.ground_truth_column}"
             plot_rank(rows, report, out / "rank.png",
                       title=f"{plan['strategy']} supernet on {cfg.space.name}: {len(plan['candidates'])} architectures, "
-                            f"{cfg.rank.steps} steps alone")
+                            f"{alone}")
             print(report_table(report))
+            if table is not None:
+                print(f"rank: the ground truth is {cfg.rank.ground_truth}'s {table['column']} (the table's test "
+                      f"accuracy; nothing was trained alone, no second seed)")
     return report
 
 
@@ -85,7 +105,7 @@ def check_start(out: Path, resume: bool, force: bool) -> None:
 
 
 # --- the plan: which architectures, and what the supernet and the free scores say of them ----------
-def shared_plan(run_dir: Path, cfg: RunConfig, data, out: Path, resume: bool) -> dict:
+def shared_plan(run_dir: Path, cfg: RunConfig, data, out: Path, resume: bool, table: Optional[dict] = None) -> dict:
     """Rank 0's plan (made, or read back and checked on --resume), given to every rank."""
     plan = None
     if dist.is_main():
@@ -93,7 +113,7 @@ def shared_plan(run_dir: Path, cfg: RunConfig, data, out: Path, resume: bool) ->
             plan = read_json_file(out / "plan.json", "rank plan", CheckpointError)
             check_plan(plan, cfg, out / "plan.json")
         else:
-            plan = make_plan(run_dir, cfg, data)
+            plan = make_plan(run_dir, cfg, data, table)
             out.mkdir(parents=True, exist_ok=True)
             write_json(out / "plan.json", plan)
     return dist.all_gather_objects(plan)[0]
@@ -113,8 +133,9 @@ def plan_settings(cfg: RunConfig) -> dict:
     return {**{k: rk[k] for k in PLAN_KEYS}, "retrain": to_dict(cfg.retrain)}
 
 
-def make_plan(run_dir: Path, cfg: RunConfig, data) -> dict:
-    """The K architectures with their supernet scores, costs and zero-cost proxies, and the jobs."""
+def make_plan(run_dir: Path, cfg: RunConfig, data, table: Optional[dict] = None) -> dict:
+    """The K architectures with their supernet scores, costs and zero-cost proxies, and the jobs
+    (with a ground-truth ``table``: one per architecture, each of them in the table)."""
     rk = cfg.rank
     device = resolve_device(rk.device)
     model, supernet_id = load_supernet(run_dir, cfg, data, device)
@@ -129,6 +150,8 @@ def make_plan(run_dir: Path, cfg: RunConfig, data) -> dict:
         pool_scores = [1 - s["top1_err"] for s in evaluator.evaluate_many(pool)]
         chosen += spread_over_scores(pool, pool_scores, chosen, rk.archs)
     archs = [a for a, _ in chosen]
+    for arch in archs if table is not None else []:  # every architecture is in the table, or none is scored
+        look_up(table, arch)
     scores = evaluator.evaluate_many(archs)
     log_prob = arch_log_prob(run_dir, cfg, space, cost)
     proxy_x = fixed_batches(data.train, rk.proxy_batch, 1, rk.seed)[0][0]
@@ -143,7 +166,8 @@ def make_plan(run_dir: Path, cfg: RunConfig, data) -> dict:
         c.update(proxies(cfg, data, arch, rk.seeds[0], proxy_x))
         candidates.append(c)
     pick = next((c["index"] for c in candidates if c["source"] == "pick"), None)
-    again = stratified([c["supernet_score"] for c in candidates], rk.repeat) if rk.repeat else []
+    # a table holds one accuracy per architecture: a second seed would repeat it, not measure a ceiling
+    again = stratified([c["supernet_score"] for c in candidates], rk.repeat) if rk.repeat and not rk.ground_truth else []
     jobs = [[i, rk.seeds[0]] for i in range(len(candidates))] + [[i, s] for s in rk.seeds[1:] for i in sorted(again)]
     return {"settings": plan_settings(cfg), "strategy": cfg.strategy["name"], "supernet": supernet_id,
             "candidates": candidates, "pick": pick, "jobs": jobs}
@@ -184,7 +208,7 @@ def read_archs_file(path: Path, space: SearchSpace) -> list[dict]:
         return [parse_arch(a["arch"] if isinstance(a, dict) and "arch" in a else a, space) for a in items]
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     # each line an architecture file (relative to the list's folder) or an architecture as JSON
-    return [parse_arch(line if line[0] in "{[" or Path(line).is_absolute() else path.parent / line, space)
+    return [parse_arch(line if line[0] in "{[|" or Path(line).is_absolute() else path.parent / line, space)
             for line in lines]
 
 
@@ -230,9 +254,11 @@ def proxies(cfg: RunConfig, data, arch: dict, seed: int, x: torch.Tensor) -> dic
 
 
 # --- the stand-alone trainings ----------------------------------------------------------------------
-def train_jobs(cfg: RunConfig, data, plan: dict, rows: list[dict], out: Path, on_rows: Callable) -> list[dict]:
+def train_jobs(cfg: RunConfig, data, plan: dict, rows: list[dict], out: Path, on_rows: Callable,
+               table: Optional[dict] = None) -> list[dict]:
     """Train the plan's jobs not yet in ``rows``, ``world`` at a time (one per rank); rank 0 adds
-    each round's rows to ``results.jsonl`` (rewritten atomically) before the next round."""
+    each round's rows to ``results.jsonl`` (rewritten atomically) before the next round. With a
+    ground-truth ``table``, each job's accuracy is read from it instead."""
     done = {(r["index"], r["seed"]) for r in rows}
     left = [job for job in plan["jobs"] if tuple(job) not in done]
     n, world = len(plan["jobs"]), dist.world()
@@ -241,7 +267,8 @@ def train_jobs(cfg: RunConfig, data, plan: dict, rows: list[dict], out: Path, on
         row = None
         if mine is not None:
             c = plan["candidates"][mine[0]]
-            row = {**c, "seed": mine[1], **train_alone(cfg, data, c["arch"], mine[1])}
+            truth = train_alone(cfg, data, c["arch"], mine[1]) if table is None else look_up(table, c["arch"])
+            row = {**c, "seed": mine[1], **truth}
         new = [r for r in dist.all_gather_objects(row) if r is not None]
         rows = rows + new
         if dist.is_main():
@@ -273,6 +300,73 @@ def train_alone(cfg: RunConfig, data, arch: dict, seed: int) -> dict:
             recalibrate_bn(model, fixed_batches(data.train, rc.batch_size, rc.bn_recal_batches, seed + 1), device)
         r = evaluate(model, data.test, device=device)
     return {"standalone": r["top1"], "standalone_top5": r["top5"], "seconds": time.perf_counter() - t0}
+
+
+# --- the ground truth from a NAS-Bench-201 table ----------------------------------------------------
+def ground_truth(cfg: RunConfig) -> dict:
+    """``rank.ground_truth``'s column for this run: ``{"column", "path", "space", "accuracy": {key: top-1}}``.
+    Refused in one line: a run of another space, a table that is not one, a missing column."""
+    rk = cfg.rank
+    if cfg.space.name != "nas-bench-201":
+        raise ConfigError(f"rank.ground_truth={rk.ground_truth} is a NAS-Bench-201 table and this run's space is "
+                          f"{cfg.space.name!r}; a table fits only a run of the nas-bench-201 space (without "
+                          f"--ground-truth, rank trains each architecture alone)")
+    space = SearchSpace(create("nas-bench-201", channels=1, cells=1))  # the labels and ops, at no cost
+    column = COLUMNS.get(rk.ground_truth_column, rk.ground_truth_column)
+    return {"column": column, "path": rk.ground_truth, "space": space,
+            "accuracy": read_table(Path(rk.ground_truth), column, space)}
+
+
+def read_table(path: Path, column: str, space: SearchSpace) -> dict[tuple, float]:
+    """A NAS-Bench-201 table's ``column`` (test accuracy in percent) as top-1 fractions by architecture
+    key (``space.encode``); every row's ``ArchitectureString`` must be an architecture of ``space``."""
+    fix = f"give a NAS-Bench-201 table: a CSV with an {ARCH_COLUMN} column and accuracy columns in percent"
+    if not path.is_file():
+        raise ConfigError(f"rank.ground_truth {path} is not a file; {fix}")
+    if path.stat().st_size > TABLE_MAX_BYTES:
+        raise ConfigError(f"rank.ground_truth {path} is {path.stat().st_size / MB:,.0f} MB, more than a table of "
+                          f"15,625 architectures needs ({TABLE_MAX_BYTES // MB} MB at most); {fix}")
+    accuracy: dict[tuple, float] = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            fields = reader.fieldnames or []
+            for name, what in ((ARCH_COLUMN, "architecture"), (column, "accuracy")):
+                if name not in fields:
+                    hint = (f"; set rank.ground_truth_column to {', '.join(COLUMNS)} or one of the columns"
+                            if what == "accuracy" else "")
+                    raise ConfigError(f"rank.ground_truth {path} has no {what} column {name!r} (its columns: "
+                                      f"{', '.join(fields) or 'none'}){hint}")
+            for line, row in enumerate(reader, 2):
+                try:
+                    arch = from_nas_bench_201(row[ARCH_COLUMN] or "", space)
+                except ArchError as e:
+                    raise ConfigError(f"rank.ground_truth {path} line {line} is not an architecture of the "
+                                      f"nas-bench-201 space: {e}") from None
+                try:
+                    value = float(row[column])
+                except (TypeError, ValueError):
+                    value = float("nan")
+                if not 0 <= value <= 100:
+                    raise ConfigError(f"rank.ground_truth {path} line {line}: {column} is {row[column]!r}, not an "
+                                      f"accuracy in percent (0..100)")
+                accuracy[space.encode(arch)] = value / 100
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ConfigError(f"rank.ground_truth {path} is not a readable CSV ({e}); {fix}") from None
+    if not accuracy:
+        raise ConfigError(f"rank.ground_truth {path} has no rows; {fix}")
+    return accuracy
+
+
+def look_up(table: dict, arch: dict) -> dict:
+    """One row's ground truth from the table; an architecture the table lacks is refused."""
+    space = table["space"]
+    key = space.encode(space.validate(arch))
+    if key not in table["accuracy"]:
+        raise ConfigError(f"architecture {to_nas_bench_201(arch, space)} is not in rank.ground_truth {table['path']} "
+                          f"({len(table['accuracy']):,} architectures): give the whole table of the space")
+    return {"standalone": table["accuracy"][key], "ground_truth": table["column"], "seconds": 0.0,
+            "nas_bench_201": to_nas_bench_201(arch, space)}
 
 
 def short_recipe(cfg: RunConfig, seed: int):

@@ -19,6 +19,8 @@ class RankConfig:
     repeat: int = 8                  # architectures trained again with every other seed: the ground truth's repeatability
     topk: int = 5                    # the k of the top-k overlap
     proxy_batch: int = 64            # images in the NASWOT batch (the paper: 128)
+    ground_truth: Optional[str] = None  # a NAS-Bench-201 table (CSV): accuracies read from it, nothing trained
+    ground_truth_column: str = "cifar10"  # its column: cifar10, cifar100, imagenet16-120, or a column's own name
     seed: int = 0                    # which random architectures the pool holds
     device: str = "auto"
     progress: bool = True
@@ -36,6 +38,9 @@ class RankConfig:
         for s in self.seeds:
             check_seed("rank.seeds", s)
         check_seed("rank.seed", self.seed)
+        if not isinstance(self.ground_truth_column, str) or not self.ground_truth_column:
+            raise ValueError(f"rank.ground_truth_column must name a column of the table (cifar10, cifar100, "
+                             f"imagenet16-120 or a column's name), got {self.ground_truth_column!r}")
         if self.repeat and len(self.seeds) < 2:
             raise ValueError(f"rank.repeat={self.repeat} trains architectures again with the other seeds, and "
                              f"rank.seeds={self.seeds} has one: give two (seeds=[0,1]) or set repeat=0")
