@@ -75,9 +75,7 @@ def rank(run_dir: Path, overrides: list[str] = (), resume: bool = False, force: 
         table = ground_truth(cfg) if cfg.rank.ground_truth is not None else None  # before any work
         data = load_data(cfg)
         with replacing(run_dir, "rank", dump_config(cfg), force and not resume) as rep:
-            if dist.is_main() and rep is None:
-                record_config(run_dir, cfg)
-            plan = shared_plan(run_dir, cfg, data, out, resume, table)
+            plan = shared_plan(run_dir, cfg, data, out, resume, table, record=rep is None)
             rows = read_rows(out / "results.jsonl") if resume else []
             on_rows = lambda: rep.commit_if_ready() if rep is not None else None  # noqa: E731
             rows = train_jobs(cfg, data, plan, rows, out, on_rows, table)
@@ -88,10 +86,7 @@ def rank(run_dir: Path, overrides: list[str] = (), resume: bool = False, force: 
             plot_rank(rows, report, out / "rank.png",
                       title=f"{plan['strategy']} supernet on {cfg.space.name}: {len(plan['candidates'])} architectures, "
                             f"{alone}")
-            print(report_table(report))
-            if table is not None:
-                print(f"rank: the ground truth is {cfg.rank.ground_truth}'s {table['column']} (the table's test "
-                      f"accuracy; nothing was trained alone, no second seed)")
+            print(report_table(report))  # its first line says where the ground truth came from
     return report
 
 
@@ -105,8 +100,10 @@ def check_start(out: Path, resume: bool, force: bool) -> None:
 
 
 # --- the plan: which architectures, and what the supernet and the free scores say of them ----------
-def shared_plan(run_dir: Path, cfg: RunConfig, data, out: Path, resume: bool, table: Optional[dict] = None) -> dict:
-    """Rank 0's plan (made, or read back and checked on --resume), given to every rank."""
+def shared_plan(run_dir: Path, cfg: RunConfig, data, out: Path, resume: bool, table: Optional[dict] = None,
+                record: bool = True) -> dict:
+    """Rank 0's plan (made, or read back and checked on --resume), given to every rank. ``record``:
+    save the config once the plan's checks have passed (a refused rank leaves config.yaml as it was)."""
     plan = None
     if dist.is_main():
         if resume:
@@ -114,6 +111,9 @@ def shared_plan(run_dir: Path, cfg: RunConfig, data, out: Path, resume: bool, ta
             check_plan(plan, cfg, out / "plan.json")
         else:
             plan = make_plan(run_dir, cfg, data, table)
+        if record:
+            record_config(run_dir, cfg)
+        if not resume:
             out.mkdir(parents=True, exist_ok=True)
             write_json(out / "plan.json", plan)
     return dist.all_gather_objects(plan)[0]
@@ -147,6 +147,11 @@ def make_plan(run_dir: Path, cfg: RunConfig, data, table: Optional[dict] = None)
     if rk.archs_file is None:
         rng = random.Random(rk.seed)
         pool = [space.sample(rng) for _ in range(rk.pool)]
+        fresh = {json.dumps(a, sort_keys=True) for a in pool} - {json.dumps(a, sort_keys=True) for a, _ in chosen}
+        if len(chosen) + len(fresh) < rk.archs:  # K would shrink silently; refused before anything is scored
+            raise ConfigError(f"rank.pool={rk.pool} random architectures hold {len(fresh)} distinct ones besides the "
+                              f"search's {len(chosen)}, fewer than rank.archs={rk.archs}; raise pool (this space "
+                              f"holds {space.size:,} architectures) or lower archs")
         pool_scores = [1 - s["top1_err"] for s in evaluator.evaluate_many(pool)]
         chosen += spread_over_scores(pool, pool_scores, chosen, rk.archs)
     archs = [a for a, _ in chosen]
@@ -182,6 +187,9 @@ def chosen_archs(run_dir: Path, space: SearchSpace, rk) -> list[tuple[dict, str]
             raise ConfigError(f"rank.archs_file {rk.archs_file} lists {len(archs)} architecture(s); a ranking needs "
                               f"at least 3")
         return unique(archs)
+    if rk.archs > space.size:
+        raise ConfigError(f"rank.archs={rk.archs} is more than this space holds ({space.size:,} architectures); "
+                          f"set archs to at most {space.size:,}")
     if rk.pool < rk.archs:
         raise ConfigError(f"rank.pool={rk.pool} is smaller than rank.archs={rk.archs}: the K architectures are taken "
                           f"from the pool; raise pool (e.g. {8 * rk.archs})")
@@ -275,7 +283,8 @@ def train_jobs(cfg: RunConfig, data, plan: dict, rows: list[dict], out: Path, on
             write_text(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
             on_rows()
             for r in new:
-                print(f"rank: {len(rows)}/{n} arch {r['index']} seed {r['seed']}: stand-alone top-1 "
+                truth = "stand-alone" if table is None else "table"
+                print(f"rank: {len(rows)}/{n} arch {r['index']} seed {r['seed']}: {truth} top-1 "
                       f"{r['standalone']:.4f}, supernet score {r['supernet_score']:.4f} ({r['seconds']:.1f} s)",
                       flush=True)
     return rows

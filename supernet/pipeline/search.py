@@ -12,6 +12,7 @@ from typing import Callable
 from torch.utils.data import Subset
 
 from ..arch import SearchSpace
+from ..arch.formats import to_nas_bench_201
 from ..cost import Constraints
 from ..data.loader import Compact, eval_loader, fixed_batches
 from ..runtime import dist
@@ -33,7 +34,8 @@ from .rundir import owning, record_config, replacing, require_run
 def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force: bool = False) -> dict:
     """Search ``RUN/supernet`` into ``RUN/search`` (``state.json`` after each generation,
     ``history.jsonl``, ``topk.json``, ``best_arch.json``, ``search.png``; for nsga2 also ``pareto.json``
-    and ``pareto.png``)."""
+    and ``pareto.png``). On the nas-bench-201 space, ``best_arch.json`` and each ``topk.json`` entry
+    also hold the architecture's NAS-Bench-201 string (``nas_bench_201``)."""
     run_dir = Path(run_dir)
     require_run(run_dir)
     with owning(run_dir, "search"):
@@ -56,22 +58,28 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
         model, supernet_id = load_supernet(run_dir, cfg, data, device)
         cost = cost_model(cfg, model, model_options(cfg, data))
         constraints = Constraints(cost, sc.constraints)
-        check_population(sc, SearchSpace(model))  # a generation too large for memory, before it is built
+        space = SearchSpace(model)
+        check_population(sc, space)  # a generation too large for memory, before it is built
         if state is not None:
-            validate_state(state, state_path, SearchSpace(model))  # each result fits this space; top-k among them
+            validate_state(state, state_path, space)  # each result fits this space; top-k among them
         if state is not None and state.get("supernet", supernet_id) != supernet_id:
             raise SearchStateError(f"cannot resume {state_path}: its candidates were scored with the supernet "
                                    f"checkpoint at step {state['supernet'].get('step')} (sha256 "
                                    f"{state['supernet'].get('sha256')}...), now at step {supernet_id['step']} (sha256 "
                                    f"{supernet_id['sha256']}...); start over with --force")
         try:  # refuses a resume whose settings differ from the saved search's, before the images are loaded
-            engine = make_search(SearchSpace(model), None, sc, cost, constraints, state=state)
+            engine = make_search(space, None, sc, cost, constraints, state=state)
         except SearchStateError as e:
             raise SearchStateError(f"cannot resume {state_path}: {e}") from None
         recal, val, finish = search_batches(data, sc, cfg.data.num_workers, progress=sc.progress and dist.is_main())
         engine.evaluate = CandidateEvaluator(model, recal, val, device=device, prepare=finish)
         del recal, val  # the evaluator regroups them; these lists would double the memory
         main = dist.is_main()  # under torchrun every rank evaluates its share; rank 0 writes
+        nb201 = cfg.space.name == "nas-bench-201" and not cfg.space.quant.enabled  # bit widths have no string
+
+        def named(r: dict) -> dict:
+            """nas-bench-201: the benchmark's own string beside the arch, the key of its tables."""
+            return {"arch": r["arch"], "nas_bench_201": to_nas_bench_201(r["arch"], space), **r} if nb201 else r
         with replacing(run_dir, "search", dump_config(cfg), force and not resume) as rep:
             if main and rep is None:
                 record_config(run_dir, cfg)
@@ -91,7 +99,7 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
                           f"(e.g. lower supernet.optim.lr) before trusting best_arch.json", file=sys.stderr)
                 write_json(state_path, {**engine.state_dict(), "supernet": supernet_id})
                 write_text(out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in engine.history()))
-                write_json(out / "topk.json", engine.topk)
+                write_json(out / "topk.json", [named(r) for r in engine.topk])
                 if isinstance(engine, NSGA2Search):
                     write_json(out / "pareto.json", engine.pareto())
                 if rep is not None:
@@ -114,7 +122,7 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
         if not main:
             return summary
         assert constraints.ok(best["arch"]), "a resumed search kept a candidate that breaks search.constraints"
-        write_json(out / "best_arch.json", {"arch": best["arch"], "space": cfg.space.name, **{
+        write_json(out / "best_arch.json", {**named({"arch": best["arch"]}), "space": cfg.space.name, **{
             k: best[k] for k in ("top1", "top5", "flops", "params", "bitops", "size", "latency_ms", "generation")
             if k in best}, **({"chosen": "the lowest-error member of the front in pareto.json"}
                               if isinstance(engine, NSGA2Search) else {})})

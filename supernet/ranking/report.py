@@ -1,8 +1,10 @@
 """``rank/report.json`` from the plan and the stand-alone rows, and its printed table.
 
-The ground truth is each architecture's stand-alone test top-1 under the first seed. Every score
-(the supernet's, the strategy's log-probability, and the baselines) is held against it with the
-same figures (``stats.figures``). The ceiling is the ground truth against itself under another seed.
+The ground truth is each architecture's stand-alone test top-1 under the first seed, or its test
+accuracy in a NAS-Bench-201 table (``rank.ground_truth``: nothing trained, so no ``steps`` and no
+ceiling). Every score (the supernet's, the strategy's log-probability, and the baselines) is held
+against it with the same figures (``stats.figures``). The ceiling is the ground truth against itself
+under another seed.
 """
 from __future__ import annotations
 
@@ -24,8 +26,13 @@ def build_report(plan: dict, rows: list[dict], topk: int) -> dict:
     by_index = {r["index"]: r for r in rows if r["seed"] == first}
     trained = [by_index[i] for i in sorted(by_index)]
     truth = [r["standalone"] for r in trained]
+    settings = plan["settings"]
     report = {"strategy": plan["strategy"], "archs": len(trained), "planned": len(plan["candidates"]),
-              "steps": plan["settings"]["steps"], "seed": first}
+              "steps": settings["steps"], "seed": first}
+    if settings.get("ground_truth") is not None:  # read from a table: nothing ran rank.steps
+        # the column the rows were read from (an alias such as cifar10 resolved), else the one asked for
+        column = next((r["ground_truth"] for r in trained if "ground_truth" in r), settings["ground_truth_column"])
+        report.update(steps=None, ground_truth={"table": settings["ground_truth"], "column": column})
     for name, key in SCORES:
         if all(key in r for r in trained) and trained:
             report[name] = figures([finite(r[key]) for r in trained], truth, topk)
@@ -71,8 +78,14 @@ def _num(value, fmt: str = "{:+.3f}") -> str:
 
 def report_table(report: dict) -> str:
     """The report as one table: a row per score, then the ceiling and the strategy's pick."""
-    head = (f"rank: {report['archs']} architectures of the {report['strategy']} supernet, trained alone for "
-            f"{report['steps']} steps (seed {report['seed']})")
+    table = report.get("ground_truth")
+    if table is None:
+        head = (f"rank: {report['archs']} architectures of the {report['strategy']} supernet, trained alone for "
+                f"{report['steps']} steps (seed {report['seed']})")
+    else:
+        head = (f"rank: {report['archs']} architectures of the {report['strategy']} supernet, the ground truth read "
+                f"from {table['table']} ({table['column']}; nothing trained alone)")
+    truth = "stand-alone" if table is None else "table"
     lines = [head, f"{'score':<10} {'tau-b':>7} {'p':>7} {'rho':>7} {'p':>7} {'top-q tau':>9} {'top-k':>6} "
                    f"{'pick pct':>8} {'regret':>7}"]
     rows = [(name, report[name]) for name, _ in SCORES if name in report] + list(report["baselines"].items())
@@ -86,13 +99,15 @@ def report_table(report: dict) -> str:
         lines.append(f"{'ceiling':<10} {_num(c['kendall_tau']):>7} {_num(c['kendall_p'], '{:.3g}'):>7} "
                      f"{_num(c['spearman']):>7} {_num(c['spearman_p'], '{:.3g}'):>7}   seeds {c['seeds']} on "
                      f"{c['archs']} architectures, mean |gap| {c['seed_gap']:.4f}")
+    elif table is not None:
+        lines.append("ceiling    none: the table holds one figure per architecture, so there is no second seed")
     else:
         lines.append("ceiling    not measured (rank.repeat=0): no second seed")
     if "pick" in report:
         p = report["pick"]
-        lines.append(f"the strategy's pick (arch {p['index']}): stand-alone top-1 {p['standalone']:.4f}, "
+        lines.append(f"the strategy's pick (arch {p['index']}): {truth} top-1 {p['standalone']:.4f}, "
                      f"percentile {p['percentile']:.2f}, regret {p['regret']:.4f}")
     if "spread" in report:
         s = report["spread"]
-        lines.append(f"stand-alone top-1 over the K: {s['min']:.4f} .. {s['max']:.4f} (std {s['std']:.4f})")
+        lines.append(f"{truth} top-1 over the K: {s['min']:.4f} .. {s['max']:.4f} (std {s['std']:.4f})")
     return "\n".join(lines)

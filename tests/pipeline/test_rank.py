@@ -160,3 +160,40 @@ def test_under_torchrun_the_ranks_train_different_architectures_to_the_same_rows
     writes = launch(2, "rank", "--run-dir", run, *SHORT)
     assert writes[1] == 0 and writes[0] > 0  # rank 0 gathers and writes
     assert _strip(rows_of(run)) == _strip(rows_of(alone))
+
+
+def refused(capsys, run, *options) -> str:
+    """The one line a refused rank prints; it trains nothing and leaves config.yaml as it was."""
+    before = (run / "config.yaml").read_text()
+    code, _, err = run_cli(capsys, "rank", "--run-dir", run, *options)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not (run / "rank").exists() and (run / "config.yaml").read_text() == before
+    return err
+
+
+def test_rank_refuses_more_architectures_than_the_space_or_the_pool_holds(tmp_path, capsys):
+    config = tmp_path / "small.yaml"
+    small = {**TINY, "space": {"name": "shufflenet-cifar", "options": {"width_mult": 0.25,
+                                                                        "stage_repeats": [1, 1, 1, 1]}}}
+    config.write_text(yaml.safe_dump(small))  # 4 blocks of 4 choices: 256 architectures
+    run = tmp_path / "run"
+    assert main(["train-supernet", "--config", str(config), "--run-dir", str(run)]) == 0
+    err = refused(capsys, run, "archs=300", "pool=3000", "progress=false")
+    assert "rank.archs=300 is more than this space holds (256 architectures); set archs to at most 256" in err
+    # 220 random draws from 256 architectures repeat some: fewer than K distinct ones, refused before scoring
+    err = refused(capsys, run, "archs=200", "pool=220", "progress=false")
+    assert "rank.pool=220 random architectures hold" in err and "fewer than rank.archs=200; raise pool" in err
+
+
+def test_rank_refuses_a_run_without_a_trained_supernet(run, capsys):
+    shutil.rmtree(run / "supernet")
+    err = refused(capsys, run, *SHORT)
+    assert f"{run} has no trained supernet: run 'supernet train-supernet --run-dir {run}' first" in err
+
+
+def test_rank_refuses_a_ground_truth_table_of_another_space(run, tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    table.write_text("CIFAR10TestAccuracy200Epochs,ArchitectureString\n"
+                     "93.5,|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|none~2|\n")
+    err = refused(capsys, run, "--ground-truth", table, *SHORT)
+    assert "this run's space is 'shufflenet-cifar'; a table fits only a run of the nas-bench-201 space" in err
