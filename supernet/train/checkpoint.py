@@ -140,7 +140,8 @@ def load_latest(folder: str | Path, map_location="cpu") -> tuple[dict, Path]:
                   file=sys.stderr)
         return state, path
     if not problems:
-        raise CheckpointError(f"no checkpoint in {folder}")
+        raise CheckpointError(f"no checkpoint in {folder} (last.pt or step-N.pt): run the stage that writes it first "
+                              f"(train-supernet for supernet/, retrain for retrain/)")
     raise CheckpointError(f"no usable checkpoint in {folder}: {'; '.join(problems)}")
 
 
