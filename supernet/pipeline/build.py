@@ -9,6 +9,7 @@ from typing import Optional
 import torch
 
 from ..arch import FewShotSupernet, SearchSpace, fix, parse_arch, split_labels
+from ..arch.formats import to_nas_bench_201
 from ..cost import CostModel, LatencyTable
 from ..cost.latency import target_of
 from ..data import build_data
@@ -167,3 +168,11 @@ def check_loading_fits(ck: dict, path: Path) -> None:
     tensors = [t for t in ck["model"].values() if isinstance(t, torch.Tensor)]
     check_fits(count_bytes(tensors), f"the network of {path} ({in_words(count(tensors))} parameters and buffers)",
                "free memory or load it on a machine with more")
+
+
+def benchmark_string(cfg: RunConfig, space: SearchSpace, arch: dict) -> dict:
+    """``{"nas_bench_201": string}`` on the nas-bench-201 space (the key of its tables), else ``{}``;
+    searched bit widths have no string."""
+    if cfg.space.name != "nas-bench-201" or cfg.space.quant.enabled:
+        return {}
+    return {"nas_bench_201": to_nas_bench_201(arch, space)}

@@ -12,7 +12,6 @@ from typing import Callable
 from torch.utils.data import Subset
 
 from ..arch import SearchSpace
-from ..arch.formats import to_nas_bench_201
 from ..cost import Constraints
 from ..data.loader import Compact, eval_loader, fixed_batches
 from ..runtime import dist
@@ -25,7 +24,7 @@ from ..search.evolution import SearchStateError
 from ..search.state import check_population, load_state, validate_state
 from ..train import CheckpointError
 from ..train.checkpoint import remove_stale_temp_files
-from .build import cost_model, load_data, load_supernet, model_options, needs_latency_table
+from .build import benchmark_string, cost_model, load_data, load_supernet, model_options, needs_latency_table
 from .config import dump_config, stage_config, use_runtime
 from .plots import plot_pareto, plot_search
 from .rundir import owning, record_config, replacing, require_run
@@ -75,11 +74,10 @@ def search(run_dir: Path, overrides: list[str] = (), resume: bool = False, force
         engine.evaluate = CandidateEvaluator(model, recal, val, device=device, prepare=finish)
         del recal, val  # the evaluator regroups them; these lists would double the memory
         main = dist.is_main()  # under torchrun every rank evaluates its share; rank 0 writes
-        nb201 = cfg.space.name == "nas-bench-201" and not cfg.space.quant.enabled  # bit widths have no string
 
         def named(r: dict) -> dict:
             """nas-bench-201: the benchmark's own string beside the arch, the key of its tables."""
-            return {"arch": r["arch"], "nas_bench_201": to_nas_bench_201(r["arch"], space), **r} if nb201 else r
+            return {"arch": r["arch"], **benchmark_string(cfg, space, r["arch"]), **r}
         with replacing(run_dir, "search", dump_config(cfg), force and not resume) as rep:
             if main and rep is None:
                 record_config(run_dir, cfg)

@@ -12,7 +12,7 @@ from ..runtime.io import write_json
 from ..runtime.typed import ConfigError, parse_overrides
 from ..strategies import FewShot, build_strategy
 from ..train import CheckpointError, fit
-from .build import build_supernet, cost_model, load_data, model_options, needs_latency_table, supernet_meta
+from .build import benchmark_string, build_supernet, cost_model, load_data, model_options, needs_latency_table, supernet_meta
 from .config import DECIDES, SHARED_KEYS, load_config, resolve_config_path, scope_overrides, use_runtime
 from .plots import plot_arch_history
 from .rundir import fitting, owning
@@ -71,7 +71,8 @@ def train_supernet(run_dir: Path, config: Optional[str | Path] = None, overrides
                 write_json(out / "arch_history.json", history)
                 plot_arch_history(history, out / "search.png",
                                   title=f"{strategy.name} on {cfg.space.name}: weights over {summary['steps']} steps")
-            write_json(out / "best_arch.json", {"arch": arch, "space": cfg.space.name, "strategy": strategy.name,
+            write_json(out / "best_arch.json", {"arch": arch, **benchmark_string(cfg, strategy.space, arch),
+                                                "space": cfg.space.name, "strategy": strategy.name,
                                                 "step": summary.get("step"), **strategy.final_arch_info()})
     return {**summary, "strategy": strategy.name, "arch": arch}
 

@@ -165,3 +165,17 @@ def test_a_nas_bench_201_search_writes_each_architectures_string_and_rank_reads_
     assert rows[0]["source"] == "pick" and rows[0]["nas_bench_201"] == best["nas_bench_201"]
     assert [r["nas_bench_201"] for r in rows[1:len(topk)]] == [e["nas_bench_201"] for e in topk[1:len(topk)]]
     assert "the strategy's pick (arch 0): table top-1" in capsys.readouterr().out
+
+
+def test_a_strategy_that_chooses_its_own_architecture_writes_its_string_too(tmp_path):
+    """DARTS on nas-bench-201: best_arch.json holds the argmax architecture's NAS-Bench-201 string."""
+    cfg = copy.deepcopy(TINY)
+    cfg["space"] = {"name": "nas-bench-201", "options": {"channels": 4, "cells": 1}}
+    cfg["strategy"] = {"name": "darts"}
+    cfg["supernet"] = {**cfg["supernet"], "steps": 2, "checkpoint_every": 2}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train-supernet", "--config", str(tmp_path / "tiny.yaml"), "--run-dir", str(tmp_path / "run")]) == 0
+    best = json.loads((tmp_path / "run" / "search" / "best_arch.json").read_text())
+    space = SearchSpace(create("nas-bench-201", channels=1, cells=1))
+    assert best["nas_bench_201"] == to_nas_bench_201(best["arch"], space)
+    assert parse_arch(best["nas_bench_201"], space) == best["arch"]
