@@ -24,6 +24,8 @@ The final architecture (``final_arch``) follows the paper's genotype rule: on ea
 """
 from __future__ import annotations
 
+import contextlib
+import weakref
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -62,6 +64,9 @@ class DARTS(Strategy):
                                            # the largest maps: 0.125 is the darts space's first cell), that keep only
                                            # their input and run their options again in backward: the same gradients,
                                            # less memory, more time (docs/performance.md#darts); 0 keeps them all
+        lean_saves: bool = False           # keep one copy of the options' shared ReLU, narrower max pool indices and no
+                                           # inputs of frozen convs for backward (lean_saves): the same bits, 0.69x
+                                           # the peak RSS growth, but 1.06x the step time (docs/performance.md#darts)
 
         def __post_init__(self):
             if not 0 < self.held_out < 1:
@@ -95,6 +100,7 @@ class DARTS(Strategy):
         mixed = [m for m in space.model.modules() if isinstance(m, LayerChoice) and m.label in self.learned]
         for i, m in enumerate(mixed):
             m.recompute = i < round(self.config.recompute * len(mixed))
+        self.watched = watched_modules(space.model)  # by lean_saves
         self.history: list[dict] = []
 
     @property
@@ -132,7 +138,8 @@ class DARTS(Strategy):
         else:
             self.mix()
             with frozen(model):  # only α needs a gradient: autograd then keeps no conv inputs for weight grads
-                val_loss, _ = ctx.loss(xv, yv, net=model)
+                with self.saving():
+                    val_loss, _ = ctx.loss(xv, yv, net=model)
                 grads = list(torch.autograd.grad(val_loss, self.alpha))
             dist.average(grads)
         for a, g in zip(self.alpha, grads):
@@ -142,9 +149,15 @@ class DARTS(Strategy):
         ctx.log("val_loss", val_loss.item())
 
         self.mix(detach=True)  # the weight step sees α as constants
-        loss, logits = ctx.loss(x, y)
+        with self.saving():
+            loss, logits = ctx.loss(x, y)
         loss.backward()
         return loss.detach(), logits.detach(), y
+
+    def saving(self):
+        """Where the model's forward keeps its tensors for backward: ``lean_saves`` unless the
+        config turns it off."""
+        return lean_saves(self.watched) if self.config.lean_saves else contextlib.nullcontext()
 
     def unrolled_grads(self, model: nn.Module, x, y, xv, yv, ctx: StepContext):
         """The second-order α gradient (architect.py ``_backward_step_unrolled``), and L_val(w')."""
@@ -152,7 +165,8 @@ class DARTS(Strategy):
         lr = ctx.optimizer.param_groups[0]["lr"]  # ξ: the loop set this step's LR in every group
         saved = [p.detach().clone() for p in params]
         self.mix(detach=True)
-        train_loss, _ = ctx.loss(x, y, net=model)
+        with self.saving():
+            train_loss, _ = ctx.loss(x, y, net=model)
         g = _grads(train_loss, params)
         dist.average(g)
         with torch.no_grad():  # the virtual step w' = w - ξ(μ m + g + λ w), per parameter group
@@ -166,7 +180,8 @@ class DARTS(Strategy):
                     d = d + mu * buf
                 p.sub_(xi * d)
         self.mix()
-        val_loss, _ = ctx.loss(xv, yv, net=model)
+        with self.saving():
+            val_loss, _ = ctx.loss(xv, yv, net=model)
         both = _grads(val_loss, self.alpha + params)
         d_alpha, v = both[:len(self.alpha)], both[len(self.alpha):]
         dist.average(d_alpha + v)
@@ -177,7 +192,8 @@ class DARTS(Strategy):
                 for p, w, vp in zip(params, saved, v):
                     p.copy_(w + sign * eps * vp)
             self.mix()  # a fresh softmax: each backward frees its graph
-            loss, _ = ctx.loss(x, y, net=model)
+            with self.saving():
+                loss, _ = ctx.loss(x, y, net=model)
             hessian.append(_grads(loss, self.alpha))
         with torch.no_grad():
             for p, w in zip(params, saved):
@@ -208,6 +224,122 @@ def _grads(loss: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor
     """∂loss/∂t for each t, zeros for the ones the loss does not reach."""
     grads = torch.autograd.grad(loss, tensors, allow_unused=True)
     return [torch.zeros_like(t) if g is None else g for t, g in zip(tensors, grads)]
+
+
+# --- what a forward keeps for backward --------------------------------------------------------------
+# A mixed choice runs every option on one input, and autograd keeps every option's activations: a
+# search step's tensors peak at 8x the fixed network's. Some of what it keeps is there twice, or
+# wider than it needs, or not needed at all, and ``lean_saves`` keeps that part smaller, bit for bit:
+# - the options that start with a ReLU (DARTS' four convs) each compute relu(x) of the same x: one
+#   copy serves every node that saves one;
+# - a max pool's indices (int64) are positions in the input's plane: int16 holds them when the
+#   plane has at most 32,768 pixels, int32 up to 2^31;
+# - a conv with frozen weights (the first-order α step) computes no weight gradient, and its input
+#   gradient reads only the input's shape: an empty tensor of that shape stands in.
+# (Running the pools again in backward instead of keeping their outputs and indices would free
+# more, but a pool costs as much as a conv on the CPU: the step took 1.15x as long.)
+# Saved-tensor hooks lose autograd's check for tensors changed in place after they were saved, so
+# the hooks below do that check themselves.
+def _unpack(saved):
+    """A saved tensor back: kept as ``(tensor, its version when saved)``, or made by ``saved()``."""
+    if type(saved) is tuple:
+        t, version = saved
+        if t._version != version:
+            raise RuntimeError(f"one of the variables needed for gradient computation has been modified by an "
+                               f"inplace operation: a tensor of shape {list(t.shape)} is at version {t._version}, "
+                               f"expected version {version}")
+        return t
+    return saved()
+
+
+class _Narrowed:
+    """Max pool indices kept in a narrower integer type."""
+    __slots__ = ("kept",)
+
+    def __init__(self, indices: torch.Tensor, dtype: torch.dtype):
+        narrow = indices.to(dtype)
+        self.kept = (narrow, narrow._version)
+
+    def __call__(self) -> torch.Tensor:
+        return _unpack(self.kept).to(torch.int64)
+
+
+class _ShapeOnly:
+    """A frozen conv's saved input: backward reads only its shape and strides."""
+    __slots__ = ("size", "stride", "dtype", "device")
+
+    def __init__(self, t: torch.Tensor):
+        self.size, self.stride, self.dtype, self.device = t.size(), t.stride(), t.dtype, t.device
+
+    def __call__(self) -> torch.Tensor:
+        return torch.empty_strided(self.size, self.stride, dtype=self.dtype, device=self.device)
+
+
+def _alike(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and a.stride() == b.stride() and a.dtype == b.dtype and a.device == b.device
+
+
+def _index_type(x: torch.Tensor) -> Optional[torch.dtype]:
+    """The narrowest integer type for positions in ``x``'s last two dimensions (None: int64)."""
+    plane = x.shape[-1] * x.shape[-2]
+    return torch.int16 if plane <= 2**15 else torch.int32 if plane <= 2**31 else None
+
+
+def watched_modules(model: nn.Module) -> list[nn.Module]:
+    """The modules ``lean_saves`` watches: ``nn.ReLU`` (not in place), ``nn.MaxPool2d`` and
+    ``nn.Conv2d`` with zero padding (found once: registering hooks costs more than running them)."""
+    return [m for m in model.modules() if (type(m) is nn.ReLU and not m.inplace) or type(m) is nn.MaxPool2d
+            or (type(m) is nn.Conv2d and m.padding_mode == "zeros")]
+
+
+@contextlib.contextmanager
+def lean_saves(modules: list[nn.Module]):
+    """A forward in this block keeps less for its backward (see above): the same gradients, bit
+    for bit. It watches ``modules`` (``watched_modules(model)``): ReLUs, max pools, and the convs
+    whose parameters are frozen when the block starts; the rest is kept as autograd keeps it (with
+    the in-place check). The backward may run after the block."""
+    running: list = [None]  # (module, its input) while a watched module runs
+    relu_of: dict = {}      # id(x) -> (ref(x), x's version, ref(relu(x))): the first ReLU of each input
+    same: dict = {}         # id(t) -> (ref(t), t's version, the saved first ReLU of t's input)
+
+    def pre(m, args):
+        running[0] = (m, args[0]) if args and isinstance(args[0], torch.Tensor) else None
+
+    def post(m, args, out):
+        running[0] = None
+
+    def pack(t: torch.Tensor):
+        hit = same.get(id(t))
+        if hit is not None and hit[0]() is t and hit[1] == t._version:
+            return hit[2]
+        if running[0] is None:
+            return t, t._version
+        m, x = running[0]
+        if type(m) is nn.ReLU:  # t = relu(x): the first ReLU of x serves every later one
+            first = relu_of.get(id(x))
+            if first is not None and first[0]() is x and first[1] == x._version:
+                kept = first[2]()
+                if kept is not None and _alike(kept, t):
+                    saved = kept, kept._version
+                    same[id(t)] = (weakref.ref(t), t._version, saved)
+                    return saved
+            relu_of[id(x)] = (weakref.ref(x), x._version, weakref.ref(t))
+        elif type(m) is nn.MaxPool2d and t.dtype == torch.int64 and _index_type(x) is not None:  # the indices
+            return _Narrowed(t, _index_type(x))
+        elif type(m) is nn.Conv2d and t.data_ptr() == x.data_ptr() and _alike(t, x):  # a frozen conv's input
+            return _ShapeOnly(t)
+        return t, t._version
+
+    handles = []
+    for m in modules:
+        if type(m) is not nn.Conv2d or not (m.weight.requires_grad or (m.bias is not None and m.bias.requires_grad)):
+            handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, _unpack):
+            yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def edge_map(space: SearchSpace) -> dict[str, list[str]]:
