@@ -14,7 +14,8 @@
   architectures, and a controller step (the whole step, and the controller alone).
 
 The DARTS setting is the NNI peer's (``family_cpu.py``): the search network at C=16 with 8 cells,
-3x32x32 inputs, 10 classes, batch 16, SGD with momentum.
+3x32x32 inputs, 10 classes, batch 16, SGD with momentum; every form (the fixed DARTS-V2 network's
+too) in the memory layout training uses (``train.channels_last``, on by default).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from supernet.arch import SearchSpace, fix
 from supernet.arch.genotypes import DARTS_V2, genotype_arch
 from supernet.nn.layers import Zero
+from supernet.runtime.device import memory_format
 from supernet.runtime.progress import progress_bar
 from supernet.spaces import create
 from supernet.strategies import DARTS, ENAS, StepContext
@@ -36,6 +38,8 @@ from .common import (Table, check_same_function, peak_step_bytes, peer_rows, rou
                      train_step)
 
 DARTS_SETTING = dict(size=32, batch=16, classes=10, options=dict(channels=16, layers=8), grad_clip=5.0)
+DARTS_FORM = dict(channels_last=True,  # as train.channels_last trains
+                  lean_saves=True)     # strategy.lean_saves (off by default: it costs step time)
 
 
 def plain_forward(net, x: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -118,17 +122,18 @@ def _reset_peak_rss() -> bool:
 def bench_darts(seconds: float, min_rounds: int, seed: int = 0, progress: bool = True,
                 setting: Optional[dict] = None) -> dict:
     """Interleaved rounds of our first-order step, the hand-written one and our second-order step."""
-    s = {**DARTS_SETTING, **(setting or {})}
+    s = {**DARTS_FORM, **DARTS_SETTING, **(setting or {})}
+    fmt = memory_format(s["channels_last"])
     torch.manual_seed(seed)
-    net = create("darts", input_size=s["size"], num_classes=s["classes"], **s["options"]).train()
+    net = create("darts", input_size=s["size"], num_classes=s["classes"], **s["options"]).train().to(memory_format=fmt)
     space = SearchSpace(net)
     gen = torch.Generator().manual_seed(seed)
-    batch = lambda: (torch.randn(s["batch"], 3, s["size"], s["size"], generator=gen),  # noqa: E731
+    batch = lambda: (torch.randn(s["batch"], 3, s["size"], s["size"], generator=gen).to(memory_format=fmt),  # noqa: E731
                      torch.randint(s["classes"], (s["batch"],), generator=gen))
     (x, y), (xv, yv) = batch(), batch()
     opt = sgd(net, lr=0.025, weight_decay=3e-4)  # DARTS' weight optimizer
     ctx = step_context(net, opt, held_out=lambda i: (xv, yv))
-    first, second = (DARTS(space, DARTS.Config(unrolled=u), seed=seed) for u in (False, True))
+    first, second = (DARTS(space, DARTS.Config(unrolled=u, lean_saves=s["lean_saves"]), seed=seed) for u in (False, True))
     for st in (first, second):
         st.setup(torch.device("cpu"))
     plain = PlainDarts(net, first.learned, first.alpha, opt, s["grad_clip"])
@@ -159,7 +164,7 @@ def bench_darts(seconds: float, min_rounds: int, seed: int = 0, progress: bool =
     def one_step(model, optimizer, x_, y_):
         forms["ours"](0, x_, y_)
     search_mem = peak_step_bytes(one_step, net, opt, x, y)
-    fixed = fix(net, genotype_arch(space, DARTS_V2), weights="init").train()
+    fixed = fix(net, genotype_arch(space, DARTS_V2), weights="init").train().to(memory_format=fmt)
     fixed_mem = peak_step_bytes(train_step, fixed, sgd(fixed, lr=0.025, weight_decay=3e-4), x, y)
     return {"setting": {**s, "params": sum(p.numel() for p in net.parameters()), "recompute": first.config.recompute},
             "ms": {k: summary([v * 1e3 for v in vs]) for k, vs in times.items()},
