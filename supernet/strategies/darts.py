@@ -65,8 +65,8 @@ class DARTS(Strategy):
                                            # their input and run their options again in backward: the same gradients,
                                            # less memory, more time (docs/performance.md#darts); 0 keeps them all
         lean_saves: bool = False           # keep one copy of the options' shared ReLU, narrower max pool indices and no
-                                           # inputs of frozen convs for backward (lean_saves): the same bits, 0.69x
-                                           # the peak RSS growth, but 1.06x the step time (docs/performance.md#darts)
+                                           # inputs of frozen convs for backward (lean_saves): the same bits, 0.74x
+                                           # the peak RSS growth, 1.04x the step time (docs/performance.md#darts)
 
         def __post_init__(self):
             if not 0 < self.held_out < 1:
@@ -100,7 +100,7 @@ class DARTS(Strategy):
         mixed = [m for m in space.model.modules() if isinstance(m, LayerChoice) and m.label in self.learned]
         for i, m in enumerate(mixed):
             m.recompute = i < round(self.config.recompute * len(mixed))
-        self.watched = watched_modules(space.model)  # by lean_saves
+        self.lean = LeanSaves(space.model)  # used with lean_saves
         self.history: list[dict] = []
 
     @property
@@ -129,6 +129,10 @@ class DARTS(Strategy):
 
     # --- one step --------------------------------------------------------------------------------
     def train_step(self, step: int, x, y, ctx: StepContext):
+        with self.lean.watch() if self.config.lean_saves else contextlib.nullcontext():  # once a step, not a forward
+            return self._train_step(step, x, y, ctx)
+
+    def _train_step(self, step: int, x, y, ctx: StepContext):
         if step % self.config.snapshot_every == 0:
             self.history.append({"step": step, "weights": self.probabilities()})
         model = ctx.model
@@ -157,7 +161,7 @@ class DARTS(Strategy):
     def saving(self):
         """Where the model's forward keeps its tensors for backward: ``lean_saves`` unless the
         config turns it off."""
-        return lean_saves(self.watched) if self.config.lean_saves else contextlib.nullcontext()
+        return self.lean.saving() if self.config.lean_saves else contextlib.nullcontext()
 
     def unrolled_grads(self, model: nn.Module, x, y, xv, yv, ctx: StepContext):
         """The second-order α gradient (architect.py ``_backward_step_unrolled``), and L_val(w')."""
@@ -287,59 +291,99 @@ def _index_type(x: torch.Tensor) -> Optional[torch.dtype]:
 
 def watched_modules(model: nn.Module) -> list[nn.Module]:
     """The modules ``lean_saves`` watches: ``nn.ReLU`` (not in place), ``nn.MaxPool2d`` and
-    ``nn.Conv2d`` with zero padding (found once: registering hooks costs more than running them)."""
+    ``nn.Conv2d`` with zero padding."""
     return [m for m in model.modules() if (type(m) is nn.ReLU and not m.inplace) or type(m) is nn.MaxPool2d
             or (type(m) is nn.Conv2d and m.padding_mode == "zeros")]
 
 
-@contextlib.contextmanager
-def lean_saves(modules: list[nn.Module]):
-    """A forward in this block keeps less for its backward (see above): the same gradients, bit
-    for bit. It watches ``modules`` (``watched_modules(model)``): ReLUs, max pools, and the convs
-    whose parameters are frozen when the block starts; the rest is kept as autograd keeps it (with
-    the in-place check). The backward may run after the block."""
-    running: list = [None]  # (module, its input) while a watched module runs
-    relu_of: dict = {}      # id(x) -> (ref(x), x's version, ref(relu(x))): the first ReLU of each input
-    same: dict = {}         # id(t) -> (ref(t), t's version, the saved first ReLU of t's input)
+_push_hooks = torch._C._autograd._push_saved_tensors_default_hooks
+_pop_hooks = torch._C._autograd._pop_saved_tensors_default_hooks
+_top_hooks = torch._C._autograd._top_saved_tensors_default_hooks
 
-    def pre(m, args):
-        running[0] = (m, args[0]) if args and isinstance(args[0], torch.Tensor) else None
 
-    def post(m, args, out):
-        running[0] = None
+class LeanSaves:
+    """A forward inside ``saving()`` keeps less for its backward (see above): the same gradients,
+    bit for bit. The saved-tensor hooks are pushed only while a watched module runs (a ReLU, a max
+    pool, a frozen conv, or a conv whose input is a shared ReLU's); what the rest of the forward
+    saves stays with autograd and its in-place check, as does everything under other saved-tensor
+    hooks (``torch.utils.checkpoint``, for ``recompute``). The module hooks are registered for a
+    ``watch()`` block (a whole step: registering them costs about what running them does) and do
+    nothing outside ``saving()``. The backward may run after both blocks."""
 
-    def pack(t: torch.Tensor):
-        hit = same.get(id(t))
+    def __init__(self, model: nn.Module):
+        self.modules = watched_modules(model)
+        self.on = False
+        self.running = None  # (module, its input, a frozen conv) while a watched module runs with the hooks pushed
+        self.relu_of: dict = {}  # id(x) -> (ref(x), x's version, ref(relu(x)), its version): x's first ReLU
+        self.same: dict = {}     # id(t) -> (ref(t), t's version, the saved first ReLU of t's input)
+
+    @contextlib.contextmanager
+    def watch(self):
+        handles = []
+        try:
+            for m in self.modules:
+                handles += [m.register_forward_pre_hook(self._enter),
+                            m.register_forward_hook(self._leave, always_call=True)]
+            yield self
+        finally:
+            for h in handles:
+                h.remove()
+
+    @contextlib.contextmanager
+    def saving(self):
+        self.on = True
+        try:
+            yield
+        finally:
+            self.on = False
+            self._leave()
+            self.relu_of.clear()
+            self.same.clear()
+
+    def _enter(self, m: nn.Module, args) -> None:
+        if not self.on or not args or not isinstance(args[0], torch.Tensor) or _top_hooks(False) is not None:
+            return
+        x = args[0]
+        frozen = False
+        if type(m) is nn.Conv2d:
+            frozen = not (m.weight.requires_grad or (m.bias is not None and m.bias.requires_grad))
+            if not frozen and id(x) not in self.same:  # autograd keeps this conv's input and weight as they are
+                return
+        self.running = (m, x, frozen)
+        _push_hooks(self._pack, _unpack)
+
+    def _leave(self, *_) -> None:
+        if self.running is not None:
+            self.running = None
+            _pop_hooks()
+
+    def _pack(self, t: torch.Tensor):
+        hit = self.same.get(id(t))
         if hit is not None and hit[0]() is t and hit[1] == t._version:
             return hit[2]
-        if running[0] is None:
-            return t, t._version
-        m, x = running[0]
+        m, x, frozen = self.running
         if type(m) is nn.ReLU:  # t = relu(x): the first ReLU of x serves every later one
-            first = relu_of.get(id(x))
+            first = self.relu_of.get(id(x))
             if first is not None and first[0]() is x and first[1] == x._version:
                 kept = first[2]()
-                if kept is not None and _alike(kept, t):
+                if kept is not None and kept._version == first[3] and _alike(kept, t):
                     saved = kept, kept._version
-                    same[id(t)] = (weakref.ref(t), t._version, saved)
+                    self.same[id(t)] = (weakref.ref(t), t._version, saved)
                     return saved
-            relu_of[id(x)] = (weakref.ref(x), x._version, weakref.ref(t))
+            self.relu_of[id(x)] = (weakref.ref(x), x._version, weakref.ref(t), t._version)
         elif type(m) is nn.MaxPool2d and t.dtype == torch.int64 and _index_type(x) is not None:  # the indices
             return _Narrowed(t, _index_type(x))
-        elif type(m) is nn.Conv2d and t.data_ptr() == x.data_ptr() and _alike(t, x):  # a frozen conv's input
+        elif frozen and t.data_ptr() == x.data_ptr() and _alike(t, x):  # a frozen conv's input
             return _ShapeOnly(t)
         return t, t._version
 
-    handles = []
-    for m in modules:
-        if type(m) is not nn.Conv2d or not (m.weight.requires_grad or (m.bias is not None and m.bias.requires_grad)):
-            handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
-    try:
-        with torch.autograd.graph.saved_tensors_hooks(pack, _unpack):
-            yield
-    finally:
-        for h in handles:
-            h.remove()
+
+@contextlib.contextmanager
+def lean_saves(model: nn.Module):
+    """``LeanSaves`` for one block: a forward in it keeps less for its backward."""
+    lean = LeanSaves(model)
+    with lean.watch(), lean.saving():
+        yield
 
 
 def edge_map(space: SearchSpace) -> dict[str, list[str]]:

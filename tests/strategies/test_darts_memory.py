@@ -1,6 +1,7 @@
 """DARTS keeps less for backward (``lean_saves``) and computes the same bits: α after its Adam
 step, the weights' gradients and the BatchNorm statistics, first and second order, in both memory
-layouts; it keeps autograd's in-place check; and it leaves no hook behind."""
+layouts; it keeps autograd's in-place check; and it leaves no hook behind, saved-tensor hooks
+included."""
 import contextlib
 import copy
 import weakref
@@ -14,7 +15,7 @@ from supernet import SearchSpace
 from supernet.spaces import create
 from supernet.strategies import DARTS, StepContext
 from supernet.strategies.base import frozen
-from supernet.strategies.darts import lean_saves, watched_modules
+from supernet.strategies.darts import lean_saves
 
 LAYOUTS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 
@@ -88,7 +89,7 @@ def _graph_bytes(strategy, model, x, y, lean: bool, freeze: bool) -> int:
     """What a forward leaves alive for its backward (the loss's graph)."""
     strategy.mix(detach=not freeze)  # the α step's weights carry α's graph: a fresh one per forward
     with frozen(model) if freeze else contextlib.nullcontext(), _LiveBytes() as mem:
-        with lean_saves(watched_modules(model)) if lean else contextlib.nullcontext():
+        with lean_saves(model) if lean else contextlib.nullcontext():
             loss = nn.functional.cross_entropy(model(x), y)
         kept = mem.live
         loss.backward()  # the graph works, and frees what it kept
@@ -109,14 +110,14 @@ def test_lean_saves_keep_the_in_place_check():
     relu, pool = nn.ReLU(), nn.MaxPool2d(3, 1, 1)
     model = nn.Sequential(relu, pool)
     x = torch.randn(2, 3, 5, 5, requires_grad=True)
-    with lean_saves(watched_modules(model)):
+    with lean_saves(model):
         a = relu(x * 1)
         b = relu(a.detach().requires_grad_() * 1)  # nothing shared: the results are kept as they are
         out = pool(b).sin()
     b.add_(1)  # the max pool's input, from which its indices and output would be recomputed
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         out.sum().backward()
-    with lean_saves(watched_modules(model)):
+    with lean_saves(model):
         r = relu(x * 1)
         s = r.sin()
     r.mul_(2)  # saved by the ReLU and by sin
@@ -129,13 +130,18 @@ def test_lean_saves_share_one_relu_per_input_and_leave_no_hooks():
     x = torch.randn(2, 3, 5, 5, requires_grad=True)
     grads = []
     for lean in (False, True):
-        with lean_saves(watched_modules(model)) if lean else contextlib.nullcontext():
+        with lean_saves(model) if lean else contextlib.nullcontext():
             a, b = model[0](x), model[1](x)  # two ReLUs of one input: one result is kept for both
             out = (model[2](a) * model[3](b)).square().sum()
         grads.append(torch.autograd.grad(out, [x, *model[2].parameters()]))
     assert all(torch.equal(u, v) for u, v in zip(*grads))
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model)
     with pytest.raises(ZeroDivisionError):
-        with lean_saves(watched_modules(model)):
+        with lean_saves(model):
             1 / 0
+    model[2].requires_grad_(False)  # a frozen conv: watched, so its hooks are pushed while it runs
+    with pytest.raises(RuntimeError):
+        with lean_saves(model):
+            model[2](torch.randn(2, 4, 5, 5))  # 4 channels for 3: it raises with the hooks pushed
+    assert torch._C._autograd._top_saved_tensors_default_hooks(False) is None
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model)
