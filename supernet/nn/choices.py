@@ -104,16 +104,72 @@ class LayerChoice(Choice):
         # An op that outputs zeros (DARTS' 'none') adds nothing to the sum and nothing to any
         # gradient: it is skipped, unless it is all there is.
         computed = [i for i in indices if not isinstance(self._list[i], Zero)] or indices
+        # Options that start with a ReLU of the same input (DARTS' four convs, NAS-Bench-201's two)
+        # share one relu(x): computed, kept for backward and differentiated once, not per option
+        # (and once per input for every choice in a ``shared_relus()`` block). It is computed outside
+        # a recomputed region, so recomputing changes nothing in the graph.
+        x = args[0] if len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor) else None
+        relus = [leading_relu(self._list[i]) if x is not None else None for i in computed]
+        first = next((r for r in relus if r is not None), None)
+        h = None if first is None else relu_of(x, first)
+        starts = [r is not None for r in relus]
         if self.recompute and torch.is_grad_enabled():
-            return recomputed(self, self._weighted_sum, computed, self.weights, *args, **kwargs)
-        return self._weighted_sum(computed, self.weights, *args, **kwargs)
+            return recomputed(self, self._weighted_sum, computed, starts, h, self.weights, *args, **kwargs)
+        return self._weighted_sum(computed, starts, h, self.weights, *args, **kwargs)
 
-    def _weighted_sum(self, computed: list[int], weights: torch.Tensor, *args, **kwargs):
+    def _weighted_sum(self, computed: list[int], starts: list[bool], h, weights: torch.Tensor, *args, **kwargs):
         out = None
-        for i in computed:
-            y = weights[i] * self._list[i](*args, **kwargs)
+        for i, after_relu in zip(computed, starts):
+            y = weights[i] * (after_leading_relu(self._list[i], h) if after_relu else self._list[i](*args, **kwargs))
             out = y if out is None else out + y
         return out
+
+
+_relus: dict[int, tuple] | None = None  # id(x) -> (x, relu(x), their versions) inside a shared_relus() block
+
+
+@contextlib.contextmanager
+def shared_relus():
+    """Inside the block, the mixed ``LayerChoice``s share one relu(x) per input x (a DARTS cell's
+    state feeds up to four edges, each with four options that start with its ReLU)."""
+    global _relus
+    outer, _relus = _relus, {} if _relus is None else _relus
+    try:
+        yield
+    finally:
+        _relus = outer
+
+
+def relu_of(x: torch.Tensor, relu: nn.ReLU) -> torch.Tensor:
+    """``relu(x)``, computed once per input inside a ``shared_relus()`` block."""
+    if _relus is None:
+        return relu(x)
+    hit = _relus.get(id(x))
+    if hit is not None and hit[0] is x and hit[2] == (x._version, hit[1]._version):
+        return hit[1]
+    y = relu(x)
+    _relus[id(x)] = (x, y, (x._version, y._version))
+    return y
+
+
+def leading_relu(op: nn.Module) -> nn.ReLU | None:
+    """The ``nn.ReLU`` (not in place) that ``op`` applies first, through nested ``nn.Sequential``s
+    without hooks, or None."""
+    while type(op) is nn.Sequential or (isinstance(op, nn.Sequential) and type(op).forward is nn.Sequential.forward):
+        if not len(op) or op._forward_hooks or op._forward_pre_hooks:
+            return None
+        op = op[0]
+    return op if type(op) is nn.ReLU and not op.inplace else None
+
+
+def after_leading_relu(op: nn.Sequential, h: torch.Tensor) -> torch.Tensor:
+    """``op(x)`` from ``h = relu(x)``, its leading ReLU's output (``leading_relu(op)`` is not None)."""
+    first, *rest = op
+    if not isinstance(first, nn.ReLU):
+        h = after_leading_relu(first, h)
+    for m in rest:
+        h = m(h)
+    return h
 
 
 def recomputed(module: nn.Module, fn, *args, **kwargs):

@@ -25,7 +25,6 @@ The final architecture (``final_arch``) follows the paper's genotype rule: on ea
 from __future__ import annotations
 
 import contextlib
-import weakref
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -33,7 +32,7 @@ import torch
 from torch import nn
 
 from ..arch import Arch, SearchSpace
-from ..nn.choices import InputChoice, LayerChoice, gate_of
+from ..nn.choices import InputChoice, LayerChoice, gate_of, shared_relus
 from ..runtime import dist
 from ..runtime.seeding import mix_seed
 from .base import (StepContext, Strategy, frozen, load_weights_state_, weights_history, weights_state,
@@ -64,9 +63,9 @@ class DARTS(Strategy):
                                            # the largest maps: 0.125 is the darts space's first cell), that keep only
                                            # their input and run their options again in backward: the same gradients,
                                            # less memory, more time (docs/performance.md#darts); 0 keeps them all
-        lean_saves: bool = False           # keep one copy of the options' shared ReLU, narrower max pool indices and no
-                                           # inputs of frozen convs for backward (lean_saves): the same bits, 0.74x
-                                           # the peak RSS growth, 1.04x the step time (docs/performance.md#darts)
+        lean_saves: bool = True            # keep narrower max pool indices, and no inputs of frozen pointwise convs
+                                           # (α step), for backward: the same bits, less memory, about the same step
+                                           # time (docs/performance.md#darts); false keeps what autograd keeps
 
         def __post_init__(self):
             if not 0 < self.held_out < 1:
@@ -129,10 +128,6 @@ class DARTS(Strategy):
 
     # --- one step --------------------------------------------------------------------------------
     def train_step(self, step: int, x, y, ctx: StepContext):
-        with self.lean.watch() if self.config.lean_saves else contextlib.nullcontext():  # once a step, not a forward
-            return self._train_step(step, x, y, ctx)
-
-    def _train_step(self, step: int, x, y, ctx: StepContext):
         if step % self.config.snapshot_every == 0:
             self.history.append({"step": step, "weights": self.probabilities()})
         model = ctx.model
@@ -158,10 +153,12 @@ class DARTS(Strategy):
         loss.backward()
         return loss.detach(), logits.detach(), y
 
+    @contextlib.contextmanager
     def saving(self):
-        """Where the model's forward keeps its tensors for backward: ``lean_saves`` unless the
-        config turns it off."""
-        return self.lean.saving() if self.config.lean_saves else contextlib.nullcontext()
+        """Around each forward: one relu(x) per input for every mixed choice (``shared_relus``),
+        and ``lean_saves`` unless the config turns it off."""
+        with shared_relus(), self.lean.saving() if self.config.lean_saves else contextlib.nullcontext():
+            yield
 
     def unrolled_grads(self, model: nn.Module, x, y, xv, yv, ctx: StepContext):
         """The second-order α gradient (architect.py ``_backward_step_unrolled``), and L_val(w')."""
@@ -232,14 +229,14 @@ def _grads(loss: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor
 
 # --- what a forward keeps for backward --------------------------------------------------------------
 # A mixed choice runs every option on one input, and autograd keeps every option's activations: a
-# search step's tensors peak at 8x the fixed network's. Some of what it keeps is there twice, or
-# wider than it needs, or not needed at all, and ``lean_saves`` keeps that part smaller, bit for bit:
-# - the options that start with a ReLU (DARTS' four convs) each compute relu(x) of the same x: one
-#   copy serves every node that saves one;
+# search step's tensors peak at 8x the fixed network's. (The options that start with a ReLU of the
+# same input share one relu(x) in every mixed choice: ``LayerChoice``.) Some of what the rest keeps
+# is wider than it needs, or not needed at all, and ``lean_saves`` keeps that part smaller, bit for bit:
 # - a max pool's indices (int64) are positions in the input's plane: int16 holds them when the
 #   plane has at most 32,768 pixels, int32 up to 2^31;
 # - a conv with frozen weights (the first-order α step) computes no weight gradient, and its input
-#   gradient reads only the input's shape: an empty tensor of that shape stands in.
+#   gradient reads only the input's shape: an empty tensor of that shape stands in (where it is the
+#   conv before's output, which nothing else keeps: a separable conv's pointwise half).
 # (Running the pools again in backward instead of keeping their outputs and indices would free
 # more, but a pool costs as much as a conv on the CPU: the step took 1.15x as long.)
 # Saved-tensor hooks lose autograd's check for tensors changed in place after they were saved, so
@@ -289,11 +286,16 @@ def _index_type(x: torch.Tensor) -> Optional[torch.dtype]:
     return torch.int16 if plane <= 2**15 else torch.int32 if plane <= 2**31 else None
 
 
-def watched_modules(model: nn.Module) -> list[nn.Module]:
-    """The modules ``lean_saves`` watches: ``nn.ReLU`` (not in place), ``nn.MaxPool2d`` and
-    ``nn.Conv2d`` with zero padding."""
-    return [m for m in model.modules() if (type(m) is nn.ReLU and not m.inplace) or type(m) is nn.MaxPool2d
-            or (type(m) is nn.Conv2d and m.padding_mode == "zeros")]
+def convs_after_convs(model: nn.Module) -> list[nn.Conv2d]:
+    """The convs (zero padding) that follow a conv in an ``nn.Sequential`` (a separable conv's
+    pointwise half): their input is the conv before's output, which nothing else keeps."""
+    out = []
+    for seq in model.modules():
+        if isinstance(seq, nn.Sequential):
+            kids = list(seq)
+            out += [b for a, b in zip(kids, kids[1:])
+                    if type(a) is nn.Conv2d and type(b) is nn.Conv2d and b.padding_mode == "zeros"]
+    return out
 
 
 _push_hooks = torch._C._autograd._push_saved_tensors_default_hooks
@@ -303,54 +305,35 @@ _top_hooks = torch._C._autograd._top_saved_tensors_default_hooks
 
 class LeanSaves:
     """A forward inside ``saving()`` keeps less for its backward (see above): the same gradients,
-    bit for bit. The saved-tensor hooks are pushed only while a watched module runs (a ReLU, a max
-    pool, a frozen conv, or a conv whose input is a shared ReLU's); what the rest of the forward
-    saves stays with autograd and its in-place check, as does everything under other saved-tensor
-    hooks (``torch.utils.checkpoint``, for ``recompute``). The module hooks are registered for a
-    ``watch()`` block (a whole step: registering them costs about what running them does) and do
-    nothing outside ``saving()``. The backward may run after both blocks."""
+    bit for bit. The saved-tensor hooks are pushed only while a watched module runs: a max pool, or
+    a conv after a conv whose weights were frozen when the block began. What the rest of the
+    forward saves stays with autograd and its in-place check, as does everything under other
+    saved-tensor hooks (``torch.utils.checkpoint``, for ``recompute``). The backward may run after
+    the block."""
 
     def __init__(self, model: nn.Module):
-        self.modules = watched_modules(model)
-        self.on = False
-        self.running = None  # (module, its input, a frozen conv) while a watched module runs with the hooks pushed
-        self.relu_of: dict = {}  # id(x) -> (ref(x), x's version, ref(relu(x)), its version): x's first ReLU
-        self.same: dict = {}     # id(t) -> (ref(t), t's version, the saved first ReLU of t's input)
-
-    @contextlib.contextmanager
-    def watch(self):
-        handles = []
-        try:
-            for m in self.modules:
-                handles += [m.register_forward_pre_hook(self._enter),
-                            m.register_forward_hook(self._leave, always_call=True)]
-            yield self
-        finally:
-            for h in handles:
-                h.remove()
+        self.pools = [m for m in model.modules() if type(m) is nn.MaxPool2d]
+        self.convs = convs_after_convs(model)
+        self.running = None  # (module, its input) while a watched module runs with the hooks pushed
 
     @contextlib.contextmanager
     def saving(self):
-        self.on = True
+        frozen = [m for m in self.convs if not (m.weight.requires_grad or (m.bias is not None and m.bias.requires_grad))]
+        handles = []
         try:
+            for m in self.pools + frozen:
+                handles += [m.register_forward_pre_hook(self._enter),
+                            m.register_forward_hook(self._leave, always_call=True)]
             yield
         finally:
-            self.on = False
+            for h in handles:
+                h.remove()
             self._leave()
-            self.relu_of.clear()
-            self.same.clear()
 
     def _enter(self, m: nn.Module, args) -> None:
-        if not self.on or not args or not isinstance(args[0], torch.Tensor) or _top_hooks(False) is not None:
-            return
-        x = args[0]
-        frozen = False
-        if type(m) is nn.Conv2d:
-            frozen = not (m.weight.requires_grad or (m.bias is not None and m.bias.requires_grad))
-            if not frozen and id(x) not in self.same:  # autograd keeps this conv's input and weight as they are
-                return
-        self.running = (m, x, frozen)
-        _push_hooks(self._pack, _unpack)
+        if args and isinstance(args[0], torch.Tensor) and _top_hooks(False) is None:
+            self.running = (m, args[0])
+            _push_hooks(self._pack, _unpack)
 
     def _leave(self, *_) -> None:
         if self.running is not None:
@@ -358,22 +341,11 @@ class LeanSaves:
             _pop_hooks()
 
     def _pack(self, t: torch.Tensor):
-        hit = self.same.get(id(t))
-        if hit is not None and hit[0]() is t and hit[1] == t._version:
-            return hit[2]
-        m, x, frozen = self.running
-        if type(m) is nn.ReLU:  # t = relu(x): the first ReLU of x serves every later one
-            first = self.relu_of.get(id(x))
-            if first is not None and first[0]() is x and first[1] == x._version:
-                kept = first[2]()
-                if kept is not None and kept._version == first[3] and _alike(kept, t):
-                    saved = kept, kept._version
-                    self.same[id(t)] = (weakref.ref(t), t._version, saved)
-                    return saved
-            self.relu_of[id(x)] = (weakref.ref(x), x._version, weakref.ref(t), t._version)
-        elif type(m) is nn.MaxPool2d and t.dtype == torch.int64 and _index_type(x) is not None:  # the indices
-            return _Narrowed(t, _index_type(x))
-        elif frozen and t.data_ptr() == x.data_ptr() and _alike(t, x):  # a frozen conv's input
+        m, x = self.running
+        if type(m) is nn.MaxPool2d:
+            if t.dtype == torch.int64 and _index_type(x) is not None:  # the indices
+                return _Narrowed(t, _index_type(x))
+        elif t.data_ptr() == x.data_ptr() and _alike(t, x):  # a frozen conv's input
             return _ShapeOnly(t)
         return t, t._version
 
@@ -381,8 +353,7 @@ class LeanSaves:
 @contextlib.contextmanager
 def lean_saves(model: nn.Module):
     """``LeanSaves`` for one block: a forward in it keeps less for its backward."""
-    lean = LeanSaves(model)
-    with lean.watch(), lean.saving():
+    with LeanSaves(model).saving():
         yield
 
 

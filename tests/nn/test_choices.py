@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from supernet.nn import ChannelChoice, InputChoice, LayerChoice, SlicedBatchNorm2d, SlicedConv2d
+from supernet.nn.choices import shared_relus
 
 
 def test_layer_choice_runs_the_active_candidate_and_names_its_label_when_none():
@@ -192,3 +193,62 @@ def test_depthwise_conv_skips_only_taps_that_meet_padding():
     x = torch.randn(3, 2, 1, 1)
     assert torch.allclose(sliced(x), F.conv2d(x, sliced.weight[:2], None, 1, 3, 1, 2), atol=1e-6)
     assert isinstance(sliced.fixed(), DepthwiseConv2d)
+
+
+def _relu_first_choice(label: str) -> LayerChoice:
+    """Options as DARTS builds them: two start with a ReLU (one through a nested Sequential)."""
+    torch.manual_seed(0)
+    return LayerChoice([nn.Sequential(nn.ReLU(), nn.Conv2d(3, 3, 3, padding=1)),
+                        nn.Sequential(nn.Sequential(nn.ReLU(), nn.Conv2d(3, 3, 1)), nn.BatchNorm2d(3)),
+                        nn.AvgPool2d(3, 1, 1), nn.Identity()], label=label)
+
+
+def _relu_calls(*choices) -> list[int]:
+    calls = [0]
+    for c in choices:
+        for m in c.modules():
+            if isinstance(m, nn.ReLU):
+                m.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def test_mixed_options_that_start_with_a_relu_share_one_and_compute_the_same():
+    a, b = _relu_first_choice("a"), _relu_first_choice("b")
+    w = torch.tensor([0.1, 0.2, 0.3, 0.4], requires_grad=True)
+    a.weights = b.weights = w
+    x0 = torch.randn(2, 3, 5, 5, requires_grad=True)
+    x = x0 * 1
+    calls = _relu_calls(a, b)
+    out = (a(x) * b(x).sin()).sum()
+    assert calls[0] == 2  # once per choice, not once per option
+    by_option = (sum(w[i] * a[i](x) for i in range(4)) * sum(w[i] * b[i](x) for i in range(4)).sin()).sum()
+    torch.testing.assert_close(out, by_option)
+    for u, v in zip(torch.autograd.grad(out, [x0, w, *a.parameters()], retain_graph=True),
+                    torch.autograd.grad(by_option, [x0, w, *a.parameters()])):
+        torch.testing.assert_close(u, v)
+    calls[0] = 0
+    with shared_relus():
+        a(x), b(x)  # one input, one relu(x) for both choices
+        assert calls[0] == 1
+        with torch.no_grad():
+            x.add_(1)  # changed in place: its relu is computed again
+        a(x)
+        assert calls[0] == 2
+    a(x)
+    assert calls[0] == 3  # the block's memo is gone with it
+
+
+def test_a_hooked_option_runs_whole_and_recomputing_keeps_the_same_bits():
+    a = _relu_first_choice("a")
+    seen = []
+    a[0].register_forward_hook(lambda m, args, out: seen.append(out.shape))
+    a.weights = torch.tensor([0.1, 0.2, 0.3, 0.4], requires_grad=True)
+    x = torch.randn(2, 3, 5, 5, requires_grad=True)
+    grads = []
+    for recompute in (False, True):
+        a.recompute = recompute
+        with shared_relus():
+            out = a(x).square().sum()
+        grads.append(torch.autograd.grad(out, [x, a.weights, *a.parameters()]))
+    assert len(seen) == 3  # the hooked option ran through its own forward (again in the recomputing backward)
+    assert all(torch.equal(u, v) for u, v in zip(*grads))
