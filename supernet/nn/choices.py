@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import threading
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -107,8 +108,10 @@ class LayerChoice(Choice):
         # Options that start with a ReLU of the same input (DARTS' four convs, NAS-Bench-201's two)
         # share one relu(x): computed, kept for backward and differentiated once, not per option
         # (and once per input for every choice in a ``shared_relus()`` block). It is computed outside
-        # a recomputed region, so recomputing changes nothing in the graph.
-        x = args[0] if len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor) else None
+        # a recomputed region, so recomputing changes nothing in the graph. Only where autograd
+        # records: it would raise if an option changed the shared relu(x) in place.
+        one = len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor) and torch.is_grad_enabled()
+        x = args[0] if one else None
         relus = [leading_relu(self._list[i]) if x is not None else None for i in computed]
         first = next((r for r in relus if r is not None), None)
         h = None if first is None else relu_of(x, first)
@@ -125,45 +128,49 @@ class LayerChoice(Choice):
         return out
 
 
-_relus: dict[int, tuple] | None = None  # id(x) -> (x, relu(x), their versions) inside a shared_relus() block
+_shared = threading.local()  # .relus: id(x) -> (x, relu(x), their versions) inside a shared_relus() block
 
 
 @contextlib.contextmanager
-def shared_relus():
+def shared_relus(on: bool = True):
     """Inside the block, the mixed ``LayerChoice``s share one relu(x) per input x (a DARTS cell's
-    state feeds up to four edges, each with four options that start with its ReLU)."""
-    global _relus
-    outer, _relus = _relus, {} if _relus is None else _relus
+    state feeds up to four edges, each with four options that start with its ReLU); ``on=False``
+    turns that off within an outer block."""
+    outer = getattr(_shared, "relus", None)
+    _shared.relus = ((outer if outer is not None else {}) if on else None)
     try:
         yield
     finally:
-        _relus = outer
+        _shared.relus = outer
 
 
 def relu_of(x: torch.Tensor, relu: nn.ReLU) -> torch.Tensor:
     """``relu(x)``, computed once per input inside a ``shared_relus()`` block."""
-    if _relus is None:
+    relus = getattr(_shared, "relus", None)
+    if relus is None:
         return relu(x)
-    hit = _relus.get(id(x))
+    hit = relus.get(id(x))
     if hit is not None and hit[0] is x and hit[2] == (x._version, hit[1]._version):
         return hit[1]
     y = relu(x)
-    _relus[id(x)] = (x, y, (x._version, y._version))
+    relus[id(x)] = (x, y, (x._version, y._version))
     return y
 
 
 def leading_relu(op: nn.Module) -> nn.ReLU | None:
-    """The ``nn.ReLU`` (not in place) that ``op`` applies first, through nested ``nn.Sequential``s
-    without hooks, or None."""
-    while type(op) is nn.Sequential or (isinstance(op, nn.Sequential) and type(op).forward is nn.Sequential.forward):
+    """The ``nn.ReLU`` (not in place, no hooks) that ``op`` applies first, through nested
+    ``nn.Sequential``s without hooks, or None."""
+    while isinstance(op, nn.Sequential) and type(op).forward is nn.Sequential.forward:
         if not len(op) or op._forward_hooks or op._forward_pre_hooks:
             return None
         op = op[0]
-    return op if type(op) is nn.ReLU and not op.inplace else None
+    hooked = op._forward_hooks or op._forward_pre_hooks
+    return op if type(op) is nn.ReLU and not op.inplace and not hooked else None
 
 
 def after_leading_relu(op: nn.Sequential, h: torch.Tensor) -> torch.Tensor:
-    """``op(x)`` from ``h = relu(x)``, its leading ReLU's output (``leading_relu(op)`` is not None)."""
+    """``op(x)`` from ``h = relu(x)``, its leading ReLU's output (``leading_relu(op)`` is not None),
+    through the nested ``nn.Sequential``s that lead to it."""
     first, *rest = op
     if not isinstance(first, nn.ReLU):
         h = after_leading_relu(first, h)
@@ -179,12 +186,10 @@ def recomputed(module: nn.Module, fn, *args, **kwargs):
     ``module``'s buffers a second time (BatchNorm's running statistics): they are put back."""
     calls = 0
 
-    def run(*a, **kw):
+    def run(*a, **kw):  # its own relu(x)s in both runs: the backward runs after any shared_relus() block
         nonlocal calls
         calls += 1
-        if calls == 1:
-            return fn(*a, **kw)
-        with buffers_kept(module):
+        with shared_relus(on=False), buffers_kept(module) if calls > 1 else contextlib.nullcontext():
             return fn(*a, **kw)
     return checkpoint(run, *args, use_reentrant=False, **kwargs)
 

@@ -3,6 +3,7 @@ from collections import OrderedDict
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from supernet.nn import ChannelChoice, InputChoice, LayerChoice, SlicedBatchNorm2d, SlicedConv2d
 from supernet.nn.choices import shared_relus
@@ -203,13 +204,16 @@ def _relu_first_choice(label: str) -> LayerChoice:
                         nn.AvgPool2d(3, 1, 1), nn.Identity()], label=label)
 
 
-def _relu_calls(*choices) -> list[int]:
-    calls = [0]
-    for c in choices:
-        for m in c.modules():
-            if isinstance(m, nn.ReLU):
-                m.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
-    return calls
+class _ReluCalls(TorchDispatchMode):
+    """Counts the ReLUs computed in the block."""
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.n += func is torch.ops.aten.relu.default
+        return func(*args, **(kwargs or {}))
 
 
 def test_mixed_options_that_start_with_a_relu_share_one_and_compute_the_same():
@@ -218,24 +222,28 @@ def test_mixed_options_that_start_with_a_relu_share_one_and_compute_the_same():
     a.weights = b.weights = w
     x0 = torch.randn(2, 3, 5, 5, requires_grad=True)
     x = x0 * 1
-    calls = _relu_calls(a, b)
-    out = (a(x) * b(x).sin()).sum()
-    assert calls[0] == 2  # once per choice, not once per option
+    with _ReluCalls() as calls:
+        out = (a(x) * b(x).sin()).sum()
+    assert calls.n == 2  # once per choice, not once per option
     by_option = (sum(w[i] * a[i](x) for i in range(4)) * sum(w[i] * b[i](x) for i in range(4)).sin()).sum()
     torch.testing.assert_close(out, by_option)
     for u, v in zip(torch.autograd.grad(out, [x0, w, *a.parameters()], retain_graph=True),
                     torch.autograd.grad(by_option, [x0, w, *a.parameters()])):
         torch.testing.assert_close(u, v)
-    calls[0] = 0
-    with shared_relus():
+    with shared_relus(), _ReluCalls() as calls:
         a(x), b(x)  # one input, one relu(x) for both choices
-        assert calls[0] == 1
+        assert calls.n == 1
         with torch.no_grad():
             x.add_(1)  # changed in place: its relu is computed again
+            a(x)  # and without autograd each option runs whole
+            assert calls.n == 3
         a(x)
-        assert calls[0] == 2
-    a(x)
-    assert calls[0] == 3  # the block's memo is gone with it
+        assert calls.n == 4
+    with _ReluCalls() as calls:
+        a(x)
+    assert calls.n == 1  # the block's memo is gone with it
+    a[0][0].register_forward_hook(lambda m, args, out: out * 0)  # a hooked ReLU runs in its option
+    torch.testing.assert_close(a(x), sum(w[i] * a[i](x) for i in range(4)))
 
 
 def test_a_hooked_option_runs_whole_and_recomputing_keeps_the_same_bits():
@@ -252,3 +260,16 @@ def test_a_hooked_option_runs_whole_and_recomputing_keeps_the_same_bits():
         grads.append(torch.autograd.grad(out, [x, a.weights, *a.parameters()]))
     assert len(seen) == 3  # the hooked option ran through its own forward (again in the recomputing backward)
     assert all(torch.equal(u, v) for u, v in zip(*grads))
+
+
+def test_a_recomputed_choice_computes_its_inner_choices_relus_itself():
+    inner = _relu_first_choice("inner")
+    outer = LayerChoice([inner, nn.Sequential(nn.ReLU(), nn.Conv2d(3, 3, 1))], label="outer")
+    inner.weights = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    outer.weights = torch.tensor([0.5, 0.5], requires_grad=True)
+    outer.recompute = True
+    x = torch.randn(2, 3, 5, 5, requires_grad=True)
+    with shared_relus():
+        out = outer(x).square().sum()
+    out.backward()  # the recomputation (after the block) saves what the first run saved
+    assert x.grad is not None
