@@ -27,8 +27,8 @@ def test_no_private_notes_or_work_log_words():
     assert not found, found
 
 
-def test_the_manual_builds_with_warnings_as_errors(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+def test_the_manual_builds_with_warnings_as_errors(tmp_path):  # no -q: it hides the warnings --strict counts
+    p = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
                        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
                        timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]

@@ -89,7 +89,8 @@ def fake_quantize(x: torch.Tensor, step: torch.Tensor, qmin: int, qmax: int, axi
     Args:
         step: a scalar tensor, or with ``axis`` one step per slice of ``x`` along ``axis``
             (per-channel weights: ``axis=0``).
-        qmin, qmax: the integer range, ``bit_range(bits, signed)``.
+        qmin: the integer range's low end, ``bit_range(bits, signed)[0]``.
+        qmax: its high end.
         count: the ``n`` of the gradient scale: by default the elements per step; for activations
             LSQ counts one sample's features, so that the scale does not depend on the batch size
             (nor on how many processes share a batch).

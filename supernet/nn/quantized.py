@@ -35,7 +35,8 @@ class Quantized(nn.Module):
 
     Args:
         layer: the layer; it stays a child (``.layer``) and keeps its parameters.
-        weight_bits, act_bits: a ``BitChoice`` (searched; may be shared with other layers) or an int.
+        weight_bits: a ``BitChoice`` (searched; may be shared with other layers) or an int.
+        act_bits: the same for the inputs.
         per_channel: one weight step per output channel (else one per layer).
         labels: the ``(weight, act)`` labels of the decisions, kept by the fixed form for costs and
             reports; the choices' own labels when omitted.

@@ -90,7 +90,8 @@ def mixed_precision(model: nn.Module | SearchSpace, weight_bits: Sequence[int] =
 
     Args:
         model: a model, or a ``SearchSpace`` (its model is changed).
-        weight_bits, act_bits: the candidates, in 2..8, and 32 for full precision.
+        weight_bits: the weights' candidates, in 2..8, and 32 for full precision.
+        act_bits: the inputs' candidates, likewise.
         exclude: layer names or glob patterns (``"features.0.*"``) kept in float; each must name
             a layer. None excludes the first and the last quantizable layer (the stem conv and the
             classifier, as the papers do); ``()`` excludes nothing.
