@@ -125,6 +125,7 @@ def test_search_killed_mid_generation_resumes_to_the_same_result(reference, tmp_
     assert json.loads((run / "search" / "best_arch.json").read_text()) == json.loads((ref / "search" / "best_arch.json").read_text())
 
 
+@pytest.mark.slow
 def test_a_damaged_checkpoint_is_reported_and_the_previous_one_used(reference, tmp_path, capsys):
     import shutil
     from supernet.cli import main

@@ -105,6 +105,7 @@ def test_two_trainings_on_one_run_dir_one_is_refused_and_a_killed_holder_never_b
     assert not (run / ".lock").exists()
 
 
+@pytest.mark.slow
 def test_under_torchrun_every_rank_stops_when_the_run_dir_is_held(tmp_path):
     """Rank 0 takes the lock and every rank shares its outcome: a refusal stops both, none waits forever
     in a collective."""

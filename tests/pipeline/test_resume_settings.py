@@ -75,7 +75,7 @@ def test_more_steps_are_allowed_where_the_schedule_does_not_depend_on_them(tmp_p
 
 @pytest.mark.parametrize("override, words", [
     ("strategy.arch_lr=0.01", "strategy.arch_lr: the run used 0.0003, now 0.01"),
-    ("strategy.unrolled=false", "strategy.unrolled: the run used True, now False"),
+    pytest.param("strategy.unrolled=false", "strategy.unrolled: the run used True, now False", marks=pytest.mark.slow),
 ])
 def test_a_strategy_setting_that_its_restored_state_would_override_is_refused(tmp_path, capsys, override, words):
     run = interrupted(tmp_path, capsys, TINY_DARTS)
@@ -83,6 +83,7 @@ def test_a_strategy_setting_that_its_restored_state_would_override_is_refused(tm
     assert code == 2 and words in err, err
 
 
+@pytest.mark.slow
 def test_a_finished_run_resumed_leaves_its_artifacts_as_they_were(tmp_path, capsys):
     path = tmp_path / "darts.yaml"
     path.write_text(yaml.safe_dump(TINY_DARTS))

@@ -166,6 +166,7 @@ def test_bad_settings_are_refused_with_the_fix():
         ENAS(SearchSpace(model)).setup(torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_enas_runs_every_stage_from_the_cli_on_the_micro_space(tmp_path, capsys):
     import json
 

@@ -128,6 +128,7 @@ def test_an_architecture_is_scored_by_its_own_sub_supernet(spos_run, data):
         assert torch.equal(mine(x), alone(x))
 
 
+@pytest.mark.slow
 def test_a_resumed_run_gives_the_weights_of_the_uninterrupted_one_before_and_after_the_split(spos_run, data, tmp_path):
     out = spos_run[0]
     full = load_checkpoint(out / "last.pt")
