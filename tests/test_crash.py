@@ -23,6 +23,8 @@ from .conftest import assert_equal_nested, child_env
 from .strategies.standin import SHORT, short_strategy, standin_table_file
 from .test_pipeline import TINY
 
+pytestmark = pytest.mark.slow  # every test here runs and kills the CLI in subprocesses
+
 CONFIG = {**TINY, "supernet": {**TINY["supernet"], "steps": 12, "checkpoint_every": 2, "log_every": 1}}
 
 
@@ -80,7 +82,6 @@ def same_training(a, b, steps=12):
 
 
 # Writes: 1 = config.yaml, then per checkpoint step-N.pt and last.pt (2, 3 at step 2; 4, 5 at step 4 ...).
-@pytest.mark.slow
 @pytest.mark.parametrize("kill_at_write", [2, 3, 7])
 def test_training_killed_during_a_checkpoint_write_resumes_exactly(reference, tmp_path, kill_at_write):
     config, ref = reference
@@ -94,7 +95,6 @@ def test_training_killed_during_a_checkpoint_write_resumes_exactly(reference, tm
     assert not list((run / "supernet").glob(".*.tmp"))  # the killed write's temp file was cleaned up
 
 
-@pytest.mark.slow
 def test_training_killed_at_arbitrary_moments_resumes_exactly(reference, tmp_path):
     config, ref = reference
     run = tmp_path / "run"
@@ -110,7 +110,6 @@ def test_training_killed_at_arbitrary_moments_resumes_exactly(reference, tmp_pat
 
 
 # Search writes: 1 = config.yaml, then per generation state.json, history.jsonl, topk.json (2, 3, 4; 5, 6, 7 ...).
-@pytest.mark.slow
 @pytest.mark.parametrize("kill_at_write", [2, 6])
 def test_search_killed_mid_generation_resumes_to_the_same_result(reference, tmp_path, kill_at_write):
     import shutil
@@ -125,7 +124,6 @@ def test_search_killed_mid_generation_resumes_to_the_same_result(reference, tmp_
     assert json.loads((run / "search" / "best_arch.json").read_text()) == json.loads((ref / "search" / "best_arch.json").read_text())
 
 
-@pytest.mark.slow
 def test_a_damaged_checkpoint_is_reported_and_the_previous_one_used(reference, tmp_path, capsys):
     import shutil
     from supernet.cli import main
@@ -141,7 +139,6 @@ def test_a_damaged_checkpoint_is_reported_and_the_previous_one_used(reference, t
     assert "using step-" in warning[0]  # one line: what was skipped, and what is used instead
 
 
-@pytest.mark.slow
 def test_search_killed_at_arbitrary_moments_resumes_to_the_same_result(reference, tmp_path):
     import shutil
     config, ref = reference
@@ -163,7 +160,6 @@ def test_search_killed_at_arbitrary_moments_resumes_to_the_same_result(reference
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("strategy", [*sorted(STRATEGIES), "custom_strategy:LearnedSampling"])
 def test_every_strategy_killed_during_a_checkpoint_write_resumes_exactly(tmp_path, monkeypatch, strategy):
     """The harness above for every registered strategy (on the first space it accepts, with its short

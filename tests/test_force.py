@@ -78,7 +78,11 @@ def _killed(*args, kill_at_write):
 
 # The forced run's writes: 1 = its pending config.yaml (before the old folder moves aside), then step-3.pt (2)
 # and last.pt (3) at step 3, then the commit's config.yaml at the next log line (4).
-@pytest.mark.parametrize("kill_at_write, committed", [(1, False), pytest.param(2, False, marks=pytest.mark.slow), pytest.param(4, True, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("kill_at_write, committed", [
+    (1, False),
+    pytest.param(2, False, marks=pytest.mark.slow),
+    pytest.param(4, True, marks=pytest.mark.slow),
+])
 def test_a_forced_restart_killed_is_finished_by_the_next_start(trained, tmp_path, capsys, kill_at_write, committed):
     config, ref = trained
     run = tmp_path / "run"
